@@ -1,0 +1,55 @@
+"""The contract between the run lifecycle (runs.py) and an executor (local or cloud).
+
+An executor gets a `RunContext`, does its work, reports through the context
+(state changes, output lines, manifest fields, patches) and returns an
+`Outcome`. The lifecycle owns the terminal transition and the notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from .config import Config
+from .manifest import DiffEvidence, RunManifest
+from .protocol import RunState
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the executor finished: a terminal run state, a sentence, and an error code on failure."""
+
+    state: RunState
+    message: str = ""
+    error_code: str | None = None
+
+
+class RunContext(Protocol):
+    run_id: str
+    task_id: str
+    prompt: str
+    workspace: Path
+    run_dir: Path
+    config: Config
+    manifest: RunManifest
+    cancel_event: asyncio.Event
+
+    def set_state(self, state: RunState, message: str = "") -> None:
+        """Record a non-terminal transition (e.g. running), persist, notify."""
+
+    def save(self, message: str = "") -> None:
+        """Persist after mutating `manifest` fields; notify a runUpdate when `message` is given."""
+
+    def output(self, stream: Stream, line: str) -> None:
+        """One line of agent output: kept in the tail, forwarded as a rate-limited runUpdate."""
+
+    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+        """Store a patch beside the manifest; returns its evidence (path, sha256, stats)."""
+
+
+class Executor(Protocol):
+    async def execute(self, ctx: RunContext) -> Outcome: ...

@@ -1,0 +1,201 @@
+"""The run manifest: one versioned JSON file per run, written atomically at every change.
+
+Layout: `<runs.root>/<taskId>/<runId>/manifest.json`, beside it the patch files.
+Fields added later are nullable with defaults, so older manifests keep loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from .protocol import ApplyStrategy, Fallback, FileStat, Mode, RequestedMode, RunState
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    """Sortable by creation time (newest-first listing is a reverse sort), unique by random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3] + "-" + secrets.token_hex(3)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Transition(Model):
+    state: RunState
+    at: str
+    message: str = ""
+
+
+class ExecutorInfo(Model):
+    kind: Literal["local", "cloud"] = "local"
+    argv: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    scratch_path: str | None = None
+    pid: int | None = None
+
+
+class DiffEvidence(Model):
+    patch_path: str
+    sha256: str
+    bytes: int
+    files: list[FileStat] = Field(default_factory=list)
+    additions: int = 0
+    deletions: int = 0
+    over_budget: bool = False
+
+
+class ApplyOutcome(Model):
+    strategy: ApplyStrategy | None = None
+    applied: bool = False
+    rejected: bool = False
+    attempt: int | None = None
+    paths: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    forced: bool = False
+    at: str
+
+
+class CloudAttempt(Model):
+    attempt: int
+    turn_id: str | None = None
+    status: str | None = None
+    diff: DiffEvidence | None = None
+    error: str | None = None
+
+
+class CloudError(Model):
+    code: str
+    message: str
+    at: str
+    http_status: int | None = None
+
+
+class CloudInfo(Model):
+    adapter: str | None = None
+    task_id: str | None = None
+    task_url: str | None = None
+    env_id: str | None = None
+    branch: str | None = None
+    attempts: int | None = None
+    status: str | None = None
+    attempt_status: list[CloudAttempt] = Field(default_factory=list)
+    poll_count: int = 0
+    retries: int = 0
+    last_error: CloudError | None = None
+    created_at: str | None = None
+    last_polled_at: str | None = None
+    completed_at: str | None = None
+
+
+class RunManifest(Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    task_id: str
+    prompt: str
+    workspace: str
+    requested_mode: RequestedMode
+    selected_mode: Mode
+    routing_reason: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    fallback: Fallback | None = None
+    state: RunState
+    failure_reason: str | None = None
+    error_code: str | None = None
+    created_at: str
+    updated_at: str
+    transitions: list[Transition] = Field(default_factory=list)
+    executor: ExecutorInfo = Field(default_factory=ExecutorInfo)
+    diff: DiffEvidence | None = None
+    apply: ApplyOutcome | None = None
+    cloud: CloudInfo | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via temp file + fsync + rename so a crash leaves the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ManifestStore:
+    """Reads and writes manifests under one runs root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def run_dir(self, task_id: str, run_id: str) -> Path:
+        return self.root / task_id / run_id
+
+    def path_for(self, manifest: RunManifest) -> Path:
+        return self.run_dir(manifest.task_id, manifest.run_id) / MANIFEST_NAME
+
+    def save(self, manifest: RunManifest) -> Path:
+        manifest.updated_at = utc_now()
+        path = self.path_for(manifest)
+        atomic_write_text(path, json.dumps(manifest.wire(), indent=2, sort_keys=False) + "\n")
+        return path
+
+    def load_all(self) -> tuple[list[RunManifest], list[tuple[Path, str]]]:
+        """Every manifest under the root, and the unreadable ones with why (never deleted)."""
+        manifests: list[RunManifest] = []
+        broken: list[tuple[Path, str]] = []
+        if not self.root.is_dir():
+            return manifests, broken
+        for path in sorted(self.root.glob(f"*/*/{MANIFEST_NAME}")):
+            try:
+                manifests.append(load_manifest(path))
+            except (OSError, ValueError, ValidationError) as exc:
+                broken.append((path, str(exc).splitlines()[0]))
+        return manifests, broken
+
+
+def load_manifest(path: Path) -> RunManifest:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    version = data.get("schemaVersion", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(f"manifest schemaVersion {version!r} is newer than this server understands")
+    return RunManifest.model_validate(data)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    schema = RunManifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "co-sidecar run manifest"
+    return schema

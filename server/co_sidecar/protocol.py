@@ -1,0 +1,191 @@
+"""Pydantic models of every co/* request, result and notification.
+
+Wire names are camelCase; Python names are snake_case. Params are validated
+here so that a bad field becomes JSON-RPC -32602 naming that field.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+
+class Wire(BaseModel):
+    """Base for wire models: camelCase aliases, populate by either name."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    ROUTING = "routing"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+# States after which the executor is done (the run may still be applied or rejected).
+FINISHED_STATES = frozenset(
+    {
+        RunState.SUCCEEDED,
+        RunState.FAILED,
+        RunState.CANCELLED,
+        RunState.TIMED_OUT,
+        RunState.APPLIED,
+        RunState.REJECTED,
+    }
+)
+
+RequestedMode = Literal["auto", "local", "cloud"]
+Mode = Literal["local", "cloud"]
+FileStatus = Literal["added", "modified", "deleted", "renamed", "binary"]
+ApplyStrategy = Literal["client", "git"]
+
+
+class CloudParams(Wire):
+    env_id: str | None = None
+    branch: str | None = None
+    attempts: int = Field(default=1, ge=1, le=4)
+
+
+class LaunchParams(Wire):
+    prompt: str = Field(min_length=1)
+    mode: RequestedMode = "auto"
+    task_id: str = Field(default="adhoc", min_length=1, max_length=128)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    cloud: CloudParams = Field(default_factory=CloudParams)
+    workspace_folder: str | None = None
+    work_done_token: str | int | None = None
+
+    @field_validator("task_id")
+    @classmethod
+    def _safe_task_id(cls, value: str) -> str:
+        # The task id names a directory under runs.root: keep it a single plain segment.
+        if value in {".", ".."} or any(c in value for c in "/\\\0") or value.startswith("."):
+            raise ValueError("must be a plain name: no '/', '\\', NUL or leading '.'")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if "\0" in value:
+            raise ValueError("must not contain NUL")
+        return value
+
+
+RouteParams = LaunchParams
+
+
+class RunIdParams(Wire):
+    run_id: str = Field(min_length=1)
+
+
+class ListParams(Wire):
+    state: RunState | None = None
+    task_id: str | None = None
+    limit: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class DiffParams(Wire):
+    run_id: str = Field(min_length=1)
+    attempt: int | None = Field(default=None, ge=1, le=4)
+
+
+class ApplyParams(Wire):
+    run_id: str = Field(min_length=1)
+    accept: bool = False
+    attempt: int | None = Field(default=None, ge=1, le=4)
+    strategy: ApplyStrategy = "client"
+    force: bool = False
+
+
+class Issue(Wire):
+    """One preflight problem: a stable code and a sentence for people."""
+
+    code: str
+    message: str
+    fix: str | None = None
+
+
+class Fallback(Wire):
+    reason: str
+    issues: list[Issue] = Field(default_factory=list)
+    at: str | None = None
+
+
+class RouteResult(Wire):
+    mode: Mode
+    requested_mode: RequestedMode
+    reason: str
+    issues: list[Issue] = Field(default_factory=list)
+    fallback: Fallback | None = None
+    denied: bool = False
+
+
+class LaunchResult(Wire):
+    run_id: str
+    task_id: str
+    mode: Mode
+    state: RunState
+    reason: str
+    fallback: Fallback | None = None
+
+
+class FileStat(Wire):
+    path: str
+    old_path: str | None = None
+    status: FileStatus
+    additions: int = 0
+    deletions: int = 0
+
+
+class Conflict(Wire):
+    path: str
+    reason: str
+
+
+class DiffResult(Wire):
+    run_id: str
+    attempt: int | None = None
+    patch: str
+    files: list[FileStat]
+    edit: dict[str, Any]
+    conflicts: list[Conflict] = Field(default_factory=list)
+
+
+class ApplyResult(Wire):
+    applied: bool
+    strategy: ApplyStrategy
+    paths: list[str] = Field(default_factory=list)
+    failure_reason: str | None = None
+    conflicts: list[Conflict] = Field(default_factory=list)
+
+
+class RunUpdate(Wire):
+    """The `co/runUpdate` notification."""
+
+    run_id: str
+    task_id: str
+    state: RunState
+    mode: Mode | None = None
+    message: str = ""
+    attempt: int | None = None
+    poll_count: int = 0
+    elapsed_ms: int = 0
+    cloud_task_id: str | None = None
+    cloud_task_url: str | None = None
+    stream: Literal["stdout", "stderr"] | None = None
+    error_code: str | None = None
