@@ -189,3 +189,50 @@ class RunUpdate(Wire):
     cloud_task_url: str | None = None
     stream: Literal["stdout", "stderr"] | None = None
     error_code: str | None = None
+
+
+class RunSummary(Wire):
+    """One row of `co/list`."""
+
+    run_id: str
+    task_id: str
+    state: RunState
+    mode: Mode
+    requested_mode: RequestedMode
+    prompt: str
+    created_at: str
+    updated_at: str
+    failure_reason: str | None = None
+    cloud_task_url: str | None = None
+
+
+class ListResult(Wire):
+    runs: list[RunSummary]
+
+
+class RunStateResult(Wire):
+    """Result of `co/cancel` and `co/reject`."""
+
+    run_id: str
+    state: RunState
+
+
+class DoctorCheck(Wire):
+    name: str
+    ok: bool
+    message: str
+    fix: str | None = None
+    code: str | None = None
+
+
+class ModeReadiness(Wire):
+    ok: bool
+    issues: list[Issue] = Field(default_factory=list)
+
+
+class DoctorResult(Wire):
+    checks: list[DoctorCheck]
+    fallback_policy: Literal["allow", "deny"]
+    default_mode: Mode
+    local: ModeReadiness
+    cloud: ModeReadiness
