@@ -1,0 +1,233 @@
+"""LocalExecutor: run the agent in a scratch worktree, stream its output, capture its diff."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from ..errors import CoError
+from ..execution import Outcome, RunContext, Stream
+from ..manifest import utc_now
+from ..protocol import RunState
+from .agent import PROMPT_PLACEHOLDER, agent_env, resolve_agent_argv
+from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
+
+CHUNK_BYTES = 64 * 1024
+# A "line" longer than this is emitted in pieces, so a newline-free flood can't grow memory.
+MAX_LINE_CHARS = 64 * 1024
+TERM_GRACE_SECONDS = 2.0
+# After the agent exits, how long to wait for its pipes to reach EOF (a straggler may hold them).
+DRAIN_SECONDS = 5.0
+FAILURE_TAIL_LINES = 20
+
+
+class Tail:
+    """The last `limit` bytes written to one stream."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.buf = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.buf += chunk
+        if len(self.buf) > self.limit:
+            del self.buf[: len(self.buf) - self.limit]
+
+    def text(self) -> str:
+        return self.buf.decode("utf-8", "replace")
+
+
+async def pump(reader: asyncio.StreamReader, stream: Stream, ctx: RunContext, tail: Tail) -> None:
+    """Forward `reader` to ctx.output line by line, reading fixed-size chunks."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while chunk := await reader.read(CHUNK_BYTES):
+        tail.add(chunk)
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            ctx.output(stream, line.removesuffix("\r"))
+        while len(pending) > MAX_LINE_CHARS:
+            ctx.output(stream, pending[:MAX_LINE_CHARS])
+            pending = pending[MAX_LINE_CHARS:]
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        ctx.output(stream, pending.removesuffix("\r"))
+
+
+def kill_group(pid: int, sig: int) -> None:
+    # The agent leads its own session (start_new_session), so its pid is the group id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def stop(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """Terminate the agent's whole process group: SIGTERM, `grace` seconds, then SIGKILL."""
+    if grace > 0 and proc.returncode is None:
+        kill_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace)
+    # Always SIGKILL the group: grandchildren may outlive a leader that obeyed SIGTERM.
+    kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def count_files(patch: bytes) -> int:
+    return sum(1 for line in patch.split(b"\n") if line.startswith(b"diff --git "))
+
+
+class LocalExecutor:
+    """Runs `local.agentCommand` in a scratch copy of the workspace and records its diff.
+
+    The manifest's executor.argv is the argv as run, except that the prompt
+    element is written as "{prompt}" (the prompt is already in the manifest).
+    executor.scratchPath is set while the scratch exists and kept only with
+    `local.keepScratch`.
+    """
+
+    async def execute(self, ctx: RunContext) -> Outcome:
+        info = ctx.manifest.executor
+        info.kind = "local"
+        started = time.monotonic()
+        scratch: Scratch | None = None
+        try:
+            argv = resolve_agent_argv(ctx.config.local.agent_command, ctx.prompt)
+            configured = ctx.config.local.agent_command or []
+            info.argv = [
+                PROMPT_PLACEHOLDER
+                if (i < len(configured) and configured[i] == PROMPT_PLACEHOLDER)
+                else a
+                for i, a in enumerate(argv)
+            ]
+            # A relative program path means "relative to the workspace", not to the scratch.
+            if os.sep in argv[0] and not os.path.isabs(argv[0]):
+                argv[0] = str(Path(ctx.workspace) / argv[0])
+            if ctx.cancel_event.is_set():
+                return Outcome(RunState.CANCELLED, "cancelled before the agent started")
+            scratch = await asyncio.to_thread(
+                create_scratch, Path(ctx.workspace), ctx.run_id, exclude=[self._runs_root(ctx)]
+            )
+            info.scratch_path = str(scratch.path)
+            ctx.save()
+            return await self._run(ctx, argv, scratch)
+        except CoError as exc:
+            code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
+            return Outcome(RunState.FAILED, exc.message, code)
+        finally:
+            info.finished_at = utc_now()
+            info.duration_ms = int((time.monotonic() - started) * 1000)
+            if scratch is not None and not ctx.config.local.keep_scratch:
+                await asyncio.to_thread(remove_scratch, scratch.path, scratch.repo)
+                info.scratch_path = None
+            ctx.save()
+
+    @staticmethod
+    def _runs_root(ctx: RunContext) -> Path:
+        root = Path(ctx.config.runs.root)
+        return root if root.is_absolute() else Path(ctx.workspace) / root
+
+    async def _run(self, ctx: RunContext, argv: list[str], scratch: Scratch) -> Outcome:
+        cfg = ctx.config.local
+        info = ctx.manifest.executor
+        env = agent_env(
+            os.environ,
+            cfg.env_allow,
+            {
+                "CO_PROMPT": ctx.prompt,
+                "CO_RUN_ID": ctx.run_id,
+                "CO_TASK_ID": ctx.task_id,
+                "CO_WORKSPACE": str(ctx.workspace),
+            },
+        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=scratch.cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Outcome(
+                RunState.FAILED,
+                f"cannot start agent {argv[0]}: {exc.strerror or exc}",
+                "local_agent_missing",
+            )
+        info.pid = proc.pid
+        info.started_at = utc_now()
+        ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {proc.pid})")
+
+        tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            asyncio.create_task(pump(proc.stdout, "stdout", ctx, tails["stdout"])),
+            asyncio.create_task(pump(proc.stderr, "stderr", ctx, tails["stderr"])),
+        ]
+        exited = asyncio.create_task(proc.wait())
+        cancelled = asyncio.create_task(ctx.cancel_event.wait())
+        outcome: Outcome | None = None
+        try:
+            await asyncio.wait(
+                {exited, cancelled},
+                timeout=cfg.timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if cancelled.done() and not exited.done():
+                await stop(proc, grace=0)
+                outcome = Outcome(RunState.CANCELLED, "cancelled: agent stopped")
+            elif not exited.done():
+                await stop(proc, grace=TERM_GRACE_SECONDS)
+                outcome = Outcome(
+                    RunState.TIMED_OUT,
+                    f"agent timed out after {cfg.timeout_seconds:g}s and was stopped",
+                    "local_timeout",
+                )
+            else:
+                # Leader is done; don't let background children outlive the run.
+                kill_group(proc.pid, signal.SIGKILL)
+        finally:
+            cancelled.cancel()
+            if proc.returncode is None:  # our own task was cancelled or raised
+                kill_group(proc.pid, signal.SIGKILL)
+            _, late = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
+            for task in late:
+                task.cancel()
+            info.exit_code = proc.returncode
+            info.stdout_tail = tails["stdout"].text()
+            info.stderr_tail = tails["stderr"].text()
+            ctx.save()
+        if outcome is not None:
+            return outcome
+
+        code = proc.returncode
+        if code != 0:
+            tail = last_lines(info.stderr_tail) or last_lines(info.stdout_tail)
+            if code is not None and code < 0:
+                what = f"agent was killed by signal {-code}"
+            else:
+                what = f"agent exited with code {code}"
+            return Outcome(
+                RunState.FAILED, f"{what}: {tail}" if tail else what, "local_agent_failed"
+            )
+
+        patch = await asyncio.to_thread(capture_patch, scratch)
+        evidence = ctx.record_patch(patch)
+        if not patch:
+            return Outcome(RunState.SUCCEEDED, "agent finished: no changes")
+        files = len(evidence.files) or count_files(patch)
+        noun = "file" if files == 1 else "files"
+        return Outcome(
+            RunState.SUCCEEDED,
+            f"agent finished: {files} {noun} changed, +{evidence.additions} -{evidence.deletions}",
+        )

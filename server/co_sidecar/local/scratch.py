@@ -1,0 +1,258 @@
+"""Scratch copies: a detached `git worktree` of HEAD plus the user's uncommitted changes.
+
+The scratch lives outside the user's tree (see `scratch_root`). Its HEAD is a
+"base" commit of the user's current state, so `git diff <base>` in the scratch
+is exactly the agent's change. The user's files, index and refs are never
+written: the only trace in the user's repository is the worktree's admin entry
+under `.git/worktrees/` and objects in the shared store, both removed/pruned
+with the scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import WorkspaceError
+
+NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
+
+# Settings for every git call: stable paths in output, no pager/prompts.
+GIT_BASE = ["git", "-c", "core.quotepath=off"]
+# Extra settings for commands run inside a scratch: no user hooks (post-checkout,
+# post-commit), no auto-gc of the shared object store, no fsmonitor daemon.
+SCRATCH_GIT = [
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "core.fsmonitor=false",
+]  # fmt: skip
+BASE_COMMIT = [
+    "-c", "user.name=co-sidecar",
+    "-c", "user.email=co-sidecar@localhost",
+    "-c", "commit.gpgsign=false",
+]  # fmt: skip
+# Diff output `git apply` understands whatever the user's diff.* settings say.
+DIFF_FLAGS = [
+    "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+    "--src-prefix=a/", "--dst-prefix=b/",
+]  # fmt: skip
+
+
+def git_env() -> dict[str, str]:
+    """The sidecar's environment minus GIT_* variables that would redirect git to another repo."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    # Read-only commands (diff, status) must not refresh-and-write the user's index.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+    return env
+
+
+def git(
+    args: Sequence[str], cwd: Path, *, input: bytes | None = None, scratch: bool = False
+) -> bytes:
+    """Run git with an argv list, return stdout bytes; raise WorkspaceError with git's stderr."""
+    argv = [*GIT_BASE, *(SCRATCH_GIT if scratch else []), *args]
+    try:
+        done = subprocess.run(  # noqa: S603 - argv list, no shell
+            argv, cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
+        )
+    except FileNotFoundError as exc:
+        raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+    if done.returncode != 0:
+        err = done.stderr.decode("utf-8", "replace").strip()
+        raise WorkspaceError(f"git {args[0]} failed ({done.returncode}): {err}")
+    return done.stdout
+
+
+def _text(out: bytes) -> str:
+    return out.decode("utf-8", "replace").strip()
+
+
+def repo_toplevel(workspace: Path) -> Path:
+    """The git top level containing `workspace`, or a clear WorkspaceError."""
+    if not workspace.is_dir():
+        raise WorkspaceError(f"workspace is not a directory: {workspace}")
+    try:
+        return Path(_text(git(["rev-parse", "--show-toplevel"], workspace)))
+    except WorkspaceError as exc:
+        if exc.category == "local_git_missing":
+            raise
+        raise WorkspaceError(
+            f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch copy)",
+            category="local_not_git_repo",
+        ) from exc
+
+
+def has_commit(toplevel: Path) -> bool:
+    try:
+        git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], toplevel)
+    except WorkspaceError:
+        return False
+    return True
+
+
+def scratch_root() -> Path:
+    """Per-user directory holding scratch worktrees; `CO_SCRATCH_ROOT` overrides (tests)."""
+    if override := os.environ.get("CO_SCRATCH_ROOT"):
+        return Path(override)
+    if cache := os.environ.get("XDG_CACHE_HOME"):
+        return Path(cache) / "co-sidecar" / "scratch"
+    home = Path.home()
+    if home.is_dir() and os.access(home, os.W_OK):
+        return home / ".cache" / "co-sidecar" / "scratch"
+    return Path(tempfile.gettempdir()) / f"co-sidecar-scratch-{os.getuid()}"
+
+
+def workspace_key(toplevel: Path) -> str:
+    """Directory name grouping one repository's scratches: readable name + path hash."""
+    digest = hashlib.sha256(str(toplevel).encode()).hexdigest()[:10]
+    return f"{toplevel.name or 'repo'}-{digest}"
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    # Under a shared temp dir, refuse a directory someone else planted.
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+        raise WorkspaceError(f"scratch root {path} is not a directory owned by this user")
+    return path
+
+
+@dataclass(frozen=True)
+class Scratch:
+    path: Path  # worktree root
+    repo: Path  # the user's git top level
+    prefix: str  # workspace relative to `repo`, "" or "sub/dir/" (git's --show-prefix)
+    base: str  # sha of the base commit (HEAD + user's uncommitted changes)
+
+    @property
+    def cwd(self) -> Path:
+        """Where the agent runs: the scratch counterpart of the user's workspace."""
+        return self.path / self.prefix if self.prefix else self.path
+
+
+def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = ()) -> Scratch:
+    """Make the scratch for `run_id`. `exclude`: untracked paths not to copy (e.g. the runs root)."""
+    toplevel = repo_toplevel(workspace)
+    if not has_commit(toplevel):
+        raise WorkspaceError(NO_COMMITS, category="local_no_commits")
+    prefix = _text(git(["rev-parse", "--show-prefix"], workspace))
+    parent = _private_dir(scratch_root()) / workspace_key(toplevel)
+    parent.mkdir(mode=0o700, exist_ok=True)
+    path = parent / run_id
+    if path.exists():
+        raise WorkspaceError(f"scratch directory already exists: {path}")
+    git(["worktree", "add", "--detach", "--quiet", str(path), "HEAD"], toplevel, scratch=True)
+    try:
+        _carry_over(toplevel, path, [p.resolve() for p in exclude])
+        git(["add", "-A"], path, scratch=True)
+        git(
+            [*BASE_COMMIT, "commit", "-q", "--allow-empty", "--no-verify",
+             "-m", "co-sidecar base: HEAD + uncommitted changes"],
+            path, scratch=True,
+        )  # fmt: skip
+        base = _text(git(["rev-parse", "HEAD"], path))
+    except BaseException:
+        remove_scratch(path, toplevel)
+        raise
+    return Scratch(path=path, repo=toplevel, prefix=prefix, base=base)
+
+
+def _carry_over(toplevel: Path, dest: Path, exclude: Sequence[Path]) -> None:
+    """Apply the user's tracked changes (staged + unstaged) and copy untracked, non-ignored files."""
+    patch = git(
+        ["diff", *DIFF_FLAGS, "--no-renames", "--ignore-submodules=all", "--no-relative", "HEAD"],
+        toplevel,
+    )
+    if patch:
+        try:
+            git(["apply", "--binary", "--whitespace=nowarn", "-"], dest, input=patch, scratch=True)
+        except WorkspaceError as exc:
+            raise WorkspaceError(
+                f"could not carry uncommitted changes into the scratch copy: {exc.message}"
+            ) from exc
+    listing = git(["ls-files", "--others", "--exclude-standard", "-z"], toplevel)
+    for raw in listing.split(b"\0"):
+        if not raw or raw.endswith(b"/"):  # "dir/" = a nested repository: not ours to copy
+            continue
+        rel = os.fsdecode(raw)
+        src = toplevel / rel
+        if any(src == ex or ex in src.parents for ex in exclude):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.unlink(missing_ok=True)
+            os.symlink(os.readlink(src), target)
+        elif src.is_file():
+            shutil.copy2(src, target)  # copy2 keeps the mode (executable bits)
+
+
+def capture_patch(scratch: Scratch) -> bytes:
+    """The agent's change as a binary-safe git patch, relative to the user's workspace."""
+    git(["add", "-A"], scratch.path, scratch=True)
+    relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
+    return git(
+        ["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, "--"],
+        scratch.path, scratch=True,
+    )  # fmt: skip
+
+
+def _force_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:
+    # An agent may leave read-only directories behind; make them deletable and retry once.
+    try:
+        os.chmod(os.path.dirname(path) or ".", 0o700)
+        os.chmod(path, 0o700)
+        func(path)
+    except OSError:
+        pass
+
+
+def remove_scratch(path: Path, repo: Path | None = None) -> None:
+    """Remove a scratch worktree (best effort, never raises) and prune its admin entry."""
+    if repo is None:
+        try:
+            common = Path(
+                _text(git(["rev-parse", "--path-format=absolute", "--git-common-dir"], path))
+            )
+            repo = common  # git runs fine with the common .git dir as cwd
+        except (WorkspaceError, OSError):
+            repo = None
+    if repo is not None:
+        with contextlib.suppress(WorkspaceError, OSError):
+            git(["worktree", "remove", "--force", "--force", str(path)], repo, scratch=True)
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=_force_writable)
+    if repo is not None:
+        with contextlib.suppress(WorkspaceError, OSError):
+            git(["worktree", "prune"], repo, scratch=True)
+
+
+def sweep_scratch(workspace: Path, active: Collection[str] = ()) -> list[Path]:
+    """Remove this workspace's leftover scratches whose run id is not in `active`; return them."""
+    try:
+        toplevel = repo_toplevel(workspace)
+    except WorkspaceError:
+        return []
+    parent = scratch_root() / workspace_key(toplevel)
+    removed: list[Path] = []
+    if parent.is_dir():
+        for child in sorted(parent.iterdir()):
+            if child.name not in active:
+                remove_scratch(child, toplevel)
+                removed.append(child)
+    with contextlib.suppress(WorkspaceError):
+        git(["worktree", "prune"], toplevel, scratch=True)
+    return removed
