@@ -63,7 +63,9 @@ def main() -> int:
         say(f"thinking for {sleep:g}s", 0)
         time.sleep(sleep)
     if os.environ.get("DEMO_AGENT_FAIL", "") not in ("", "0"):
-        print("[demo-agent] error: failing on purpose (DEMO_AGENT_FAIL)", file=sys.stderr, flush=True)
+        print(
+            "[demo-agent] error: failing on purpose (DEMO_AGENT_FAIL)", file=sys.stderr, flush=True
+        )
         return 3
 
     say("reading the repository", delay)
@@ -78,7 +80,9 @@ def main() -> int:
         say(f"annotated {code.relative_to(root)}", delay)
 
     notes = root / "NOTES.md"
-    notes.write_text(f"# Notes\n\nTask handled by the demo agent:\n\n> {summary}\n", encoding="utf-8")
+    notes.write_text(
+        f"# Notes\n\nTask handled by the demo agent:\n\n> {summary}\n", encoding="utf-8"
+    )
     say("wrote NOTES.md", delay)
 
     for name in ("TODO.md", "TODO.txt"):
