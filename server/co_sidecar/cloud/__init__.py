@@ -1,0 +1,5 @@
+"""Codex Cloud execution: client interface, HTTP and CLI adapters, poller, executor, emulator.
+
+Deliberately empty of imports: the server imports submodules only when a cloud
+run or a doctor check needs them, so startup stays fast.
+"""

@@ -1,0 +1,248 @@
+"""CLI adapter: the `codex cloud` subcommands as argv subprocesses (never a shell).
+
+- `codex cloud exec --env ENV [--branch B] [--attempts N] PROMPT` prints the task URL;
+- `codex cloud status ID` prints `[READY] title`, a meta line and a diff summary,
+  and exits 1 whenever the task is not READY (that is not an error);
+- `codex cloud diff ID [--attempt N]` prints the unified diff of an attempt;
+- `codex cloud list --json` prints `{"tasks": [...], "cursor": ...}`.
+Failures are classified from stderr into the cloud error categories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+
+from ..config import CloudConfig
+from ..protocol import RunState
+from .client import (
+    AttemptInfo,
+    CloudAuthError,
+    CloudClientError,
+    CloudNotFound,
+    CloudPreflightError,
+    CloudProtocolError,
+    CloudRateLimited,
+    CloudUnavailable,
+    TaskListItem,
+    TaskRef,
+    TaskSnapshot,
+    map_status,
+    validate_attempts,
+)
+
+_URL = re.compile(r"https?://[^\s\"'<>]+")
+_TASK_ID = re.compile(r"\b(task_[A-Za-z0-9_-]+)\b")
+_STATUS_LINE = re.compile(r"^\s*\[(?P<label>[A-Za-z_-]+)\]\s*(?P<title>.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def task_id_from_url(url: str) -> str | None:
+    """The last path segment of a task URL, without query or fragment (as the CLI parses ids)."""
+    path = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    segment = path.rsplit("/", 1)[-1].strip()
+    return segment or None
+
+
+def parse_exec_output(stdout: str) -> TaskRef:
+    """Find the task URL (preferably a `/tasks/<id>` one) or a bare `task_...` id in exec output."""
+    text = strip_ansi(stdout)
+    urls = [u.rstrip(".,;)") for u in _URL.findall(text)]
+    for url in reversed(urls):
+        if "/tasks/" in url:
+            task_id = task_id_from_url(url)
+            if task_id:
+                return TaskRef(task_id, url)
+    ids = _TASK_ID.findall(text)
+    if ids:
+        return TaskRef(ids[-1], None)
+    if urls:
+        task_id = task_id_from_url(urls[-1])
+        if task_id:
+            return TaskRef(task_id, urls[-1])
+    raise CloudProtocolError("`codex cloud exec` printed no task URL or id")
+
+
+def classify_stderr(stderr: str, returncode: int | None, what: str) -> CloudClientError:
+    """Turn a failed CLI call into a typed error, from what it printed."""
+    text = strip_ansi(stderr).strip()
+    low = text.lower()
+    tail = text.splitlines()[-1][:300] if text else f"exit status {returncode}"
+    message = f"{what}: {tail}"
+    if (
+        "not signed in" in low
+        or "codex login" in low
+        or re.search(r"\b(401|403)\b|unauthori[sz]ed|forbidden", low)
+    ):
+        return CloudAuthError(message)
+    if "environment" in low and (
+        "not found" in low or "ambiguous" in low or "no cloud environments" in low
+    ):
+        return CloudPreflightError(message)
+    if "attempts must be" in low or "unexpected argument" in low or "unrecognized" in low:
+        return CloudPreflightError(message)
+    if re.search(r"\b429\b|rate limit|too many requests", low):
+        return CloudRateLimited(message, http_status=429)
+    if re.search(r"\b404\b|not found", low):
+        return CloudNotFound(message)
+    if re.search(r"\b5\d\d\b|timed out|timeout|connection|network|unavailable|dns", low):
+        return CloudUnavailable(message)
+    if "decode error" in low or "no task id" in low:
+        return CloudProtocolError(message)
+    return CloudUnavailable(message) if returncode is None else CloudProtocolError(message)
+
+
+class CliCloudClient:
+    """`CloudClient` over `codex cloud ...`; `command` is the configured `cloud.codexCommand`."""
+
+    adapter = "cli"
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        timeout: float = 60.0,
+        environ: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ):
+        self.command = list(command) or ["codex"]
+        self.timeout = timeout
+        self.environ = dict(os.environ if environ is None else environ)
+        self.cwd = cwd
+
+    @classmethod
+    def from_config(
+        cls, cloud: CloudConfig, environ: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> CliCloudClient:
+        # exec/diff shell out to the backend and may take a while: allow twice the request budget.
+        return cls(
+            cloud.codex_command,
+            timeout=2 * cloud.poll.request_timeout_seconds,
+            environ=environ,
+            cwd=cwd,
+        )
+
+    async def _run(self, args: list[str], what: str) -> tuple[int, str, str]:
+        argv = [*self.command, "cloud", *args]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.environ,
+                cwd=self.cwd,
+            )
+        except FileNotFoundError:
+            raise CloudPreflightError(f"{what}: `{self.command[0]}` not found on PATH") from None
+        except PermissionError:
+            raise CloudPreflightError(f"{what}: `{self.command[0]}` is not executable") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=self.timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                await proc.wait()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise CloudUnavailable(f"{what}: timed out after {self.timeout:g}s") from None
+        assert proc.returncode is not None
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def create_task(
+        self, prompt: str, env_id: str, branch: str | None, attempts: int = 1, qa_mode: bool = False
+    ) -> TaskRef:
+        validate_attempts(attempts)
+        args = ["exec", "--env", env_id]
+        if branch:
+            args += ["--branch", branch]
+        if attempts > 1:
+            args += ["--attempts", str(attempts)]
+        # qa_mode has no CLI flag; `--` keeps a prompt starting with '-' a positional.
+        args += ["--", prompt]
+        code, out, err = await self._run(args, "codex cloud exec")
+        if code != 0:
+            raise classify_stderr(err or out, code, "codex cloud exec")
+        return parse_exec_output(out)
+
+    async def get_task(self, task_id: str) -> TaskSnapshot:
+        code, out, err = await self._run(["status", task_id], "codex cloud status")
+        label = title = None
+        for line in strip_ansi(out).splitlines():
+            match = _STATUS_LINE.match(line)
+            if match:
+                label, title = match["label"].lower(), match["title"].strip()
+                break
+        # status exits 1 for any task that is not READY: only a missing status line is an error.
+        if label is None:
+            if code != 0:
+                raise classify_stderr(err or out, code, "codex cloud status")
+            raise CloudProtocolError("`codex cloud status` printed no [STATUS] line")
+        state = map_status(label)
+        attempt = AttemptInfo(attempt=1, status=label, state=state)
+        if state == RunState.FAILED:
+            attempt.error_message = title or None
+        return TaskSnapshot(
+            id=task_id,
+            status=label,
+            state=state,
+            attempts=[attempt],
+            error_message=attempt.error_message,
+        )
+
+    async def get_diff(self, task_id: str, attempt: int = 1) -> bytes | None:
+        args = ["diff", task_id] + (["--attempt", str(attempt)] if attempt != 1 else [])
+        code, out, err = await self._run(args, "codex cloud diff")
+        if code != 0:
+            low = err.lower()
+            if "no diff available" in low:
+                return None
+            if "not available" in low and "attempt" in low:
+                raise CloudNotFound(f"codex cloud diff: attempt {attempt} not available")
+            raise classify_stderr(err or out, code, "codex cloud diff")
+        return out.encode("utf-8") if out.strip() else None
+
+    async def list_tasks(self, limit: int = 20) -> list[TaskListItem]:
+        limit = max(1, min(limit, 20))  # the CLI accepts 1..20
+        code, out, err = await self._run(
+            ["list", "--json", "--limit", str(limit)], "codex cloud list"
+        )
+        if code != 0:
+            raise classify_stderr(err or out, code, "codex cloud list")
+        try:
+            data = json.loads(out)
+        except ValueError:
+            raise CloudProtocolError("`codex cloud list --json` printed invalid JSON") from None
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(tasks, list):
+            raise CloudProtocolError("`codex cloud list --json` has no 'tasks' list")
+        items = []
+        for task in tasks:
+            if isinstance(task, dict) and isinstance(task.get("id"), str):
+                status = task.get("status") if isinstance(task.get("status"), str) else None
+                items.append(
+                    TaskListItem(
+                        id=task["id"],
+                        title=task.get("title") if isinstance(task.get("title"), str) else None,
+                        status=status,
+                        state=map_status(status),
+                        url=task.get("url") if isinstance(task.get("url"), str) else None,
+                    )
+                )
+        return items
+
+    async def cancel(self, task_id: str) -> bool:
+        """The CLI has no cancel subcommand: nothing to do remotely."""
+        return False
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,204 @@
+"""The `CloudClient` interface the executor talks to, its data shapes and its typed errors.
+
+Two adapters implement it: `cloud.http.HttpCloudClient` (the task API the
+official `codex cloud` client uses) and `cloud.cli_adapter.CliCloudClient`
+(`codex cloud ...` subprocesses). Errors carry a stable category code (the
+same string in manifests, runUpdates and JSON-RPC error data) and whether a
+retry may help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import CLOUD_ERROR, CoError
+from ..protocol import RunState
+
+# Error category codes (docs/cloud.md has the table).
+CLOUD_AUTH = "cloud_auth"
+CLOUD_NOT_FOUND = "cloud_not_found"
+CLOUD_RATE_LIMITED = "cloud_rate_limited"
+CLOUD_UNAVAILABLE = "cloud_unavailable"
+CLOUD_PROTOCOL = "cloud_protocol"
+CLOUD_TIMEOUT = "cloud_timeout"
+CLOUD_TASK_FAILED = "cloud_task_failed"
+CLOUD_PREFLIGHT = "cloud_preflight"
+CLOUD_CANCELLED = "cloud_cancelled"
+
+
+class CloudClientError(CoError):
+    """A cloud call failed. `category` is one of the codes above."""
+
+    code = CLOUD_ERROR
+    category = CLOUD_UNAVAILABLE
+    transient = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        data: dict[str, Any] | None = None,
+    ):
+        super().__init__(message, data=data)
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class CloudAuthError(CloudClientError):
+    category = CLOUD_AUTH
+
+
+class CloudNotFound(CloudClientError):
+    category = CLOUD_NOT_FOUND
+
+
+class CloudRateLimited(CloudClientError):
+    category = CLOUD_RATE_LIMITED
+    transient = True
+
+
+class CloudUnavailable(CloudClientError):
+    category = CLOUD_UNAVAILABLE
+    transient = True
+
+
+class CloudProtocolError(CloudClientError):
+    category = CLOUD_PROTOCOL
+
+
+class CloudTimeout(CloudClientError):
+    category = CLOUD_TIMEOUT
+
+
+class CloudTaskFailed(CloudClientError):
+    category = CLOUD_TASK_FAILED
+
+
+class CloudPreflightError(CloudClientError):
+    category = CLOUD_PREFLIGHT
+
+
+def error_for_status(
+    status: int, message: str, retry_after: float | None = None
+) -> CloudClientError:
+    """Map an HTTP status to the typed error (the CLI adapter reuses it for statuses in stderr)."""
+    if status in (401, 403):
+        return CloudAuthError(message, http_status=status)
+    if status == 404:
+        return CloudNotFound(message, http_status=status)
+    if status == 429:
+        return CloudRateLimited(message, http_status=status, retry_after=retry_after)
+    if status >= 500 or status == 408:
+        return CloudUnavailable(message, http_status=status, retry_after=retry_after)
+    return CloudProtocolError(message, http_status=status)
+
+
+# Raw statuses seen in the task API and the CLI, mapped to run states.
+_STATUS_MAP: dict[str, RunState] = {
+    "pending": RunState.RUNNING,
+    "in_progress": RunState.RUNNING,
+    "in-progress": RunState.RUNNING,
+    "queued": RunState.RUNNING,
+    "running": RunState.RUNNING,
+    "ready": RunState.SUCCEEDED,
+    "completed": RunState.SUCCEEDED,
+    "applied": RunState.SUCCEEDED,
+    "error": RunState.FAILED,
+    "failed": RunState.FAILED,
+    "cancelled": RunState.CANCELLED,
+    "canceled": RunState.CANCELLED,
+}
+
+
+def map_status(raw: str | None) -> RunState:
+    """pending/in-progress/queued → running; ready/completed → succeeded; error/failed → failed."""
+    if not raw:
+        return RunState.RUNNING
+    # Unknown statuses are treated as still running: the overall timeout bounds them.
+    return _STATUS_MAP.get(raw.strip().lower(), RunState.RUNNING)
+
+
+def is_terminal(state: RunState) -> bool:
+    return state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    id: str
+    url: str | None = None
+
+
+@dataclass
+class AttemptInfo:
+    """One attempt (assistant turn) of a task; best-of-N tasks have several, numbered 1..N."""
+
+    attempt: int
+    turn_id: str | None = None
+    status: str | None = None
+    state: RunState = RunState.RUNNING
+    diff: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class TaskSnapshot:
+    id: str
+    status: str | None
+    state: RunState
+    turn_id: str | None = None
+    attempts: list[AttemptInfo] = field(default_factory=list)
+    diff: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    url: str | None = None
+    # Attempts the task reported in total (best-of-N), when known.
+    attempt_total: int | None = None
+
+    @property
+    def all_attempts_done(self) -> bool:
+        return all(is_terminal(a.state) for a in self.attempts)
+
+
+@dataclass
+class TaskListItem:
+    id: str
+    title: str | None = None
+    status: str | None = None
+    state: RunState = RunState.RUNNING
+    url: str | None = None
+
+
+class CloudClient(Protocol):
+    adapter: str
+
+    async def create_task(
+        self, prompt: str, env_id: str, branch: str | None, attempts: int, qa_mode: bool
+    ) -> TaskRef: ...
+
+    async def get_task(self, task_id: str) -> TaskSnapshot: ...
+
+    async def get_diff(self, task_id: str, attempt: int = 1) -> bytes | None: ...
+
+    async def list_tasks(self, limit: int = 20) -> list[TaskListItem]: ...
+
+    async def cancel(self, task_id: str) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+def validate_attempts(attempts: int) -> int:
+    if not 1 <= attempts <= 4:
+        raise CloudPreflightError(f"attempts must be between 1 and 4, got {attempts}")
+    return attempts
+
+
+def redact(text: str, secrets: list[str | None]) -> str:
+    """Remove secret values from text that may end up in a message, manifest or log."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text
