@@ -103,11 +103,11 @@ def parse_patch(patch: bytes | str) -> list[FileChange]:
             )
         if len(patch_set) != 1:
             raise PatchRefused(f"malformed patch near {header[:200]!r}: expected one file")
-        changes.append(_file_change(patch_set[0], header))
+        changes.append(_file_change(patch_set[0], header, _SURROGATE.search(chunk) is not None))
     return changes
 
 
-def _file_change(patched: Any, header: str) -> FileChange:
+def _file_change(patched: Any, header: str, non_utf8: bool) -> FileChange:
     info = list(patched.patch_info or [])
     mode_changed = any(line.startswith("old mode ") for line in info)
     old = _info_path(info, "rename from ") or _info_path(info, "copy from ")
@@ -127,16 +127,11 @@ def _file_change(patched: Any, header: str) -> FileChange:
 
     hunks: list[Hunk] = []
     additions = deletions = 0
-    non_utf8 = _SURROGATE.search(header) is not None
     for unidiff_hunk in patched:
         hunk = _convert_hunk(unidiff_hunk)
         hunks.append(hunk)
         additions += sum(len(b.added) for b in hunk.blocks)
         deletions += sum(b.removed for b in hunk.blocks)
-        if not non_utf8 and any(_SURROGATE.search(line) for line in hunk.source):
-            non_utf8 = True
-        if not non_utf8 and _SURROGATE.search(hunk.target_text):
-            non_utf8 = True
 
     renamed = old is not None and old != new and not is_copy
     is_binary = bool(patched.is_binary_file)
@@ -185,31 +180,30 @@ def _file_change(patched: Any, header: str) -> FileChange:
 
 
 def _convert_hunk(unidiff_hunk: Any) -> Hunk:
-    # (type, value) pairs; a "\ No newline" marker strips the ending of the line before it.
-    lines: list[list[str]] = []
-    for line in unidiff_hunk:
-        kind = line.line_type
-        if kind == "\\":
-            if lines and lines[-1][1].endswith("\n"):
-                lines[-1][1] = lines[-1][1][:-1]
-        elif kind in (" ", "-", "+"):
-            lines.append([kind, line.value])
+    # One pass: this runs once per patch line, so it stays small and local.
     source: list[str] = []
     blocks: list[Block] = []
     current: Block | None = None
-    for kind, value in lines:
+    last: list[str] | None = None  # the list holding the previous line, for "\ No newline"
+    for line in unidiff_hunk:
+        kind = line.line_type
         if kind == " ":
             current = None
-            source.append(value)
-            continue
-        if current is None:
-            current = Block(offset=len(source), removed=0, added=[])
-            blocks.append(current)
-        if kind == "-":
-            source.append(value)
-            current.removed += 1
-        else:
-            current.added.append(value)
+            source.append(line.value)
+            last = source
+        elif kind == "-" or kind == "+":
+            if current is None:
+                current = Block(offset=len(source), removed=0, added=[])
+                blocks.append(current)
+            if kind == "-":
+                source.append(line.value)
+                current.removed += 1
+                last = source
+            else:
+                current.added.append(line.value)
+                last = current.added
+        elif kind == "\\" and last and last[-1].endswith("\n"):
+            last[-1] = last[-1][:-1]  # the previous line has no final newline
     return Hunk(source_start=unidiff_hunk.source_start, source=source, blocks=blocks)
 
 
@@ -413,6 +407,8 @@ class _Positions:
             self.shift = shift
 
     def at(self, line: int) -> dict[str, int]:
+        if line < self.count and self.shift is None:
+            return {"line": line, "character": 0}
         if line >= self.count and self.text and not self.text.endswith("\n"):
             # End of a file without a final newline: the end of its last LSP line.
             last_break = max(self.text.rfind("\n"), self.text.rfind("\r"))
