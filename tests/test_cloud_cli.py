@@ -1,0 +1,165 @@
+"""The CLI adapter against a fake `codex` on PATH that prints what the real `codex cloud` prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from co_sidecar.cloud.cli_adapter import CliCloudClient, classify_stderr, parse_exec_output
+from co_sidecar.cloud.client import CloudAuthError, CloudNotFound, CloudPreflightError
+from co_sidecar.cloud.executor import CloudExecutor
+from co_sidecar.config import Config
+from co_sidecar.manifest import CloudInfo
+from co_sidecar.protocol import RunState
+from test_cloud_support import FakeContext, make_repo
+
+FAKE_CODEX = r"""#!PYTHON
+import json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_CODEX_DIR"])
+with open(state / "argv.log", "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\n")
+mode = os.environ.get("FAKE_CODEX_MODE", "")
+if mode == "signed_out":
+    print("Not signed in. Please run 'codex login' to sign in with ChatGPT, then re-run 'codex cloud'.", file=sys.stderr)
+    sys.exit(1)
+args = sys.argv[1:]
+assert args[0] == "cloud", args
+cmd = args[1]
+if cmd == "exec":
+    env = args[args.index("--env") + 1]
+    if env == "nope":
+        print("Error: environment 'nope' not found; run `codex cloud` to list available environments", file=sys.stderr)
+        sys.exit(1)
+    print("https://chatgpt.com/codex/tasks/task_e_fake123")
+elif cmd == "status":
+    counter = state / "status.count"
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    final = os.environ.get("FAKE_CODEX_FINAL", "READY")
+    label = "PENDING" if n < 2 else final
+    print(f"[{label}] Fake task")
+    print("env_test  \u2022  3s ago")
+    print("+1/-0 \u2022 1 file" if label == "READY" else "no diff")
+    sys.exit(0 if label == "READY" else 1)
+elif cmd == "diff":
+    attempt = int(args[args.index("--attempt") + 1]) if "--attempt" in args else 1
+    if attempt > 2:
+        print(f"Error: Attempt {attempt} not available; only 2 attempt(s) found", file=sys.stderr)
+        sys.exit(1)
+    sys.stdout.write(f"diff --git a/f{attempt}.txt b/f{attempt}.txt\nnew file mode 100644\n--- /dev/null\n+++ b/f{attempt}.txt\n@@ -0,0 +1 @@\n+attempt {attempt}\n")
+elif cmd == "list":
+    print(json.dumps({"tasks": [{"id": "task_e_fake123", "url": "https://chatgpt.com/codex/tasks/task_e_fake123",
+        "title": "Fake task", "status": "ready", "updated_at": "2025-01-01T00:00:00Z", "environment_id": None,
+        "environment_label": "env_test", "summary": {"files_changed": 1, "lines_added": 1, "lines_removed": 0},
+        "is_review": False, "attempt_total": 2}], "cursor": None}, indent=2))
+else:
+    sys.exit(2)
+"""
+
+
+@pytest.fixture
+def fake_codex(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "codex"
+    script.write_text(FAKE_CODEX.replace("PYTHON", sys.executable, 1))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CODEX_DIR", str(tmp_path))
+    return tmp_path
+
+
+def argv_log(root: Path) -> list[list[str]]:
+    return [json.loads(line) for line in (root / "argv.log").read_text().splitlines()]
+
+
+async def test_exec_status_diff_list(fake_codex):
+    client = CliCloudClient(["codex"], timeout=10)
+    ref = await client.create_task("fix it", "env_test", "main", 2, False)
+    assert (
+        ref.id == "task_e_fake123" and ref.url == "https://chatgpt.com/codex/tasks/task_e_fake123"
+    )
+    assert argv_log(fake_codex)[0] == [
+        "cloud", "exec", "--env", "env_test", "--branch", "main", "--attempts", "2", "--", "fix it",
+    ]  # fmt: skip
+    first = await client.get_task(ref.id)
+    assert first.state == RunState.RUNNING and first.status == "pending"
+    await client.get_task(ref.id)
+    ready = await client.get_task(ref.id)
+    assert ready.state == RunState.SUCCEEDED and ready.status == "ready"
+    assert b"+attempt 2" in (await client.get_diff(ref.id, 2) or b"")
+    with pytest.raises(CloudNotFound):
+        await client.get_diff(ref.id, 3)
+    [item] = await client.list_tasks(limit=5)
+    assert item.id == "task_e_fake123" and item.state == RunState.SUCCEEDED
+    assert argv_log(fake_codex)[-1] == ["cloud", "list", "--json", "--limit", "5"]
+
+
+async def test_clear_errors_from_stderr(fake_codex, monkeypatch):
+    client = CliCloudClient(["codex"], timeout=10)
+    with pytest.raises(CloudPreflightError, match="environment 'nope' not found"):
+        await client.create_task("x", "nope", None, 1, False)
+    monkeypatch.setenv("FAKE_CODEX_MODE", "signed_out")
+    signed_out = CliCloudClient(["codex"], timeout=10)  # the environment is read at construction
+    with pytest.raises(CloudAuthError, match="Not signed in"):
+        await signed_out.get_task("task_e_fake123")
+    missing = CliCloudClient(["definitely-not-codex-xyz"])
+    with pytest.raises(CloudPreflightError, match="not found on PATH"):
+        await missing.list_tasks()
+
+
+def test_exec_output_parsing():
+    assert parse_exec_output("https://chatgpt.com/codex/tasks/task_e_1\n").id == "task_e_1"
+    noisy = "Reading query from stdin...\n\x1b[32mhttps://chatgpt.com/codex/tasks/task_e_2?tab=diff\x1b[0m\n"
+    ref = parse_exec_output(noisy)
+    assert ref.id == "task_e_2" and ref.url == "https://chatgpt.com/codex/tasks/task_e_2?tab=diff"
+    assert parse_exec_output("Submitted as task_e_3 — refreshing").id == "task_e_3"
+    assert classify_stderr("GET /wham/tasks failed: 429 Too Many Requests", 1, "x").category == (
+        "cloud_rate_limited"
+    )
+    assert classify_stderr("error sending request: connection reset", 1, "x").category == (
+        "cloud_unavailable"
+    )
+
+
+async def test_executor_with_cli_adapter_best_of_two(fake_codex):
+    make_repo(fake_codex)
+    config = Config.model_validate(
+        {
+            "cloud": {
+                "adapter": "cli",
+                "envId": "env_test",
+                "poll": {
+                    "intervalSeconds": 0.02,
+                    "maxIntervalSeconds": 0.05,
+                    "requestTimeoutSeconds": 5,
+                },
+            }
+        }
+    )
+    ctx = FakeContext(fake_codex, config)
+    ctx.manifest.cloud = CloudInfo(attempts=2)
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    info = ctx.manifest.cloud
+    assert info.adapter == "cli" and info.task_id == "task_e_fake123" and info.poll_count == 3
+    assert [a.attempt for a in info.attempt_status] == [1, 2]
+    assert b"+attempt 1" in ctx.patches[1] and b"+attempt 2" in ctx.patches[2]
+
+
+async def test_executor_cli_task_error(fake_codex, monkeypatch):
+    make_repo(fake_codex)
+    monkeypatch.setenv("FAKE_CODEX_FINAL", "ERROR")
+    config = Config.model_validate(
+        {"cloud": {"adapter": "cli", "envId": "env_test", "poll": {"intervalSeconds": 0.02}}}
+    )
+    ctx = FakeContext(fake_codex, config)
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.FAILED and outcome.error_code == "cloud_task_failed"
