@@ -1,0 +1,187 @@
+"""The headless "git" apply strategy: `git apply`, falling back to a 3-way merge.
+
+Callers should already have run `diffs.parse_patch` and `diffs.check_paths` on the
+patch (that is where refusals are reported to the user); `git_apply` repeats both so
+that `git apply` never sees a refused patch, and raises `PatchRefused` the same way.
+
+Why a temporary index: `git apply --3way` implies `--index`, which refuses files whose
+working-tree copy differs from the index ("does not match index") and would stage the
+result in the user's index. We instead run it against a throwaway index
+(GIT_INDEX_FILE) holding HEAD plus the current working-tree state of the touched
+paths, so the merge sees the user's uncommitted work as "ours" and the real index is
+left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diffs import check_paths, parse_patch
+from .protocol import Conflict
+
+_PATCH_FAILED = re.compile(r"^error: patch failed: (?P<path>.+):(?P<line>\d+)$")
+_ERROR = re.compile(r"^error: (?P<path>.+): (?P<reason>[^:]+)$")
+_CONFLICTED = re.compile(r"^(?:U (?P<u>.+)|Applied patch to '(?P<a>.+)' with conflicts\.)$")
+_TIMEOUT = 300
+
+
+@dataclass
+class GitApplyResult:
+    applied: bool
+    paths: list[str]  # paths the patch touches (new and old names)
+    conflicts: list[Conflict] = field(default_factory=list)
+    failure_reason: str | None = None
+
+
+def git_apply(workspace: Path, patch_path: Path, *, check_only: bool = False) -> GitApplyResult:
+    """Apply `patch_path` to `workspace` with git; with `check_only`, only report what would happen.
+
+    1. `git apply --check`: if the patch applies as is, apply it (all or nothing).
+    2. Otherwise, in a git repository, `git apply --3way` on a temporary index: first
+       with `--check`, and only if every file can be applied or merged, for real. Files
+       merged with conflicts keep git's conflict markers and are listed in `conflicts`
+       (`applied` is True: the workspace changed).
+    3. If neither works, nothing is written and `conflicts` says why per path.
+    """
+    changes = parse_patch(patch_path.read_bytes())
+    check_paths(changes, workspace)
+    paths = list(dict.fromkeys(p for c in changes for p in (c.old_path, c.path) if p))
+    if not changes:
+        return GitApplyResult(applied=False, paths=[], failure_reason="the patch is empty")
+    git = shutil.which("git")
+    if git is None:
+        return GitApplyResult(applied=False, paths=paths, failure_reason="git is not installed")
+
+    prefix = _repo_prefix(git, workspace)
+    base = [git, "apply", "--whitespace=nowarn"]
+    if prefix:
+        # Patch paths are workspace-relative; git apply reads them from the repo top.
+        base.append(f"--directory={prefix}")
+    patch = str(patch_path.resolve())
+
+    direct = _run([*base, "--check", patch], workspace)
+    if direct.returncode == 0:
+        if check_only:
+            return GitApplyResult(applied=False, paths=paths)
+        done = _run([*base, patch], workspace)
+        if done.returncode == 0:
+            return GitApplyResult(applied=True, paths=paths)
+        return _failed(paths, done.stderr, "git apply failed after a successful check")
+
+    if prefix is None:
+        return _failed(
+            paths,
+            direct.stderr,
+            "the patch does not apply and the workspace is not a git repository (no 3-way merge)",
+        )
+
+    with tempfile.TemporaryDirectory(prefix="co-sidecar-index-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        if _run([git, "read-tree", "HEAD"], workspace, env).returncode != 0:
+            _run([git, "read-tree", "--empty"], workspace, env)
+        staged = _run([git, "update-index", "--add", "--remove", "--", *paths], workspace, env)
+        if staged.returncode != 0:
+            return _failed(
+                paths, direct.stderr + staged.stderr, "could not prepare the 3-way merge"
+            )
+        check = _run([*base, "--3way", "--check", patch], workspace, env)
+        if check.returncode != 0:
+            # Neither a direct apply nor a merge is possible: leave the workspace untouched.
+            return _failed(
+                paths,
+                direct.stderr + check.stderr,
+                "the patch does not apply, even with a 3-way merge",
+            )
+        if check_only:
+            would_conflict = _conflicts(check.stderr, markers_only=True)
+            return GitApplyResult(
+                applied=False,
+                paths=paths,
+                conflicts=would_conflict,
+                failure_reason="a 3-way merge would leave conflicts" if would_conflict else None,
+            )
+        merged = _run([*base, "--3way", patch], workspace, env)
+    conflicts = _conflicts(merged.stderr, markers_only=True)
+    if merged.returncode == 0:
+        return GitApplyResult(applied=True, paths=paths)
+    if conflicts:
+        return GitApplyResult(
+            applied=True,
+            paths=paths,
+            conflicts=conflicts,
+            failure_reason=f"applied with a 3-way merge; {len(conflicts)} file(s) have conflict markers to resolve",
+        )
+    return _failed(paths, merged.stderr, "git apply --3way failed")
+
+
+def _run(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - argv list, no shell; the patch was checked by parse_patch
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _repo_prefix(git: str, workspace: Path) -> str | None:
+    """The workspace's path inside its git repository ("" at the top), or None outside git."""
+    done = _run([git, "rev-parse", "--show-prefix"], workspace)
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip()
+
+
+def _failed(paths: list[str], stderr: str, reason: str) -> GitApplyResult:
+    conflicts = _conflicts(stderr)
+    # git's messages that name no path (e.g. "repository lacks the necessary blob ...").
+    general = [
+        line.strip().removeprefix("error: ")
+        for line in stderr.splitlines()
+        if line.startswith("error: ") and not _PATCH_FAILED.match(line) and not _ERROR.match(line)
+    ]
+    if not conflicts and not general:
+        general = stderr.strip().splitlines()[:1]
+    detail = "; ".join(dict.fromkeys(general))
+    return GitApplyResult(
+        applied=False,
+        paths=paths,
+        conflicts=conflicts,
+        failure_reason=f"{reason} ({detail})" if detail else reason,
+    )
+
+
+def _conflicts(stderr: str, *, markers_only: bool = False) -> list[Conflict]:
+    """Per-path reasons from git apply's stderr, first reason per path first."""
+    reasons: dict[str, list[str]] = {}
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if m := _CONFLICTED.match(line):
+            path, reason = (
+                m.group("u") or m.group("a"),
+                "merge conflict: conflict markers left in the file",
+            )
+        elif markers_only:
+            continue
+        elif m := _PATCH_FAILED.match(line):
+            path, reason = m.group("path"), f"patch failed at line {m.group('line')}"
+        elif m := _ERROR.match(line):
+            path, reason = m.group("path"), m.group("reason")
+        else:
+            continue
+        seen = reasons.setdefault(path, [])
+        if reason not in seen:
+            seen.append(reason)
+    return [Conflict(path=path, reason="; ".join(why)) for path, why in reasons.items()]
