@@ -63,6 +63,8 @@ class DiffEvidence(Model):
     additions: int = 0
     deletions: int = 0
     over_budget: bool = False
+    # Set when the patch cannot be parsed or is unsafe; co/diff and co/apply then refuse it.
+    problem: str | None = None
 
 
 class ApplyOutcome(Model):
@@ -124,6 +126,8 @@ class RunManifest(Model):
     error_code: str | None = None
     created_at: str
     updated_at: str
+    # The server process driving the run; another server leaves a live owner's run alone.
+    owner_pid: int | None = None
     transitions: list[Transition] = Field(default_factory=list)
     executor: ExecutorInfo = Field(default_factory=ExecutorInfo)
     diff: DiffEvidence | None = None
@@ -134,13 +138,13 @@ class RunManifest(Model):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via temp file + fsync + rename so a crash leaves the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -159,6 +163,16 @@ class ManifestStore:
 
     def __init__(self, root: Path):
         self.root = root
+        self._root_ready = False
+
+    def _prepare_root(self) -> None:
+        # A `*` .gitignore keeps run records out of `git status` and out of scratch copies.
+        if not self._root_ready:
+            self.root.mkdir(parents=True, exist_ok=True)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# co-sidecar run records\n*\n")
+            self._root_ready = True
 
     def run_dir(self, task_id: str, run_id: str) -> Path:
         return self.root / task_id / run_id
@@ -168,8 +182,9 @@ class ManifestStore:
 
     def save(self, manifest: RunManifest) -> Path:
         manifest.updated_at = utc_now()
+        self._prepare_root()
         path = self.path_for(manifest)
-        atomic_write_text(path, json.dumps(manifest.wire(), indent=2, sort_keys=False) + "\n")
+        atomic_write_bytes(path, (json.dumps(manifest.wire(), indent=2) + "\n").encode())
         return path
 
     def load_all(self) -> tuple[list[RunManifest], list[tuple[Path, str]]]:

@@ -1,0 +1,105 @@
+"""`co-sidecar` entry points: serve (default), doctor, run, emulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="co-sidecar",
+        description="Hand coding tasks to local or Codex Cloud execution; apply diffs only on acceptance.",
+    )
+    parser.add_argument("--version", action="version", version=f"co-sidecar {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the JSON-RPC server (stdio by default)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--log-file", help="write the server log here (default: stderr)")
+    serve.add_argument("--log-level", default="WARNING")
+
+    doctor = sub.add_parser("doctor", help="preflight report for local and cloud modes")
+    doctor.add_argument("--workspace", default=".", help="workspace folder (default: .)")
+    doctor.add_argument("--cloud", action="store_true", help="exit non-zero unless cloud mode can run")
+    doctor.add_argument("--format", choices=["text", "json"], default="text")
+
+    run = sub.add_parser("run", help="run one task through the server and show its progress and diff")
+    run.add_argument("prompt")
+    run.add_argument("--mode", choices=["auto", "local", "cloud"], default="auto")
+    run.add_argument("--workspace", default=".", help="workspace folder (default: .)")
+    run.add_argument("--task-id", default="adhoc")
+    run.add_argument("--env-id")
+    run.add_argument("--branch")
+    run.add_argument("--attempts", type=int, default=1)
+    run.add_argument("--apply", action="store_true", help="apply the diff with git when the run succeeds")
+    run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
+    run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
+
+    emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
+    emulator.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "emulator":
+        from .cloud.emulator import main as emulator_main
+
+        return emulator_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "serve":
+        return serve(getattr(args, "tcp", None), getattr(args, "log_file", None), getattr(args, "log_level", "WARNING"))
+    if command == "doctor":
+        return doctor(args)
+    if command == "run":
+        from .run_client import run_task
+
+        return run_task(args)
+    return 2
+
+
+def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
+    logging.basicConfig(
+        filename=log_file,
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .server import create_server
+
+    server = create_server()
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .doctor import doctor as run_doctor
+
+    workspace = Path(args.workspace).resolve()
+    result = run_doctor(load_config(workspace), workspace)
+    if args.format == "json":
+        print(json.dumps(result.wire(), indent=2))
+    else:
+        for check in result.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            print(f"[{mark}] {check.name}: {check.message}")
+            if check.fix and not check.ok:
+                print(f"       fix: {check.fix}")
+        print(f"default mode: {result.default_mode}; cloud fallback policy: {result.fallback_policy}")
+    wanted = result.cloud if args.cloud else result.local
+    return 0 if wanted.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Preflight report for both modes: what works, what does not, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import Config
+from .protocol import DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
+from .router import cloud_preflight
+
+
+def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
+    from .local.agent import local_preflight
+
+    if workspace is None:
+        return [Issue(code="workspace_missing", message="no workspace folder", fix="open a folder")]
+    return local_preflight(config, workspace)
+
+
+def doctor(
+    config: Config, workspace: Path | None, environ: Mapping[str, str] | None = None
+) -> DoctorResult:
+    environ = os.environ if environ is None else environ
+    checks: list[DoctorCheck] = [
+        DoctorCheck(
+            name="git",
+            ok=shutil.which("git") is not None,
+            message="git found" if shutil.which("git") else "git is not on PATH",
+            fix=None if shutil.which("git") else "install git",
+        )
+    ]
+    local = local_issues(config, workspace)
+    probe = LaunchParams(prompt="doctor", mode="cloud")
+    cloud = cloud_preflight(probe, config, workspace, environ) if workspace else []
+    for scope, issues in (("local", local), ("cloud", cloud)):
+        if not issues:
+            checks.append(DoctorCheck(name=scope, ok=True, message=f"{scope} mode ready"))
+        for issue in issues:
+            checks.append(
+                DoctorCheck(name=scope, ok=False, message=issue.message, fix=issue.fix, code=issue.code)
+            )
+    return DoctorResult(
+        checks=checks,
+        fallback_policy=config.cloud.fallback,
+        default_mode=config.mode,
+        local=ModeReadiness(ok=not local, issues=local),
+        cloud=ModeReadiness(ok=not cloud, issues=cloud),
+    )

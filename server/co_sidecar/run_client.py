@@ -1,0 +1,144 @@
+"""`co-sidecar run`: a scripted JSON-RPC client that drives the real server over stdio.
+
+It starts the server, launches one task, shows live progress, prints the diff
+stats and the diff, and applies it with the git strategy only on `--apply`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.client import LanguageClient
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+
+from . import __version__
+from .jsonrpc import plain_converter
+
+FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
+
+
+def _agent_argv(text: str) -> list[str]:
+    text = text.strip()
+    return json.loads(text) if text.startswith("[") else shlex.split(text)
+
+
+def run_task(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args, Console(stderr=False)))
+
+
+async def _run(args: argparse.Namespace, console: Console) -> int:
+    workspace = Path(args.workspace).resolve()
+    server_cmd = shlex.split(args.server) if args.server else [sys.executable, "-m", "co_sidecar", "serve"]
+    options: dict[str, Any] = {}
+    if args.agent:
+        options["local"] = {"agentCommand": _agent_argv(args.agent)}
+
+    client = LanguageClient("co-sidecar-run", __version__, converter_factory=plain_converter)
+    updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @client.feature("co/runUpdate")
+    def on_update(params: Any) -> None:
+        updates.put_nowait(params)
+
+    await client.start_io(*server_cmd)
+    try:
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                root_uri=workspace.as_uri(),
+                workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)],
+                initialization_options=options,
+            )
+        )
+        client.initialized(types.InitializedParams())
+        return await _launch_and_follow(client, args, workspace, updates, console)
+    except JsonRpcException as exc:
+        console.print(f"[red]co-sidecar: {escape(exc.message)}[/red]")
+        return 1
+    finally:
+        try:
+            await asyncio.wait_for(client.shutdown_async(None), 10)
+            client.exit(None)
+        except Exception:  # the server may already be gone; nothing left to save
+            pass
+        await client.stop()
+
+
+async def _launch_and_follow(
+    client: LanguageClient,
+    args: argparse.Namespace,
+    workspace: Path,
+    updates: asyncio.Queue[dict[str, Any]],
+    console: Console,
+) -> int:
+    params: dict[str, Any] = {"prompt": args.prompt, "mode": args.mode, "taskId": args.task_id}
+    cloud = {k: v for k, v in {"envId": args.env_id, "branch": args.branch}.items() if v}
+    if cloud or args.attempts != 1:
+        params["cloud"] = {**cloud, "attempts": args.attempts}
+    launched = await client.protocol.send_request_async("co/launch", params)
+    run_id = launched["runId"]
+    console.print(f"[bold]run[/bold] {run_id}  mode=[cyan]{launched['mode']}[/cyan]  {escape(launched['reason'])}")
+    if launched.get("fallback"):
+        console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
+
+    state = launched["state"]
+    with console.status(f"{state}…", spinner="dots") as status:
+        while state not in FINISHED:
+            update = await updates.get()
+            if update.get("runId") != run_id:
+                continue
+            state = update["state"]
+            elapsed = update.get("elapsedMs", 0) / 1000
+            polls = f" polls={update['pollCount']}" if update.get("pollCount") else ""
+            status.update(f"[bold]{state}[/bold] {elapsed:.1f}s{polls}")
+            message = update.get("message") or ""
+            if update.get("stream"):
+                style = "dim" if update["stream"] == "stdout" else "yellow"
+                for line in message.splitlines():
+                    console.print(f"  [{style}]│ {escape(line)}[/{style}]")
+            elif message:
+                url = f"  {update['cloudTaskUrl']}" if update.get("cloudTaskUrl") else ""
+                console.print(f"[bold]{state}[/bold] {escape(message)}{url}")
+
+    record = await client.protocol.send_request_async("co/status", {"runId": run_id})
+    if state != "succeeded":
+        console.print(f"[red]run {state}: {escape(record.get('failureReason') or '')}[/red]")
+        return 1
+    diff = await client.protocol.send_request_async("co/diff", {"runId": run_id})
+    _print_diff(diff, console)
+    if not args.apply:
+        console.print(f"not applied. To apply: co-sidecar run … --apply, or co/apply {{runId: {run_id}, accept: true}}")
+        return 0
+    result = await client.protocol.send_request_async(
+        "co/apply", {"runId": run_id, "accept": True, "strategy": "git"}
+    )
+    if result["applied"]:
+        console.print(f"[green]applied[/green] to {workspace}: {', '.join(result['paths'])}")
+        return 0
+    console.print(f"[red]not applied: {escape(result.get('failureReason') or '')}[/red]")
+    return 1
+
+
+def _print_diff(diff: dict[str, Any], console: Console) -> None:
+    table = Table(title="changes", show_edge=False)
+    for column in ("status", "path", "+", "-"):
+        table.add_column(column)
+    for f in diff["files"]:
+        path = f"{f['oldPath']} → {f['path']}" if f.get("oldPath") else f["path"]
+        table.add_row(f["status"], path, f"[green]+{f['additions']}[/green]", f"[red]-{f['deletions']}[/red]")
+    console.print(table)
+    for conflict in diff.get("conflicts", []):
+        console.print(f"[yellow]conflict[/yellow] {conflict['path']}: {escape(conflict['reason'])}")
+    if diff["patch"]:
+        console.print(Syntax(diff["patch"], "diff", theme="ansi_dark", background_color="default"))

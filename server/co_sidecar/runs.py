@@ -1,0 +1,582 @@
+"""The run lifecycle: registry, state machine, manifests, diff and explicit apply.
+
+No pygls here: the server passes in a sink for `RunUpdate`s and, for the client
+apply strategy, a coroutine that sends `workspace/applyEdit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import diffs
+from .config import Config
+from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound
+from .execution import Executor, Outcome, Stream
+from .manifest import (
+    ApplyOutcome,
+    DiffEvidence,
+    ManifestStore,
+    RunManifest,
+    Transition,
+    atomic_write_bytes,
+    new_run_id,
+    utc_now,
+)
+from .protocol import (
+    FINISHED_STATES,
+    ApplyParams,
+    ApplyResult,
+    DiffParams,
+    DiffResult,
+    LaunchParams,
+    LaunchResult,
+    ListParams,
+    ListResult,
+    Mode,
+    RouteResult,
+    RunState,
+    RunStateResult,
+    RunSummary,
+    RunUpdate,
+)
+from .router import requested_cloud_branch, requested_cloud_env, route
+
+log = logging.getLogger(__name__)
+
+UpdateSink = Callable[[RunUpdate], None]
+ClientApply = Callable[[dict[str, Any], str], Awaitable[tuple[bool, str | None]]]
+ExecutorFactory = Callable[[Mode], Executor]
+
+# Agent output is forwarded at most this often per run; lines in between are batched.
+OUTPUT_INTERVAL_S = 0.1
+OUTPUT_MAX_LINES = 50
+OUTPUT_MAX_CHARS = 8_000
+CANCEL_WAIT_S = 10.0
+EXECUTING_STATES = frozenset({RunState.QUEUED, RunState.ROUTING, RunState.LAUNCHING, RunState.RUNNING})
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunRecord:
+    """One run: its manifest, where it lives, and (while executing) its live parts.
+
+    Implements `execution.RunContext` for the executor driving it.
+    """
+
+    manifest: RunManifest
+    workspace: Path
+    store: ManifestStore
+    config: Config
+    sink: UpdateSink
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    applying: bool = False
+    _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
+    _last_output_emit: float = 0.0
+    _flush_handle: asyncio.TimerHandle | None = None
+
+    # -- RunContext ---------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id
+
+    @property
+    def task_id(self) -> str:
+        return self.manifest.task_id
+
+    @property
+    def prompt(self) -> str:
+        return self.manifest.prompt
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir(self.task_id, self.run_id)
+
+    def set_state(self, state: RunState, message: str = "") -> None:
+        self.manifest.state = state
+        self.manifest.transitions.append(Transition(state=state, at=utc_now(), message=message))
+        self.save(message or state.value)
+
+    def save(self, message: str = "") -> None:
+        self.store.save(self.manifest)
+        if message:
+            self.emit(message)
+
+    def output(self, stream: Stream, line: str) -> None:
+        self._pending_output.append((stream, line))
+        now = time.monotonic()
+        wait = self._last_output_emit + OUTPUT_INTERVAL_S - now
+        if wait <= 0:
+            self.flush_output()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(wait, self.flush_output)
+
+    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+        name = "patch.diff" if attempt is None else f"attempt-{attempt}.diff"
+        path = self.run_dir / name
+        atomic_write_bytes(path, patch)
+        evidence = DiffEvidence(
+            patch_path=str(path.relative_to(self.store.root)),
+            sha256=hashlib.sha256(patch).hexdigest(),
+            bytes=len(patch),
+        )
+        try:
+            changes = diffs.parse_patch(patch)
+            evidence.files = diffs.file_stats(changes)
+            evidence.additions, evidence.deletions = diffs.totals(changes)
+        except PatchRefused as exc:
+            evidence.problem = exc.message
+        budget = self.config.diff
+        evidence.over_budget = (
+            len(evidence.files) > budget.max_files
+            or evidence.additions + evidence.deletions > budget.max_lines
+            or evidence.bytes > budget.max_patch_bytes
+        )
+        if attempt is None:
+            self.manifest.diff = evidence
+        return evidence
+
+    # -- notifications ------------------------------------------------------
+    def flush_output(self) -> None:
+        self._flush_handle = None
+        pending, self._pending_output = self._pending_output, []
+        if not pending:
+            return
+        self._last_output_emit = time.monotonic()
+        for stream in ("stdout", "stderr"):
+            lines = [line for s, line in pending if s == stream]
+            if not lines:
+                continue
+            dropped = max(0, len(lines) - OUTPUT_MAX_LINES)
+            text = "\n".join(lines[-OUTPUT_MAX_LINES:])[-OUTPUT_MAX_CHARS:]
+            if dropped:
+                text = f"[{dropped} earlier lines omitted]\n{text}"
+            self.emit(text, stream=stream)
+
+    def emit(self, message: str, *, stream: Stream | None = None) -> None:
+        m = self.manifest
+        cloud = m.cloud
+        self.sink(
+            RunUpdate(
+                run_id=m.run_id,
+                task_id=m.task_id,
+                state=m.state,
+                mode=m.selected_mode,
+                message=message,
+                attempt=None,
+                poll_count=cloud.poll_count if cloud else 0,
+                elapsed_ms=int((time.time() - _timestamp(m.created_at)) * 1000),
+                cloud_task_id=cloud.task_id if cloud else None,
+                cloud_task_url=cloud.task_url if cloud else None,
+                stream=stream,
+                error_code=m.error_code,
+            )
+        )
+
+    def finish(self, outcome: Outcome) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush_output()
+        self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
+        self.manifest.error_code = outcome.error_code
+        self.set_state(outcome.state, outcome.message)
+
+
+class RunManager:
+    """All runs this server knows: started here or loaded from manifests on disk."""
+
+    def __init__(
+        self,
+        sink: UpdateSink,
+        config_for: Callable[[Path], Config],
+        executor_for: ExecutorFactory,
+        environ: Mapping[str, str] | None = None,
+    ):
+        self.sink = sink
+        self.config_for = config_for
+        self.executor_for = executor_for
+        self.environ = os.environ if environ is None else environ
+        self.runs: dict[str, RunRecord] = {}
+        self._loaded_roots: set[Path] = set()
+        self._local_slots: dict[Path, asyncio.Semaphore] = {}
+
+    # -- loading ------------------------------------------------------------
+    def store_for(self, workspace: Path, config: Config) -> ManifestStore:
+        root = Path(config.runs.root)
+        return ManifestStore(root if root.is_absolute() else workspace / root)
+
+    def ensure_loaded(self, workspace: Path) -> list[RunRecord]:
+        """Load a workspace's manifests once; returns runs that were interrupted by a crash."""
+        config = self.config_for(workspace)
+        store = self.store_for(workspace, config)
+        if store.root in self._loaded_roots:
+            return []
+        self._loaded_roots.add(store.root)
+        manifests, broken = store.load_all()
+        for path, why in broken:
+            log.warning("skipping unreadable manifest %s: %s", path, why)
+        orphans: list[RunRecord] = []
+        for manifest in manifests:
+            if manifest.run_id in self.runs:
+                continue
+            record = RunRecord(manifest, workspace, store, config, self.sink)
+            self.runs[manifest.run_id] = record
+            owner = manifest.owner_pid
+            live_elsewhere = owner is not None and owner != os.getpid() and _pid_alive(owner)
+            if manifest.state in EXECUTING_STATES and not live_elsewhere:
+                orphans.append(record)
+        return orphans
+
+    def recover(self, orphans: list[RunRecord]) -> None:
+        """Runs whose server died: local ones failed as interrupted, cloud ones resume polling."""
+        for record in orphans:
+            cloud = record.manifest.cloud
+            if record.manifest.selected_mode == "cloud" and cloud and cloud.task_id:
+                executor = self.executor_for("cloud")
+                resume = getattr(executor, "resume", None)
+                if resume is not None:
+                    record.manifest.owner_pid = os.getpid()
+                    record.set_state(RunState.RUNNING, f"resuming cloud task {cloud.task_id} after restart")
+                    record.task = asyncio.create_task(self._drive(record, resume))
+                    continue
+            record.finish(
+                Outcome(
+                    RunState.FAILED,
+                    "interrupted: the server stopped while this run was in progress",
+                    "interrupted",
+                )
+            )
+
+    # -- lookups ------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord:
+        record = self.runs.get(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record
+
+    def list_runs(self, params: ListParams) -> ListResult:
+        records = sorted(self.runs.values(), key=lambda r: r.manifest.created_at, reverse=True)
+        rows: list[RunSummary] = []
+        for record in records:
+            m = record.manifest
+            if params.state is not None and m.state != params.state:
+                continue
+            if params.task_id is not None and m.task_id != params.task_id:
+                continue
+            rows.append(
+                RunSummary(
+                    run_id=m.run_id,
+                    task_id=m.task_id,
+                    state=m.state,
+                    mode=m.selected_mode,
+                    requested_mode=m.requested_mode,
+                    prompt=m.prompt,
+                    created_at=m.created_at,
+                    updated_at=m.updated_at,
+                    failure_reason=m.failure_reason,
+                    cloud_task_url=m.cloud.task_url if m.cloud else None,
+                )
+            )
+            if params.limit is not None and len(rows) >= params.limit:
+                break
+        return ListResult(runs=rows)
+
+    # -- route & launch -----------------------------------------------------
+    def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
+        return route(params, self.config_for(workspace), workspace, self.environ)
+
+    def launch(self, params: LaunchParams, workspace: Path) -> LaunchResult:
+        config = self.config_for(workspace)
+        self.ensure_loaded(workspace)
+        decision = route(params, config, workspace, self.environ)
+        now = utc_now()
+        manifest = RunManifest(
+            run_id=new_run_id(),
+            task_id=params.task_id,
+            prompt=params.prompt,
+            workspace=str(workspace),
+            requested_mode=params.mode,
+            selected_mode=decision.mode,
+            routing_reason=decision.reason,
+            metadata=params.metadata,
+            fallback=decision.fallback,
+            state=RunState.ROUTING,
+            created_at=now,
+            updated_at=now,
+            owner_pid=os.getpid(),
+            transitions=[Transition(state=RunState.ROUTING, at=now)],
+        )
+        if decision.mode == "cloud":
+            from .manifest import CloudInfo
+
+            manifest.cloud = CloudInfo(
+                adapter=config.cloud.adapter,
+                env_id=requested_cloud_env(params, config),
+                branch=requested_cloud_branch(params, config),
+                attempts=params.cloud.attempts,
+            )
+        record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
+        self.runs[manifest.run_id] = record
+        record.save(f"routing: {decision.reason}")
+        if decision.denied:
+            codes = ", ".join(i.code for i in decision.issues)
+            record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
+        else:
+            record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
+            record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+        return LaunchResult(
+            run_id=manifest.run_id,
+            task_id=manifest.task_id,
+            mode=manifest.selected_mode,
+            state=manifest.state,
+            reason=decision.reason,
+            fallback=decision.fallback,
+        )
+
+    async def _drive(self, record: RunRecord, execute: Callable[[Any], Awaitable[Outcome]]) -> None:
+        try:
+            if record.manifest.selected_mode == "local":
+                async with self._local_slot(record):
+                    outcome = await execute(record)
+            else:
+                outcome = await execute(record)
+        except _CancelledWhileQueued:
+            outcome = Outcome(RunState.CANCELLED, "cancelled while queued", "cancelled")
+        except CoError as exc:
+            outcome = Outcome(RunState.FAILED, exc.message, exc.category)
+        except asyncio.CancelledError:
+            record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", "cancelled"))
+            raise
+        except Exception as exc:  # an executor bug must fail the run, never the server
+            log.exception("run %s crashed", record.run_id)
+            outcome = Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
+        if record.cancel_event.is_set() and outcome.state not in FINISHED_STATES:
+            outcome = Outcome(RunState.CANCELLED, "cancelled", "cancelled")
+        record.finish(outcome)
+
+    @contextlib.asynccontextmanager
+    async def _local_slot(self, record: RunRecord) -> AsyncIterator[None]:
+        slots = self._local_slots.setdefault(
+            record.workspace, asyncio.Semaphore(record.config.local.max_concurrent)
+        )
+        if slots.locked():
+            record.set_state(RunState.QUEUED, "waiting for a free local slot")
+        acquire = asyncio.ensure_future(slots.acquire())
+        cancelled = asyncio.ensure_future(record.cancel_event.wait())
+        await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        cancelled.cancel()
+        if not acquire.done() or acquire.cancelled():
+            acquire.cancel()
+            raise _CancelledWhileQueued()
+        try:
+            if record.cancel_event.is_set():
+                raise _CancelledWhileQueued()
+            if record.manifest.state == RunState.QUEUED:
+                record.set_state(RunState.LAUNCHING, "local slot free; launching")
+            yield
+        finally:
+            slots.release()
+
+    # -- cancel / reject ----------------------------------------------------
+    async def cancel(self, run_id: str) -> RunStateResult:
+        record = self.get(run_id)
+        if record.manifest.state not in EXECUTING_STATES or record.task is None:
+            raise InvalidState(
+                f"run {run_id} is not running (state {record.manifest.state.value}); nothing to cancel",
+                data={"state": record.manifest.state.value},
+            )
+        record.cancel_event.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(record.task), CANCEL_WAIT_S)
+        return RunStateResult(run_id=run_id, state=record.manifest.state)
+
+    def reject(self, run_id: str) -> RunStateResult:
+        record = self.get(run_id)
+        self._require_succeeded(record, "reject")
+        record.manifest.apply = ApplyOutcome(rejected=True, reason="rejected by the user", at=utc_now())
+        record.set_state(RunState.REJECTED, "diff rejected")
+        return RunStateResult(run_id=run_id, state=record.manifest.state)
+
+    def _require_succeeded(self, record: RunRecord, verb: str) -> None:
+        state = record.manifest.state
+        if state == RunState.APPLIED:
+            raise ApplyRefused(f"run {record.run_id} was already applied; refusing to {verb} it again")
+        if state == RunState.REJECTED:
+            raise ApplyRefused(f"run {record.run_id} was rejected; launch it again to get a new diff")
+        if state != RunState.SUCCEEDED:
+            raise InvalidState(
+                f"run {record.run_id} is {state.value}; only a succeeded run can be {verb}ed",
+                data={"state": state.value},
+            )
+
+    # -- diff & apply -------------------------------------------------------
+    def evidence(self, record: RunRecord, attempt: int | None) -> tuple[DiffEvidence, int | None]:
+        m = record.manifest
+        if m.cloud and m.cloud.attempt_status:
+            with_diff = [a for a in m.cloud.attempt_status if a.diff is not None]
+            if attempt is None:
+                if with_diff and with_diff[0].diff is not None:
+                    return with_diff[0].diff, with_diff[0].attempt
+            else:
+                for a in m.cloud.attempt_status:
+                    if a.attempt == attempt:
+                        if a.diff is None:
+                            raise InvalidState(f"attempt {attempt} of run {m.run_id} has no diff ({a.status})")
+                        return a.diff, attempt
+                raise InvalidState(f"run {m.run_id} has no attempt {attempt}")
+        if m.diff is None:
+            raise InvalidState(
+                f"run {m.run_id} has no diff (state {m.state.value})", data={"state": m.state.value}
+            )
+        if attempt not in (None, 1):
+            raise InvalidState(f"run {m.run_id} has a single attempt; attempt {attempt} does not exist")
+        return m.diff, None
+
+    def diff(self, params: DiffParams, open_documents: Mapping[str, diffs.OpenDocument]) -> DiffResult:
+        record = self.get(params.run_id)
+        evidence, attempt = self.evidence(record, params.attempt)
+        patch, changes = self._load_patch(record, evidence)
+        edit, conflicts = diffs.build_workspace_edit(
+            changes, record.workspace, open_documents, label=self._label(record)
+        )
+        return DiffResult(
+            run_id=record.run_id,
+            attempt=attempt,
+            patch=patch.decode("utf-8", errors="replace"),
+            files=diffs.file_stats(changes),
+            edit=edit,
+            conflicts=conflicts,
+        )
+
+    def _label(self, record: RunRecord) -> str:
+        prompt = record.prompt.strip().splitlines()[0]
+        return f"co-sidecar: {prompt[:60]}"
+
+    def _load_patch(self, record: RunRecord, evidence: DiffEvidence) -> tuple[bytes, list[diffs.FileChange]]:
+        if evidence.problem:
+            raise PatchRefused(f"the run's patch was refused: {evidence.problem}")
+        patch = (record.store.root / evidence.patch_path).read_bytes()
+        if hashlib.sha256(patch).hexdigest() != evidence.sha256:
+            raise PatchRefused(f"patch file {evidence.patch_path} changed since it was recorded (sha256 mismatch)")
+        changes = diffs.parse_patch(patch)
+        diffs.check_paths(changes, record.workspace)
+        return patch, changes
+
+    async def apply(
+        self,
+        params: ApplyParams,
+        open_documents: Mapping[str, diffs.OpenDocument],
+        client_apply: ClientApply | None,
+    ) -> ApplyResult:
+        record = self.get(params.run_id)
+        if params.accept is not True:
+            raise ApplyRefused("co/apply needs accept: true (the user's explicit acceptance); nothing was changed")
+        self._require_succeeded(record, "apply")
+        if record.applying:
+            raise ApplyRefused(f"run {record.run_id} is being applied already")
+        evidence, attempt = self.evidence(record, params.attempt)
+        if evidence.over_budget and not params.force:
+            raise ApplyRefused(
+                f"the diff is over budget ({len(evidence.files)} files, "
+                f"{evidence.additions + evidence.deletions} lines, {evidence.bytes} bytes; limits "
+                f"diff.maxFiles={record.config.diff.max_files}, diff.maxLines={record.config.diff.max_lines}); "
+                "pass force: true to apply anyway",
+                category="over_budget",
+            )
+        record.applying = True
+        try:
+            result = await self._apply(record, params, evidence, open_documents, client_apply)
+        finally:
+            record.applying = False
+        record.manifest.apply = ApplyOutcome(
+            strategy=params.strategy,
+            applied=result.applied,
+            attempt=attempt,
+            paths=result.paths,
+            reason=result.failure_reason,
+            forced=params.force and evidence.over_budget,
+            at=utc_now(),
+        )
+        if result.applied:
+            record.set_state(RunState.APPLIED, f"applied with the {params.strategy} strategy")
+        else:
+            record.save(f"apply failed: {result.failure_reason}")
+        return result
+
+    async def _apply(
+        self,
+        record: RunRecord,
+        params: ApplyParams,
+        evidence: DiffEvidence,
+        open_documents: Mapping[str, diffs.OpenDocument],
+        client_apply: ClientApply | None,
+    ) -> ApplyResult:
+        patch, changes = self._load_patch(record, evidence)
+        paths = [c.path for c in changes]
+        if params.strategy == "git":
+            from .git_apply import git_apply
+
+            patch_path = record.store.root / evidence.patch_path
+            outcome = await asyncio.to_thread(git_apply, record.workspace, patch_path)
+            return ApplyResult(
+                applied=outcome.applied,
+                strategy="git",
+                paths=outcome.paths,
+                failure_reason=outcome.failure_reason,
+                conflicts=outcome.conflicts,
+            )
+        if client_apply is None:
+            raise ApplyRefused("the client cannot apply edits (no workspace.applyEdit capability); use strategy git")
+        edit, conflicts = diffs.build_workspace_edit(
+            changes, record.workspace, open_documents, label=self._label(record)
+        )
+        if conflicts:
+            return ApplyResult(
+                applied=False,
+                strategy="client",
+                paths=paths,
+                failure_reason="the workspace no longer matches the diff's base: "
+                + "; ".join(f"{c.path}: {c.reason}" for c in conflicts),
+                conflicts=conflicts,
+            )
+        applied, reason = await client_apply(edit, self._label(record))
+        return ApplyResult(
+            applied=applied,
+            strategy="client",
+            paths=paths if applied else [],
+            failure_reason=None if applied else (reason or "the client did not apply the edit"),
+        )
+
+    async def shutdown(self) -> None:
+        live = [r for r in self.runs.values() if r.task is not None and not r.task.done()]
+        for record in live:
+            record.cancel_event.set()
+        if live:
+            await asyncio.wait([r.task for r in live if r.task is not None], timeout=CANCEL_WAIT_S)
+
+
+class _CancelledWhileQueued(Exception):
+    pass
