@@ -21,6 +21,7 @@ CHUNK_BYTES = 64 * 1024
 # A "line" longer than this is emitted in pieces, so a newline-free flood can't grow memory.
 MAX_LINE_CHARS = 64 * 1024
 TERM_GRACE_SECONDS = 2.0
+EXIT_POLL_SECONDS = 0.05
 # After the agent exits, how long to wait for its pipes to reach EOF (a straggler may hold them).
 DRAIN_SECONDS = 5.0
 FAILURE_TAIL_LINES = 20
@@ -66,15 +67,24 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+async def leader_exit(proc: asyncio.subprocess.Process) -> int:
+    """The agent's exit code once it is reaped. Not `proc.wait()`: on Python 3.11 that also
+    waits for the pipes to close, which a leftover grandchild can postpone forever."""
+    while proc.returncode is None:
+        await asyncio.sleep(EXIT_POLL_SECONDS)
+    return proc.returncode
+
+
 async def stop(proc: asyncio.subprocess.Process, grace: float) -> None:
     """Terminate the agent's whole process group: SIGTERM, `grace` seconds, then SIGKILL."""
     if grace > 0 and proc.returncode is None:
         kill_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace)
+            await asyncio.wait_for(leader_exit(proc), grace)
     # Always SIGKILL the group: grandchildren may outlive a leader that obeyed SIGTERM.
     kill_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
 
 
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
@@ -174,7 +184,7 @@ class LocalExecutor:
             asyncio.create_task(pump(proc.stdout, "stdout", ctx, tails["stdout"])),
             asyncio.create_task(pump(proc.stderr, "stderr", ctx, tails["stderr"])),
         ]
-        exited = asyncio.create_task(proc.wait())
+        exited = asyncio.create_task(leader_exit(proc))
         cancelled = asyncio.create_task(ctx.cancel_event.wait())
         outcome: Outcome | None = None
         try:
@@ -198,11 +208,18 @@ class LocalExecutor:
                 kill_group(proc.pid, signal.SIGKILL)
         finally:
             cancelled.cancel()
+            exited.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
                 kill_group(proc.pid, signal.SIGKILL)
             _, late = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
-            for task in late:
-                task.cancel()
+            if late:
+                # Something outside the group (e.g. a setsid daemon) still holds the pipes:
+                # stop reading and close our ends.
+                for task in late:
+                    task.cancel()
+                transport = getattr(proc, "_transport", None)
+                if transport is not None:
+                    transport.close()
             info.exit_code = proc.returncode
             info.stdout_tail = tails["stdout"].text()
             info.stderr_tail = tails["stderr"].text()

@@ -1,0 +1,584 @@
+"""LocalExecutor end to end: real git repositories in tmp_path, real agent subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from co_sidecar.config import Config
+from co_sidecar.errors import PreflightFailed, WorkspaceError
+from co_sidecar.execution import Outcome, Stream
+from co_sidecar.local import (
+    DEFAULT_CODEX_ARGV,
+    LocalExecutor,
+    capture_patch,
+    create_scratch,
+    local_preflight,
+    remove_scratch,
+    resolve_agent_argv,
+    sweep_scratch,
+)
+from co_sidecar.local import agent as agent_mod
+from co_sidecar.local import executor as executor_mod
+from co_sidecar.manifest import DiffEvidence, RunManifest, utc_now
+from co_sidecar.protocol import RunState
+
+DEMO_AGENT = Path(__file__).resolve().parents[1] / "examples" / "demo_agent.py"
+PY = sys.executable
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_OPTIONAL_LOCKS"] = "0"  # our own snapshots must not rewrite the index
+    return env
+
+
+def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
+    done = subprocess.run(  # noqa: S603 - argv lists built by the tests
+        ["git", "-c", "core.quotepath=off", *args],
+        cwd=repo,
+        input=input,
+        capture_output=True,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file under root except .git: content, or "-> target" for symlinks, plus the x bit."""
+    files: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".git":
+            continue
+        if path.is_symlink():
+            files[str(rel)] = b"-> " + os.readlink(path).encode()
+        elif path.is_file():
+            x = b"x" if path.stat().st_mode & stat.S_IXUSR else b"-"
+            files[str(rel)] = x + path.read_bytes()
+    return files
+
+
+def snapshot(repo: Path) -> dict[str, Any]:
+    return {
+        "status": git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored"),
+        "head": git(repo, "rev-parse", "HEAD"),
+        "refs": git(repo, "for-each-ref"),
+        "stash": git(repo, "stash", "list"),
+        "index": (repo / ".git" / "index").read_bytes(),
+        "files": tree_files(repo),
+    }
+
+
+@pytest.fixture(autouse=True)
+def scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "scratch"
+    monkeypatch.setenv("CO_SCRATCH_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A small committed Python project with a binary file and an ignore list."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "config", "user.email", "test@example.com")
+    (repo / "README.md").write_text("# Project\n")
+    (repo / "app.py").write_text("def main():\n    return 1\n")
+    (repo / "TODO.md").write_text("- nothing\n")
+    (repo / "CHANGES.md").write_text("## 0.1\n- first\n")
+    (repo / "logo.bin").write_bytes(bytes(range(256)) * 4)
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def dirty(repo: Path) -> None:
+    """Staged, unstaged, untracked (incl. executable and symlink) and ignored changes."""
+    (repo / "README.md").write_text("# Project\n\nstaged line\n")
+    git(repo, "add", "README.md")
+    (repo / "app.py").write_text("def main():\n    return 2  # unstaged\n")
+    (repo / "new_untracked.txt").write_text("untracked\n")
+    (repo / "tools").mkdir()
+    (repo / "tools" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (repo / "tools" / "run.sh").chmod(0o755)
+    (repo / "link.txt").symlink_to("new_untracked.txt")
+    (repo / "debug.log").write_text("ignored\n")
+
+
+@dataclass
+class FakeContext:
+    run_id: str
+    task_id: str
+    prompt: str
+    workspace: Path
+    run_dir: Path
+    config: Config
+    manifest: RunManifest
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    states: list[tuple[RunState, str]] = field(default_factory=list)
+    outputs: list[tuple[Stream, str]] = field(default_factory=list)
+    saves: int = 0
+    patch: bytes | None = None
+
+    def set_state(self, state: RunState, message: str = "") -> None:
+        self.manifest.state = state
+        self.states.append((state, message))
+
+    def save(self, message: str = "") -> None:
+        self.saves += 1
+
+    def output(self, stream: Stream, line: str) -> None:
+        self.outputs.append((stream, line))
+
+    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+        self.patch = patch
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "patch.diff"
+        path.write_bytes(patch)
+        lines = patch.split(b"\n")
+        return DiffEvidence(
+            patch_path=str(path),
+            sha256=hashlib.sha256(patch).hexdigest(),
+            bytes=len(patch),
+            additions=sum(1 for ln in lines if ln.startswith(b"+") and not ln.startswith(b"+++")),
+            deletions=sum(1 for ln in lines if ln.startswith(b"-") and not ln.startswith(b"---")),
+        )
+
+    def lines(self, stream: Stream) -> list[str]:
+        return [line for s, line in self.outputs if s == stream]
+
+
+_counter = 0
+
+
+def make_ctx(
+    workspace: Path, tmp_path: Path, argv: list[str] | None, prompt: str = "add notes", **local: Any
+) -> FakeContext:
+    global _counter
+    _counter += 1
+    run_id = f"run-{_counter}"
+    config = Config.model_validate(
+        {"local": {"agentCommand": argv, **local}, "runs": {"root": str(tmp_path / "runs")}}
+    )
+    now = utc_now()
+    manifest = RunManifest(
+        run_id=run_id,
+        task_id="task-1",
+        prompt=prompt,
+        workspace=str(workspace),
+        requested_mode="local",
+        selected_mode="local",
+        routing_reason="test",
+        state=RunState.LAUNCHING,
+        created_at=now,
+        updated_at=now,
+    )
+    return FakeContext(
+        run_id=run_id,
+        task_id="task-1",
+        prompt=prompt,
+        workspace=workspace,
+        run_dir=tmp_path / "runs" / "task-1" / run_id,
+        config=config,
+        manifest=manifest,
+    )
+
+
+def py_agent(tmp_path: Path, name: str, code: str) -> list[str]:
+    """An agent written as a Python script outside the repo; argv ends with the prompt."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(textwrap.dedent(code))
+    return [PY, str(script), "{prompt}"]
+
+
+def worktrees(repo: Path) -> list[str]:
+    out = git(repo, "worktree", "list", "--porcelain").decode()
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def assert_dead(pid: int, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):  # exited; only waiting for a reaper
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still alive")
+
+
+# --- scratch ---------------------------------------------------------------
+
+
+def test_scratch_carries_uncommitted_changes_not_ignored(repo: Path, scratch_root: Path) -> None:
+    dirty(repo)
+    (repo / ".runs" / "t" / "r").mkdir(parents=True)
+    (repo / ".runs" / "t" / "r" / "manifest.json").write_text("{}")
+    before = snapshot(repo)
+
+    scratch = create_scratch(repo, "r1", exclude=[repo / ".runs"])
+    assert scratch_root in scratch.path.parents and scratch.path.name == "r1"
+    s = scratch.path
+    assert (s / "README.md").read_text() == "# Project\n\nstaged line\n"
+    assert (s / "app.py").read_text() == "def main():\n    return 2  # unstaged\n"
+    assert (s / "new_untracked.txt").read_text() == "untracked\n"
+    assert os.access(s / "tools" / "run.sh", os.X_OK)
+    assert (s / "link.txt").is_symlink() and os.readlink(s / "link.txt") == "new_untracked.txt"
+    assert not (s / "debug.log").exists()
+    assert not (s / ".runs").exists()
+    # The base commit holds that state: nothing to report before the agent runs.
+    assert capture_patch(scratch) == b""
+    assert git(s, "status", "--porcelain") == b""
+
+    remove_scratch(scratch.path)
+    assert not s.exists()
+    assert worktrees(repo) == [str(repo)]
+    assert snapshot(repo) == before
+
+
+def test_not_a_repo_and_no_commits(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(WorkspaceError, match="not a git repository"):
+        create_scratch(plain, "r1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(WorkspaceError, match="workspace has no commits: commit once"):
+        create_scratch(empty, "r1")
+
+
+def test_sweep_removes_stale_scratches(repo: Path, scratch_root: Path) -> None:
+    keep = create_scratch(repo, "active-run")
+    stale = create_scratch(repo, "stale-run")
+    stray = keep.path.parent / "half-made"
+    stray.mkdir()
+    (stray / "junk").write_text("x")
+    removed = sweep_scratch(repo, {"active-run"})
+    assert sorted(p.name for p in removed) == ["half-made", "stale-run"]
+    assert keep.path.is_dir() and not stale.path.exists() and not stray.exists()
+    assert sorted(worktrees(repo)) == sorted([str(repo), str(keep.path)])
+    assert sweep_scratch(repo / "..", set()) == []  # not a repo: nothing to do
+
+
+# --- agent argv and preflight ------------------------------------------------
+
+
+def test_resolve_agent_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    prompt = "fix it; rm -rf ~"
+    assert resolve_agent_argv(["a", "--p", "{prompt}", "x{prompt}"], prompt) == [
+        "a", "--p", prompt, "x{prompt}",
+    ]  # fmt: skip
+    assert resolve_agent_argv(["a"], prompt) == ["a"]  # prompt still in $CO_PROMPT
+    monkeypatch.setattr(agent_mod.shutil, "which", lambda name: "/usr/bin/codex")
+    assert resolve_agent_argv(None, prompt) == ["codex", "exec", "--full-auto", prompt]
+    assert DEFAULT_CODEX_ARGV[-1] == "{prompt}"
+    monkeypatch.setattr(agent_mod.shutil, "which", lambda name: None)
+    with pytest.raises(PreflightFailed) as info:
+        resolve_agent_argv(None, prompt)
+    assert info.value.category == "local_agent_missing"
+    assert "local.agentCommand" in info.value.message and "Codex CLI" in info.value.message
+    with pytest.raises(PreflightFailed):
+        resolve_agent_argv([], prompt)
+
+
+def test_local_preflight(repo: Path, tmp_path: Path) -> None:
+    ok = Config.model_validate({"local": {"agentCommand": [PY, "{prompt}"]}})
+    assert local_preflight(ok, repo) == []
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert [i.code for i in local_preflight(ok, plain)] == ["local_not_git_repo"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    assert [i.code for i in local_preflight(ok, empty)] == ["local_no_commits"]
+    missing = Config.model_validate({"local": {"agentCommand": ["no-such-agent-xyz"]}})
+    issues = local_preflight(missing, repo)
+    assert [i.code for i in issues] == ["local_agent_missing"]
+    assert "no-such-agent-xyz" in issues[0].message
+
+
+# --- executor ----------------------------------------------------------------
+
+EDIT_AGENT = """
+    import os, subprocess, sys
+    # The demo agent's modify/create/delete/rename, then binary and non-UTF-8 edits.
+    subprocess.run([sys.executable, {demo!r}, sys.argv[1]], check=True)
+    with open("logo.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\\x00\\xff\\xfe")
+    with open("blob.bin", "wb") as f:
+        f.write(bytes(range(256)))
+    with open("latin1.txt", "wb") as f:
+        f.write(b"caf\\xe9 cr\\xe8me\\n")
+    os.chmod("tools/run.sh", 0o644)
+"""
+
+
+async def test_run_captures_patch_and_leaves_user_tree_alone(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_AGENT_DELAY", "0")
+    dirty(repo)
+    before = snapshot(repo)
+    argv = py_agent(tmp_path, "edit", EDIT_AGENT.format(demo=str(DEMO_AGENT)))
+    ctx = make_ctx(repo, tmp_path, argv, keep_scratch=True, env_allow=["DEMO_AGENT_*"])
+
+    outcome = await LocalExecutor().execute(ctx)
+
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert outcome.message.startswith("agent finished: 9 files changed")
+    assert snapshot(repo) == before
+    assert ctx.states[0][0] == RunState.RUNNING and "pid" in ctx.states[0][1]
+    info = ctx.manifest.executor
+    assert info.kind == "local" and info.exit_code == 0 and info.pid
+    assert info.argv[-1] == "{prompt}"
+    assert info.started_at and info.finished_at and info.duration_ms is not None
+    assert "[demo-agent] done" in info.stdout_tail
+    scratch = Path(info.scratch_path or "")
+    assert scratch.is_dir()  # keep_scratch
+
+    patch = ctx.patch
+    assert patch is not None
+    assert b"rename from CHANGES.md\nrename to CHANGELOG.md" in patch
+    assert b"deleted file mode" in patch and b"GIT binary patch" in patch
+    assert b"old mode 100755\nnew mode 100644" in patch
+    assert b"+caf\xe9 cr\xe8me" in patch  # non-UTF-8 bytes survive verbatim
+    # Only the agent's change: the user's pre-existing edits are context, not additions.
+    assert b"+staged line" not in patch and b"+    return 2" not in patch
+
+    git(repo, "apply", "--check", "--binary", "-", input=patch)
+    git(repo, "apply", "--binary", "-", input=patch)
+    # The user's tree now matches the agent's result (plus the ignored file, never copied).
+    assert tree_files(repo) == tree_files(scratch) | {"debug.log": b"-ignored\n"}
+
+    remove_scratch(scratch)
+    assert worktrees(repo) == [str(repo)]
+
+
+async def test_output_streamed_in_order(repo: Path, tmp_path: Path) -> None:
+    code = """
+        import sys, time
+        for i in range(5):
+            print(f"out {i}", flush=True)
+            print(f"err {i}", file=sys.stderr, flush=True)
+            time.sleep(0.01)
+        sys.stdout.buffer.write(b"bad \\xff byte\\r\\n" + b"x" * 200_000)
+    """
+    ctx = make_ctx(repo, tmp_path, py_agent(tmp_path, "chatty", code), max_output_bytes=4096)
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED
+    assert outcome.message == "agent finished: no changes"
+    out = ctx.lines("stdout")
+    assert out[:6] == [*(f"out {i}" for i in range(5)), "bad \ufffd byte"]
+    assert "".join(out[6:]) == "x" * 200_000 and max(map(len, out)) <= 64 * 1024
+    assert ctx.lines("stderr") == [f"err {i}" for i in range(5)]
+    assert len(ctx.manifest.executor.stdout_tail.encode()) <= 4096
+    assert ctx.patch == b""
+
+
+async def test_agent_failure(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_AGENT_FAIL", "1")
+    monkeypatch.setenv("DEMO_AGENT_DELAY", "0")
+    ctx = make_ctx(repo, tmp_path, [PY, str(DEMO_AGENT), "{prompt}"], env_allow=["DEMO_AGENT_*"])
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.FAILED and outcome.error_code == "local_agent_failed"
+    assert outcome.message.startswith("agent exited with code 3: ")
+    assert "failing on purpose" in outcome.message
+    assert ctx.manifest.executor.exit_code == 3
+    assert ctx.patch is None
+    assert worktrees(repo) == [str(repo)] and ctx.manifest.executor.scratch_path is None
+
+
+async def test_agent_missing_and_bad_workspace(repo: Path, tmp_path: Path) -> None:
+    ctx = make_ctx(repo, tmp_path, ["/nonexistent/agent", "{prompt}"])
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.FAILED and outcome.error_code == "local_agent_missing"
+    assert worktrees(repo) == [str(repo)]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    outcome = await LocalExecutor().execute(make_ctx(empty, tmp_path, [PY]))
+    assert outcome == Outcome(
+        RunState.FAILED,
+        "workspace has no commits: commit once so a scratch worktree can be made",
+        "local_no_commits",
+    )
+
+
+HANG_AGENT = """
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # force the SIGKILL path
+    child = subprocess.Popen(["sleep", "300"])
+    open({pidfile!r}, "w").write(str(child.pid))
+    print("working", flush=True)
+    time.sleep(300)
+"""
+
+
+async def test_timeout_kills_process_group(repo: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    argv = py_agent(tmp_path, "hang", HANG_AGENT.format(pidfile=str(pidfile)))
+    ctx = make_ctx(repo, tmp_path, argv, timeout_seconds=1.0)
+    start = time.monotonic()
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.TIMED_OUT and outcome.error_code == "local_timeout"
+    assert time.monotonic() - start < 10
+    assert_dead(int(pidfile.read_text()))
+    assert_dead(ctx.manifest.executor.pid or 0)
+    assert ctx.lines("stdout") == ["working"]
+    assert worktrees(repo) == [str(repo)]
+
+
+async def test_cancel_is_prompt_and_kills_children(repo: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    argv = py_agent(tmp_path, "hang", HANG_AGENT.format(pidfile=str(pidfile)))
+    ctx = make_ctx(repo, tmp_path, argv, keep_scratch=False)
+    task = asyncio.create_task(LocalExecutor().execute(ctx))
+    for _ in range(200):  # wait until the agent has spawned its child
+        if pidfile.exists() and pidfile.read_text():
+            break
+        await asyncio.sleep(0.05)
+    cancelled_at = time.monotonic()
+    ctx.cancel_event.set()
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.state == RunState.CANCELLED
+    assert time.monotonic() - cancelled_at < 2.0
+    assert_dead(int(pidfile.read_text()))
+    assert ctx.manifest.executor.exit_code is not None
+    assert worktrees(repo) == [str(repo)]
+
+
+async def test_env_allowlist_and_prompt_verbatim(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CODEX_CLOUD_TOKEN", "sekrit-token")
+    monkeypatch.setenv("UNRELATED_SECRET", "nope")
+    monkeypatch.setenv("EXTRA_ALLOWED", "yes")
+    # Would redirect git to another repository if the sidecar passed it on.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    dump = tmp_path / "seen.json"
+    code = f"""
+        import json, os, sys
+        json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}},
+                  open({str(dump)!r}, "w"))
+    """
+    prompt = "$(touch pwned); rm -rf ~ `touch pwned2` && echo hi > out.txt | cat; 'q\" \\n"
+    argv = py_agent(tmp_path, "dump", code)
+    ctx = make_ctx(repo, tmp_path, argv, prompt=prompt, env_allow=["EXTRA_*", "CODEX_*"])
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+
+    seen = json.loads(dump.read_text())
+    assert seen["argv"] == [prompt]
+    env = seen["env"]
+    assert "CODEX_CLOUD_TOKEN" not in env and "UNRELATED_SECRET" not in env
+    assert "GIT_DIR" not in env
+    assert env["EXTRA_ALLOWED"] == "yes" and env["HOME"] == str(home)
+    assert env["CO_PROMPT"] == prompt and env["CO_RUN_ID"] == ctx.run_id
+    assert env["CO_TASK_ID"] == "task-1" and env["CO_WORKSPACE"] == str(repo)
+    assert Path(seen["cwd"]) != repo
+    for where in (repo, home, tmp_path, Path(seen["cwd"])):
+        assert not list(where.glob("pwned*")) and not (where / "out.txt").exists()
+    assert any(home.iterdir()) is False
+
+
+async def test_workspace_subdirectory(repo: Path, tmp_path: Path) -> None:
+    sub = repo / "pkg"
+    sub.mkdir()
+    (sub / "mod.py").write_text("x = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pkg")
+    code = """
+        import os
+        assert os.path.basename(os.getcwd()) == "pkg"
+        open("mod.py", "a").write("y = 2\\n")
+        open("../README.md", "a").write("outside the workspace\\n")
+    """
+    ctx = make_ctx(sub, tmp_path, py_agent(tmp_path, "sub", code))
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert ctx.patch is not None
+    assert b"diff --git a/mod.py b/mod.py" in ctx.patch and b"README" not in ctx.patch
+    subprocess.run(
+        ["git", "apply", "--check", "-"], cwd=sub, input=ctx.patch, check=True, env=clean_env()
+    )
+
+
+def test_demo_agent_on_plain_dir(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("hi")
+    (tmp_path / "TODO.txt").write_text("x")
+    done = subprocess.run(  # noqa: S603 - argv lists built by the tests
+        [PY, str(DEMO_AGENT), "tidy up"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEMO_AGENT_DELAY": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tidy up" in (tmp_path / "README.md").read_text()
+    assert (tmp_path / "NOTES.md").is_file() and not (tmp_path / "TODO.txt").exists()
+    assert shutil.which("git")  # the rest of this module needs git
+
+
+LEAVER_AGENT = """
+    import subprocess
+    # A background child that keeps our stdout open after we exit.
+    child = subprocess.Popen(["sleep", "300"], start_new_session={escape})
+    open({pidfile!r}, "w").write(str(child.pid))
+    open("made.txt", "w").write("done\\n")
+    print("bye", flush=True)
+"""
+
+
+async def test_exit_is_seen_despite_leftover_child(repo: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    code = LEAVER_AGENT.format(escape=False, pidfile=str(pidfile))
+    ctx = make_ctx(repo, tmp_path, py_agent(tmp_path, "leaver", code), timeout_seconds=30)
+    start = time.monotonic()
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert time.monotonic() - start < 5
+    assert_dead(int(pidfile.read_text()))  # the group is killed once the agent is done
+    assert ctx.lines("stdout") == ["bye"] and b"made.txt" in (ctx.patch or b"")
+
+
+async def test_escaped_daemon_holding_pipes_does_not_hang(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor_mod, "DRAIN_SECONDS", 0.3)
+    pidfile = tmp_path / "daemon.pid"
+    code = LEAVER_AGENT.format(escape=True, pidfile=str(pidfile))
+    ctx = make_ctx(repo, tmp_path, py_agent(tmp_path, "daemon", code), timeout_seconds=30)
+    try:
+        start = time.monotonic()
+        outcome = await LocalExecutor().execute(ctx)
+        assert outcome.state == RunState.SUCCEEDED, outcome
+        assert time.monotonic() - start < 5
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), 9)
