@@ -340,7 +340,7 @@ class RunManager:
             )
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
         self.runs[manifest.run_id] = record
-        record.save(f"routing: {decision.reason}")
+        record.save(decision.reason)
         if decision.denied:
             codes = ", ".join(i.code for i in decision.issues)
             record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
