@@ -1,0 +1,176 @@
+--- Progress: co/runUpdate notifications, $/progress (LspProgress) and the statusline component.
+local config = require('co_sidecar.config')
+local state = require('co_sidecar.state')
+local util = require('co_sidecar.util')
+
+local M = {}
+local levels = vim.log.levels
+local uv = vim.uv or vim.loop
+
+-- Latest $/progress value per run id (title, message, percentage, kind).
+---@type table<string, table>
+M.work_done = {}
+
+local STATE_LEVEL = {
+  running = levels.INFO,
+  succeeded = levels.INFO,
+  failed = levels.ERROR,
+  timed_out = levels.ERROR,
+  cancelled = levels.WARN,
+}
+
+local STATE_HINT = {
+  succeeded = ' — review with :CoDiff, accept with :CoApply, decline with :CoReject',
+}
+
+-- Per-run throttling of output notifications: {last = ms, pending = line, timer = uv_timer}.
+local throttle = {}
+
+local function redraw()
+  vim.cmd('redrawstatus')
+end
+
+local function last_line(text)
+  local out = ''
+  for line in tostring(text or ''):gmatch('[^\n]+') do
+    if vim.trim(line) ~= '' then
+      out = vim.trim(line)
+    end
+  end
+  return out
+end
+
+local function label(run)
+  return 'run ' .. util.short(run.runId)
+end
+
+local function notify_output(run_id, line)
+  local opts = config.options.notify
+  if not opts.output then
+    return
+  end
+  local t = throttle[run_id] or { last = 0 }
+  throttle[run_id] = t
+  local now = uv.now()
+  local function emit(text)
+    t.last = uv.now()
+    t.pending = nil
+    util.notify(('%s: %s'):format(label({ runId = run_id }), text), levels.INFO)
+  end
+  if now - t.last >= opts.throttle_ms then
+    emit(line)
+    return
+  end
+  -- Within the window: keep only the newest line and show it when the window ends.
+  t.pending = line
+  if not t.timer then
+    t.timer = vim.defer_fn(function()
+      t.timer = nil
+      local run = state.runs[run_id]
+      if t.pending and run and state.ACTIVE[run.state] then
+        emit(t.pending)
+      end
+      t.pending = nil
+    end, math.max(opts.throttle_ms - (now - t.last), 1))
+  end
+end
+
+--- Handler for the co/runUpdate notification.
+---@param params table RunUpdate
+---@param ctx table
+function M.on_run_update(_, params, ctx)
+  if type(params) ~= 'table' or type(params.runId) ~= 'string' then
+    return
+  end
+  local previous = state.runs[params.runId]
+  local old_state = previous and previous.state
+  local run = state.update(params.runId, {
+    client_id = ctx and ctx.client_id,
+    state = params.state,
+    mode = params.mode,
+    elapsedMs = params.elapsedMs,
+    cloudTaskUrl = params.cloudTaskUrl,
+    attempt = params.attempt,
+  })
+  local message = util.present(params.message) and last_line(params.message) or nil
+  if message and message ~= '' then
+    run.message = message
+  end
+
+  if util.present(params.stream) then
+    if message and message ~= '' then
+      notify_output(params.runId, message)
+    end
+  elseif params.state ~= old_state and STATE_LEVEL[params.state] then
+    local text = ('%s %s'):format(label(run), (params.state:gsub('_', ' ')))
+    if params.state == 'running' and util.present(params.mode) then
+      text = text .. ' (' .. params.mode .. ')'
+    end
+    if message and message ~= '' and params.state ~= 'succeeded' then
+      text = text .. ': ' .. message
+    end
+    text = text .. (STATE_HINT[params.state] or '')
+    util.notify(text, STATE_LEVEL[params.state])
+  end
+
+  vim.api.nvim_exec_autocmds('User', {
+    pattern = 'CoSidecarRunUpdate',
+    modeline = false,
+    data = params,
+  })
+  redraw()
+end
+
+--- LspProgress autocmd callback: remember the latest $/progress of co-sidecar tokens.
+function M.on_lsp_progress(ev)
+  local data = ev.data or {}
+  local client = data.client_id and vim.lsp.get_client_by_id(data.client_id)
+  if not client or client.name ~= config.NAME then
+    return
+  end
+  local params = data.params or {}
+  local value = type(params.value) == 'table' and params.value or {}
+  local token = tostring(params.token)
+  local run_id = token:match('^co%-sidecar/(.+)$') or token
+  M.work_done[run_id] = {
+    kind = value.kind,
+    title = value.title,
+    message = value.message,
+    percentage = value.percentage,
+  }
+  if value.kind == 'end' then
+    M.work_done[run_id] = nil
+  end
+  redraw()
+end
+
+--- Statusline component: the newest active run ("co running 12s"), else the last run's state.
+---@return string
+function M.statusline()
+  local best
+  for _, run in pairs(state.runs) do
+    if run.state and state.ACTIVE[run.state] then
+      if not best or (run.updated or 0) > (best.updated or 0) then
+        best = run
+      end
+    end
+  end
+  if best then
+    local text = 'co ' .. best.state
+    local wd = M.work_done[best.runId]
+    if wd and wd.percentage then
+      text = text .. (' %d%%'):format(wd.percentage)
+    end
+    if best.elapsedMs and best.elapsedMs > 0 then
+      text = text .. (' %ds'):format(math.floor(best.elapsedMs / 1000))
+    end
+    return text
+  end
+  local last = state.last_run_id and state.runs[state.last_run_id]
+  if last and last.state then
+    return 'co ' .. last.state
+  end
+  return ''
+end
+
+return M

@@ -1,0 +1,63 @@
+--- Small shared helpers: messages, run ids, error text.
+local M = {}
+
+local levels = vim.log.levels
+
+--- vim.notify with the "co-sidecar: " prefix and a title for notification plugins.
+---@param msg string
+---@param level? integer
+function M.notify(msg, level)
+  vim.notify('co-sidecar: ' .. msg, level or levels.INFO, { title = 'co-sidecar' })
+end
+
+--- A run id shortened for messages: "20251124T200102123-a1b2c3" -> "a1b2c3".
+---@param run_id string
+function M.short(run_id)
+  if type(run_id) ~= 'string' then
+    return tostring(run_id)
+  end
+  return run_id:match('%-(%x+)$') or run_id
+end
+
+--- One line of a prompt, trimmed for messages.
+function M.summary(text, width)
+  width = width or 50
+  text = vim.trim((tostring(text or '')):gsub('%s+', ' '))
+  if vim.fn.strchars(text) > width then
+    text = vim.fn.strcharpart(text, 0, width - 1) .. '…'
+  end
+  return text
+end
+
+-- Application error codes of the co/* protocol (see docs/editors.md).
+M.codes = {
+  invalid_params = -32602,
+  run_not_found = -32001,
+  invalid_state = -32002,
+  apply_refused = -32003,
+  preflight_failed = -32004,
+  patch_refused = -32005,
+  workspace = -32006,
+}
+
+--- Expected protocol errors are warnings; anything else is an error.
+---@param err table JSON-RPC error {code, message, data}
+---@return string message, integer level
+function M.describe_error(err)
+  if type(err) ~= 'table' then
+    return tostring(err), levels.ERROR
+  end
+  local msg = err.message or vim.inspect(err)
+  local code = err.code
+  if type(code) == 'number' and ((code <= -32001 and code >= -32099) or code == -32602) then
+    return msg, levels.WARN
+  end
+  return msg, levels.ERROR
+end
+
+--- Is this value a real (non-nil, non-vim.NIL) value?
+function M.present(v)
+  return v ~= nil and v ~= vim.NIL
+end
+
+return M

