@@ -249,3 +249,50 @@ async def test_concurrent_runs_are_independent(repo: Path, start_server: Session
     assert states == ["succeeded", "cancelled", "succeeded"]
     notes = [await s.request("co/diff", {"runId": r["runId"]}) for r in (runs[0], runs[2])]
     assert all("NOTES.md" in {f["path"] for f in d["files"]} for d in notes)
+
+
+async def test_route_and_launch_fall_back_to_local_with_the_reason(repo: Path, start_server: SessionFactory):
+    s = await start_server(repo)
+    decision = await s.request("co/route", {"prompt": "p", "metadata": {"parallel": True}})
+    assert decision["mode"] == "local" and decision["requestedMode"] == "auto"
+    assert {i["code"] for i in decision["issues"]} == {"cloud_env_missing", "cloud_credentials_missing"}
+    assert (await s.request("co/list", {}))["runs"] == []  # route is a dry run
+
+    launched = await s.request("co/launch", {"prompt": "p", "mode": "cloud"})
+    assert launched["mode"] == "local" and launched["fallback"]["reason"] == launched["reason"]
+    assert {i["code"] for i in launched["fallback"]["issues"]} == {"cloud_env_missing", "cloud_credentials_missing"}
+    assert await s.wait_state(launched["runId"]) == "succeeded"
+    assert any("falling back to local" in u["message"] for u in s.updates_for(launched["runId"]))
+    m = manifest_of(repo, launched["runId"])
+    assert m["requestedMode"] == "cloud" and m["selectedMode"] == "local"
+    assert m["fallback"]["issues"][0]["code"] == "cloud_env_missing" and m["fallback"]["at"]
+
+
+async def test_fallback_deny_fails_fast_naming_the_codes(repo: Path, start_server: SessionFactory):
+    s = await start_server(repo, env={"CO_CLOUD_FALLBACK": "deny"})
+    decision = await s.request("co/route", {"prompt": "p", "mode": "cloud"})
+    assert decision["denied"] is True
+    launched = await s.request("co/launch", {"prompt": "p", "mode": "cloud"})
+    assert launched["state"] == "failed" and "deny" in launched["reason"]
+    m = manifest_of(repo, launched["runId"])
+    assert m["state"] == "failed" and m["errorCode"] == "cloud_preflight"
+    assert "cloud_env_missing" in m["failureReason"] and "cloud_credentials_missing" in m["failureReason"]
+
+
+async def test_progress_cancel_from_the_client_cancels_the_run(repo: Path, start_server: SessionFactory):
+    s = await start_server(repo, env={"DEMO_AGENT_SLEEP": "60"})
+    launched = await s.request("co/launch", {"prompt": "slow", "workDoneToken": "tok-1"})
+    await s.wait_state(launched["runId"], {"running"})
+    s.client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token="tok-1"))
+    assert await s.wait_state(launched["runId"]) == "cancelled"
+    assert [r.kind for r in s.client.progress_reports["tok-1"]][-1] == "end"
+
+
+async def test_doctor_reports_both_modes(repo: Path, start_server: SessionFactory):
+    s = await start_server(repo)
+    report = await s.request("co/doctor", {})
+    assert report["local"]["ok"] is True and report["cloud"]["ok"] is False
+    assert report["fallbackPolicy"] == "allow" and report["defaultMode"] == "local"
+    failing = {c["code"] for c in report["checks"] if not c["ok"]}
+    assert {"cloud_env_missing", "cloud_credentials_missing"} <= failing
+    assert all(c["fix"] for c in report["checks"] if not c["ok"])

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +28,17 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_last_id_us = 0
+
+
 def new_run_id() -> str:
-    """Sortable by creation time (newest-first listing is a reverse sort), unique by random suffix."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3] + "-" + secrets.token_hex(3)
+    """Sortable by creation time, strictly increasing within a process (newest-first listing is a
+    reverse sort of ids); the random suffix keeps two processes apart."""
+    global _last_id_us
+    _last_id_us = max(time.time_ns() // 1000, _last_id_us + 1)
+    seconds, micros = divmod(_last_id_us, 1_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros).strftime("%Y%m%dT%H%M%S%f")
+    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 class Model(BaseModel):

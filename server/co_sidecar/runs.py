@@ -278,7 +278,7 @@ class RunManager:
         return record
 
     def list_runs(self, params: ListParams) -> ListResult:
-        records = sorted(self.runs.values(), key=lambda r: r.manifest.created_at, reverse=True)
+        records = sorted(self.runs.values(), key=lambda r: r.manifest.run_id, reverse=True)
         rows: list[RunSummary] = []
         for record in records:
             m = record.manifest

@@ -1,0 +1,83 @@
+"""The `co-sidecar` command line: doctor, run (a scripted stdio client), serve --tcp."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from co_sidecar.jsonrpc import plain_converter
+from conftest import DEMO_AGENT, git
+
+CLI = [sys.executable, "-m", "co_sidecar"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, check=False)
+
+
+def test_doctor_json_and_exit_codes(repo: Path) -> None:
+    agent = json.dumps([sys.executable, str(DEMO_AGENT), "{prompt}"])
+    ok = run_cli("doctor", "--workspace", str(repo), "--format", "json", env={"CO_AGENT_COMMAND": agent})
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["local"]["ok"] is True and report["cloud"]["ok"] is False
+    cloud = run_cli("doctor", "--workspace", str(repo), "--cloud", env={"CO_AGENT_COMMAND": agent})
+    assert cloud.returncode == 1
+    assert "FAIL" in cloud.stdout and "fix:" in cloud.stdout and "fallback policy: allow" in cloud.stdout
+
+
+def test_run_shows_progress_and_diff_then_applies_with_git(repo: Path) -> None:
+    agent = json.dumps([sys.executable, str(DEMO_AGENT), "{prompt}"])
+    result = run_cli("run", "tidy up", "--workspace", str(repo), "--agent", agent, "--mode", "local")
+    assert result.returncode == 0, result.stderr
+    assert "[demo-agent] done" in result.stdout and "succeeded" in result.stdout
+    assert "+++ b/NOTES.md" in result.stdout and "not applied" in result.stdout
+    assert git(repo, "status", "--porcelain") == ""
+
+    applied = run_cli("run", "tidy up", "--workspace", str(repo), "--agent", agent, "--apply")
+    assert applied.returncode == 0, applied.stderr
+    assert "applied" in applied.stdout
+    assert (repo / "NOTES.md").is_file() and not (repo / "TODO.md").exists()
+
+
+def test_run_reports_a_failed_agent_with_non_zero_exit(repo: Path) -> None:
+    agent = json.dumps([sys.executable, "-c", "import sys; sys.exit('boom')"])
+    failing = run_cli("run", "x", "--workspace", str(repo), "--agent", agent)
+    assert failing.returncode == 1
+    assert "run failed" in failing.stdout and "boom" in failing.stdout
+
+
+async def test_serve_over_tcp(repo: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(*CLI, "serve", "--tcp", f"127.0.0.1:{port}")
+    try:
+        client = LanguageClient("t", "0", converter_factory=plain_converter)
+        for _ in range(100):
+            try:
+                await client.start_tcp("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        result = await client.initialize_async(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=repo.as_uri())
+        )
+        assert result.server_info is not None and result.server_info.name == "co-sidecar"
+        assert "co.launch" in (result.capabilities.execute_command_provider.commands or [])
+        runs = await client.protocol.send_request_async("co/list", {})
+        assert runs == {"runs": []}
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    finally:
+        server.kill()
+        await server.wait()
