@@ -1,0 +1,6 @@
+export * from "./protocol";
+export * from "./api";
+export * from "./runs";
+export * from "./edits";
+export * from "./apply";
+export * from "./config";

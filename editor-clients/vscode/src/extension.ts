@@ -1,0 +1,612 @@
+/**
+ * The co-sidecar VS Code extension: starts `co-sidecar serve` over stdio with
+ * vscode-languageclient and puts the `co/*` methods behind commands.
+ *
+ * The logic that does not need the vscode API lives in ./core (tested with
+ * node's test runner against the real server); this file is the UI around it.
+ */
+
+import * as os from "node:os";
+import * as vscode from "vscode";
+import {
+  DidChangeConfigurationNotification,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+  WorkDoneProgress,
+} from "vscode-languageclient/node";
+
+import {
+  ApplySummary,
+  CoApi,
+  DiffResult,
+  Methods,
+  RequestedMode,
+  RunState,
+  RunSummary,
+  RunTracker,
+  RunUpdate,
+  confirmAndApply,
+  describeError,
+  describeFile,
+  errorCategory,
+  formatElapsed,
+  isActive,
+  isFinished,
+  resolveServerCommand,
+  serverSettingsPayload,
+  stateIcon,
+  stateLabel,
+  truncate,
+} from "./core";
+import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
+
+const SECTION = "co-sidecar";
+
+let client: LanguageClient | undefined;
+let starting: Promise<LanguageClient> | undefined;
+let api: CoApi | undefined;
+const tracker = new RunTracker();
+let output: vscode.OutputChannel;
+let runOutput: vscode.OutputChannel;
+let statusItem: vscode.StatusBarItem;
+let provider: ProposedContentProvider;
+/** Runs that already have a progress notification open. */
+const watched = new Set<string>();
+
+function config(): vscode.WorkspaceConfiguration {
+  return vscode.workspace.getConfiguration(SECTION);
+}
+
+function firstFolder(): vscode.WorkspaceFolder | undefined {
+  const active = vscode.window.activeTextEditor?.document.uri;
+  return (active && vscode.workspace.getWorkspaceFolder(active)) ?? vscode.workspace.workspaceFolders?.[0];
+}
+
+// --- the language client ---------------------------------------------------------
+
+function createClient(): LanguageClient {
+  const folder = firstFolder();
+  const argv = resolveServerCommand(config().get("serverCommand"), {
+    workspaceFolder: folder?.uri.fsPath,
+    home: os.homedir(),
+  });
+  const serverOptions: ServerOptions = {
+    command: argv[0],
+    args: argv.slice(1),
+    transport: TransportKind.stdio,
+    options: folder ? { cwd: folder.uri.fsPath } : {},
+  };
+  const clientOptions: LanguageClientOptions = {
+    // Full sync of every open file: edits for open buffers are computed from their (unsaved) text.
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: serverSettingsPayload(config().get("settings")),
+    outputChannel: output,
+    middleware: {
+      workspace: {
+        // If the server pulls settings, answer "co-sidecar" with the server settings only.
+        configuration: async (params, token, next) => {
+          const result = await next(params, token);
+          if (!Array.isArray(result)) return result;
+          return params.items.map((item, i) =>
+            item.section === SECTION ? serverSettingsPayload(config().get("settings"))[SECTION] : result[i],
+          );
+        },
+      },
+    },
+  };
+  const lc = new LanguageClient(SECTION, "co-sidecar", serverOptions, clientOptions);
+  lc.onNotification(Methods.runUpdate, (update: RunUpdate) => onRunUpdate(update));
+  return lc;
+}
+
+async function ensureClient(): Promise<LanguageClient> {
+  if (client && client.state === State.Running) return client;
+  if (starting) return starting;
+  starting = (async () => {
+    const lc = client ?? createClient();
+    client = lc;
+    try {
+      await lc.start();
+    } catch (err) {
+      client = undefined;
+      const argv = resolveServerCommand(config().get("serverCommand"));
+      const choice = await vscode.window.showErrorMessage(
+        `co-sidecar: could not start the server (${argv.join(" ")}): ${describeError(err)}`,
+        "Open Settings",
+      );
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", `${SECTION}.serverCommand`);
+      }
+      throw err;
+    } finally {
+      starting = undefined;
+    }
+    api = new CoApi(lc);
+    return lc;
+  })();
+  return starting;
+}
+
+async function getApi(): Promise<CoApi> {
+  await ensureClient();
+  return api!;
+}
+
+async function stopClient(): Promise<void> {
+  const lc = client;
+  client = undefined;
+  api = undefined;
+  if (lc) await lc.stop().catch(() => undefined);
+}
+
+// --- run updates, status bar, progress ---------------------------------------------
+
+function onRunUpdate(update: RunUpdate): void {
+  const run = tracker.handleUpdate(update);
+  if (update.stream) {
+    for (const line of update.message.split(/\r?\n/)) if (line) runOutput.appendLine(`[${run.runId.slice(0, 8)}] ${line}`);
+  } else {
+    runOutput.appendLine(
+      `[${run.runId.slice(0, 8)}] ${stateLabel(update.state)}${update.message ? `: ${update.message}` : ""}`,
+    );
+  }
+}
+
+function updateStatusBar(): void {
+  const run = tracker.activeRun();
+  if (!run) {
+    statusItem.text = "$(rocket) CO";
+    statusItem.tooltip = "co-sidecar: no runs yet. Click to show runs.";
+  } else {
+    const elapsed = run.elapsedMs ? ` · ${formatElapsed(run.elapsedMs)}` : "";
+    statusItem.text = `$(${stateIcon(run.state)}) CO: ${stateLabel(run.state)}`;
+    statusItem.tooltip = new vscode.MarkdownString(
+      `**co-sidecar run** \`${run.runId}\`\n\n${run.prompt ? `${truncate(run.prompt, 200)}\n\n` : ""}` +
+        `state: **${stateLabel(run.state)}** · mode: ${run.mode ?? "?"}${elapsed}\n\n${run.message ?? ""}`,
+    );
+  }
+  statusItem.show();
+}
+
+/** A cancellable notification that follows a run to its end, fed by co/runUpdate and $/progress. */
+function watchRun(runId: string, prompt: string, workDoneToken?: string): void {
+  if (watched.has(runId)) return;
+  watched.add(runId);
+  void vscode.window
+    .withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `CO: ${truncate(prompt, 50)}`, cancellable: true },
+      async (progress, token) => {
+        const stop = new AbortController();
+        token.onCancellationRequested(async () => {
+          try {
+            const a = await getApi();
+            const result = await a.cancel(runId);
+            tracker.noteState(runId, result.state);
+          } catch (err) {
+            void vscode.window.showErrorMessage(`co-sidecar: cancel failed: ${describeError(err)}`);
+          }
+        });
+        const subs: { dispose(): void }[] = [];
+        subs.push(
+          tracker.onDidChange((run, update) => {
+            if (run.runId !== runId) return;
+            const text = update?.stream ? update.message : run.message;
+            progress.report({ message: `${stateLabel(run.state)}${text ? ` — ${truncate(text, 80)}` : ""}` });
+          }),
+        );
+        if (workDoneToken && client) {
+          subs.push(
+            client.onProgress(WorkDoneProgress.type, workDoneToken, (value) => {
+              if (value.kind !== "end" && value.message) progress.report({ message: truncate(value.message, 80) });
+            }),
+          );
+        }
+        // Missed notifications (or a server restart) must not leave the notification open forever.
+        const poll = setInterval(async () => {
+          if (!api || client?.state !== State.Running) {
+            stop.abort();
+            return;
+          }
+          try {
+            const record = await api.status(runId);
+            tracker.noteState(runId, record.state);
+          } catch {
+            // The next update or poll will tell.
+          }
+        }, 5000);
+        try {
+          const run = await tracker.waitForFinish(runId, { signal: stop.signal });
+          void announceFinished(run.runId, run.state, run.message);
+        } catch {
+          // The server went away; the status bar keeps the last known state.
+        } finally {
+          clearInterval(poll);
+          subs.forEach((s) => s.dispose());
+          watched.delete(runId);
+        }
+      },
+    );
+}
+
+async function announceFinished(runId: string, state: RunState, message: string): Promise<void> {
+  const short = runId.slice(0, 8);
+  if (state === "succeeded") {
+    const choice = await vscode.window.showInformationMessage(
+      `CO run ${short} succeeded${message ? `: ${truncate(message, 80)}` : ""}`,
+      "Preview Diff",
+      "Apply…",
+      "Reject",
+    );
+    if (choice === "Preview Diff") await previewDiff(runId);
+    else if (choice === "Apply…") await applyRun(runId);
+    else if (choice === "Reject") await rejectRun(runId);
+  } else if (state === "failed" || state === "timed_out") {
+    const choice = await vscode.window.showErrorMessage(
+      `CO run ${short} ${stateLabel(state)}${message ? `: ${truncate(message, 120)}` : ""}`,
+      "Show Output",
+    );
+    if (choice === "Show Output") runOutput.show(true);
+  } else if (state === "cancelled") {
+    void vscode.window.showInformationMessage(`CO run ${short} cancelled.`);
+  }
+}
+
+// --- pickers -----------------------------------------------------------------------
+
+interface RunPick extends vscode.QuickPickItem {
+  run: RunSummary;
+}
+
+function runItem(run: RunSummary): RunPick {
+  const when = new Date(run.updatedAt);
+  return {
+    label: `$(${stateIcon(run.state)}) ${truncate(run.prompt, 70)}`,
+    description: `${stateLabel(run.state)} · ${run.mode}${run.requestedMode !== run.mode ? ` (asked ${run.requestedMode})` : ""}`,
+    detail: `${run.runId} · ${isNaN(when.getTime()) ? run.updatedAt : when.toLocaleString()}${
+      run.failureReason ? ` · ${truncate(run.failureReason, 80)}` : ""
+    }`,
+    run,
+  };
+}
+
+async function pickRun(placeHolder: string, states?: RunState[]): Promise<RunSummary | undefined> {
+  const a = await getApi();
+  const { runs } = await a.list({ limit: 100 });
+  const wanted = states ? runs.filter((r) => states.includes(r.state)) : runs;
+  if (wanted.length === 0) {
+    void vscode.window.showInformationMessage(
+      states ? `co-sidecar: no ${states.map(stateLabel).join(" or ")} runs.` : "co-sidecar: no runs yet.",
+    );
+    return undefined;
+  }
+  const pick = await vscode.window.showQuickPick(wanted.map(runItem), {
+    placeHolder,
+    matchOnDescription: true,
+    matchOnDetail: true,
+  });
+  return pick?.run;
+}
+
+/** A run id from a command argument (string or {runId}), else the user's pick. */
+async function runIdFrom(arg: unknown, placeHolder: string, states?: RunState[]): Promise<string | undefined> {
+  if (typeof arg === "string" && arg) return arg;
+  if (arg && typeof arg === "object" && typeof (arg as { runId?: unknown }).runId === "string") {
+    return (arg as { runId: string }).runId;
+  }
+  return (await pickRun(placeHolder, states))?.runId;
+}
+
+// --- commands ----------------------------------------------------------------------
+
+async function runTask(): Promise<void> {
+  const prompt = await vscode.window.showInputBox({
+    title: "CO: Run Task",
+    prompt: "What should the agent do?",
+    placeHolder: "e.g. add type hints to utils.py",
+    ignoreFocusOut: true,
+    validateInput: (v) => (v.trim() ? undefined : "Describe the task"),
+  });
+  if (!prompt) return;
+  let mode = config().get<string>("defaultMode", "ask") as RequestedMode | "ask";
+  if (mode === "ask") {
+    const picked = await vscode.window.showQuickPick(
+      [
+        { label: "auto", description: "let the mode policy choose (cloud when ready, else local)" },
+        { label: "local", description: "run the agent here, in a scratch copy of the workspace" },
+        { label: "cloud", description: "run in Codex Cloud" },
+      ],
+      { title: "CO: Run Task", placeHolder: "Where should it run?" },
+    );
+    if (!picked) return;
+    mode = picked.label as RequestedMode;
+  }
+  const folder = firstFolder();
+  const a = await getApi();
+  const token = `co-sidecar-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    const result = await a.launch({
+      prompt,
+      mode,
+      ...(folder ? { workspaceFolder: folder.uri.toString() } : {}),
+      workDoneToken: token,
+    });
+    tracker.noteLaunched(result, prompt);
+    if (result.fallback) {
+      void vscode.window.showWarningMessage(`co-sidecar: running ${result.mode}: ${result.fallback.reason}`);
+    }
+    watchRun(result.runId, prompt, token);
+  } catch (err) {
+    const category = errorCategory(err);
+    const data = (err as { data?: { issues?: { message: string; fix?: string }[] } }).data;
+    const issues = data?.issues?.map((i) => `• ${i.message}${i.fix ? ` (${i.fix})` : ""}`).join("\n");
+    void vscode.window.showErrorMessage(`co-sidecar: launch failed: ${describeError(err)}`, {
+      modal: category === "preflight",
+      detail: issues,
+    });
+  }
+}
+
+async function showRuns(): Promise<void> {
+  const run = await pickRun("co-sidecar runs (newest first)");
+  if (!run) return;
+  type Action = vscode.QuickPickItem & { id: string };
+  const actions: Action[] = [];
+  if (isActive(run.state)) actions.push({ id: "cancel", label: "$(circle-slash) Cancel" });
+  if (run.state === "succeeded") {
+    actions.push(
+      { id: "preview", label: "$(diff) Preview Diff" },
+      { id: "apply", label: "$(check) Apply…" },
+      { id: "reject", label: "$(close) Reject" },
+    );
+  }
+  if (isFinished(run.state) && run.state !== "cancelled") actions.push({ id: "patch", label: "$(file-code) Open Patch" });
+  if (isActive(run.state) && !watched.has(run.runId)) actions.push({ id: "follow", label: "$(eye) Follow Progress" });
+  actions.push({ id: "details", label: "$(json) Show Details" }, { id: "output", label: "$(output) Show Output" });
+  if (run.cloudTaskUrl) actions.push({ id: "cloud", label: "$(link-external) Open Cloud Task" });
+  const action = await vscode.window.showQuickPick(actions, {
+    title: truncate(run.prompt, 60),
+    placeHolder: `${stateLabel(run.state)} · ${run.mode} · ${run.runId}`,
+  });
+  switch (action?.id) {
+    case "cancel":
+      return cancelRun(run.runId);
+    case "preview":
+      return previewDiff(run.runId);
+    case "apply":
+      return applyRun(run.runId);
+    case "reject":
+      return rejectRun(run.runId);
+    case "patch":
+      return openPatch(run.runId);
+    case "follow":
+      return watchRun(run.runId, run.prompt);
+    case "details": {
+      const record = await (await getApi()).status(run.runId);
+      const doc = await vscode.workspace.openTextDocument({ language: "json", content: JSON.stringify(record, null, 2) });
+      await vscode.window.showTextDocument(doc, { preview: true });
+      return;
+    }
+    case "output":
+      runOutput.show(true);
+      return;
+    case "cloud":
+      await vscode.env.openExternal(vscode.Uri.parse(run.cloudTaskUrl!));
+      return;
+  }
+}
+
+async function fetchDiff(runId: string): Promise<DiffResult | undefined> {
+  try {
+    return await (await getApi()).diff(runId);
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: no diff for run ${runId.slice(0, 8)}: ${describeError(err)}`);
+    return undefined;
+  }
+}
+
+async function previewDiff(arg?: unknown): Promise<void> {
+  const runId = await runIdFrom(arg, "Preview the diff of which run?", ["succeeded", "applied", "rejected"]);
+  if (!runId) return;
+  const diff = await fetchDiff(runId);
+  if (!diff) return;
+  if (diff.files.length === 0) {
+    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} changed no files.`);
+    return;
+  }
+  let entries;
+  try {
+    entries = await buildEntries(diff, provider);
+  } catch (err) {
+    void vscode.window.showWarningMessage(
+      `co-sidecar: cannot preview against the current files (${describeError(err)}); showing the patch.`,
+    );
+    return openPatch(runId, diff);
+  }
+  const binary = diff.files.filter((f) => f.status === "binary").map((f) => f.path);
+  if (binary.length) void vscode.window.showInformationMessage(`co-sidecar: binary files not previewed: ${binary.join(", ")}`);
+  if (entries.length === 1) return openEntry(entries[0]);
+  type Pick = vscode.QuickPickItem & { index: number };
+  const picks: Pick[] = [
+    { index: -1, label: `$(diff-multiple) All ${entries.length} files`, description: "one multi-diff editor" },
+    { index: -2, label: "$(file-code) Unified patch" },
+    ...entries.map((e, index) => {
+      const stat = diff.files.find((f) => e.file.uri.endsWith(`/${f.path}`));
+      return {
+        index,
+        label: vscode.workspace.asRelativePath(e.resource),
+        description: stat ? describeFile(stat) : e.file.kind,
+      };
+    }),
+  ];
+  const pick = await vscode.window.showQuickPick(picks, {
+    title: `CO: Preview Diff (${runId.slice(0, 8)})`,
+    placeHolder: "Open which file's diff?",
+  });
+  if (!pick) return;
+  if (pick.index === -2) return openPatch(runId, diff);
+  if (pick.index === -1) {
+    if (await openAll(entries, `CO run ${runId.slice(0, 8)}: proposed changes`)) return;
+    for (const e of entries) await openEntry(e); // no multi-diff editor: one tab per file
+    return;
+  }
+  return openEntry(entries[pick.index]);
+}
+
+async function openPatch(runId: string, known?: DiffResult): Promise<void> {
+  const diff = known ?? (await fetchDiff(runId));
+  if (!diff) return;
+  const doc = await vscode.workspace.openTextDocument({ language: "diff", content: diff.patch });
+  await vscode.window.showTextDocument(doc, { preview: true });
+}
+
+async function confirmModal(summary: ApplySummary): Promise<boolean> {
+  const lines = summary.files.slice(0, 15).map(describeFile);
+  if (summary.files.length > 15) lines.push(`… and ${summary.files.length - 15} more`);
+  if (summary.conflicts.length) {
+    lines.push("", "Conflicts:", ...summary.conflicts.map((c) => `! ${c.path}: ${c.reason}`));
+  }
+  const choice = await vscode.window.showWarningMessage(
+    `Apply the changes of CO run ${summary.runId.slice(0, 8)}: ${summary.text}?`,
+    {
+      modal: true,
+      detail: `${lines.join("\n")}\n\nVS Code's refactor preview opens next so you can review each change.`,
+    },
+    "Apply",
+    "Preview Diff First",
+  );
+  if (choice === "Preview Diff First") void previewDiff(summary.runId);
+  return choice === "Apply";
+}
+
+async function applyRun(arg?: unknown): Promise<void> {
+  const runId = await runIdFrom(arg, "Apply which run?", ["succeeded"]);
+  if (!runId) return;
+  const a = await getApi();
+  const outcome = await confirmAndApply(a, runId, confirmModal);
+  switch (outcome.kind) {
+    case "applied":
+      tracker.noteState(runId, "applied");
+      void vscode.window.showInformationMessage(
+        `co-sidecar: applied ${outcome.summary.text} from run ${runId.slice(0, 8)}.`,
+      );
+      break;
+    case "empty":
+      void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} changed no files.`);
+      break;
+    case "declined":
+      break;
+    case "not-applied":
+      void vscode.window.showWarningMessage(`co-sidecar: not applied: ${outcome.reason}`);
+      break;
+    case "error":
+      void vscode.window.showErrorMessage(`co-sidecar: apply failed: ${outcome.reason}`);
+      break;
+  }
+}
+
+async function rejectRun(arg?: unknown): Promise<void> {
+  const runId = await runIdFrom(arg, "Reject which run?", ["succeeded"]);
+  if (!runId) return;
+  try {
+    const result = await (await getApi()).reject(runId);
+    tracker.noteState(runId, result.state);
+    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} rejected.`);
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: reject failed: ${describeError(err)}`);
+  }
+}
+
+async function cancelRun(arg?: unknown): Promise<void> {
+  const runId = await runIdFrom(arg, "Cancel which run?", ["queued", "routing", "launching", "running"]);
+  if (!runId) return;
+  try {
+    const result = await (await getApi()).cancel(runId);
+    tracker.noteState(runId, result.state);
+    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} ${stateLabel(result.state)}.`);
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: cancel failed: ${describeError(err)}`);
+  }
+}
+
+async function doctor(): Promise<void> {
+  const report = await (await getApi()).doctor();
+  output.appendLine(`co-sidecar doctor (default mode ${report.defaultMode}, fallback ${report.fallbackPolicy}):`);
+  for (const c of report.checks) {
+    output.appendLine(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.message}${c.fix ? ` — fix: ${c.fix}` : ""}`);
+  }
+  output.show(true);
+  const text = `local ${report.local.ok ? "ready" : "not ready"}, cloud ${report.cloud.ok ? "ready" : "not ready"}`;
+  void vscode.window.showInformationMessage(`co-sidecar doctor: ${text} (details in the output).`);
+}
+
+function wrap(fn: (...args: unknown[]) => Promise<void>): (...args: unknown[]) => Promise<void> {
+  return async (...args) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`co-sidecar: ${describeError(err)}`);
+    }
+  };
+}
+
+// --- activation --------------------------------------------------------------------
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel("co-sidecar");
+  runOutput = vscode.window.createOutputChannel("co-sidecar runs");
+  provider = new ProposedContentProvider();
+  statusItem = vscode.window.createStatusBarItem("co-sidecar.status", vscode.StatusBarAlignment.Left, 50);
+  statusItem.name = "co-sidecar";
+  statusItem.command = "co-sidecar.showRuns";
+  const trackerSub = tracker.onDidChange(() => updateStatusBar());
+
+  context.subscriptions.push(
+    output,
+    runOutput,
+    provider,
+    statusItem,
+    { dispose: () => trackerSub.dispose() },
+    vscode.workspace.registerTextDocumentContentProvider(PROPOSED_SCHEME, provider),
+    vscode.commands.registerCommand("co-sidecar.runTask", wrap(runTask)),
+    vscode.commands.registerCommand("co-sidecar.showRuns", wrap(showRuns)),
+    vscode.commands.registerCommand("co-sidecar.previewDiff", wrap(previewDiff)),
+    vscode.commands.registerCommand("co-sidecar.apply", wrap(applyRun)),
+    vscode.commands.registerCommand("co-sidecar.reject", wrap(rejectRun)),
+    vscode.commands.registerCommand("co-sidecar.cancel", wrap(cancelRun)),
+    vscode.commands.registerCommand("co-sidecar.doctor", wrap(doctor)),
+    vscode.commands.registerCommand(
+      "co-sidecar.restartServer",
+      wrap(async () => {
+        await stopClient();
+        await ensureClient();
+        void vscode.window.showInformationMessage("co-sidecar: server restarted.");
+      }),
+    ),
+    vscode.commands.registerCommand("co-sidecar.showOutput", () => runOutput.show(true)),
+    vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (e.affectsConfiguration(`${SECTION}.serverCommand`)) {
+        const choice = await vscode.window.showInformationMessage(
+          "co-sidecar: the server command changed.",
+          "Restart Server",
+        );
+        if (choice === "Restart Server") await vscode.commands.executeCommand("co-sidecar.restartServer");
+      } else if (e.affectsConfiguration(`${SECTION}.settings`) && client?.state === State.Running) {
+        await client.sendNotification(DidChangeConfigurationNotification.type, {
+          settings: serverSettingsPayload(config().get("settings")),
+        });
+      }
+    }),
+    { dispose: () => void stopClient() },
+  );
+  updateStatusBar();
+  if (config().get<boolean>("autoStart", true) && vscode.workspace.workspaceFolders?.length) {
+    ensureClient().catch(() => undefined);
+  }
+}
+
+export async function deactivate(): Promise<void> {
+  await stopClient();
+}

@@ -1,0 +1,308 @@
+/**
+ * The extension's logic against the REAL co-sidecar server over stdio:
+ * launch → co/runUpdate to succeeded → co/diff → apply only after confirmation
+ * (declined: co/apply never sent, files unchanged; accepted: the test editor
+ * applies workspace/applyEdit itself) → cancel of a slow agent.
+ */
+
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+
+import { ApplySummary, confirmAndApply } from "../src/core/apply";
+import { applyWorkspaceEdit, planWorkspaceEdit } from "../src/core/edits";
+import { nodeEditTarget } from "../src/core/nodeTarget";
+import {
+  ErrorCodes,
+  STATE_ORDER,
+  RunState,
+  TextDocumentEdit,
+  isTextDocumentEdit,
+} from "../src/core/protocol";
+import {
+  EXPECTED_FILES,
+  INITIAL_FILES,
+  Session,
+  Workspace,
+  makeWorkspace,
+  serverCommand,
+  settingsFor,
+  startSession,
+  withTimeout,
+} from "./harness";
+
+const RUN_TIMEOUT = 30_000;
+
+function readFiles(ws: Workspace): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const rel of new Set([...Object.keys(INITIAL_FILES), ...Object.keys(EXPECTED_FILES)])) {
+    const file = path.join(ws.dir, rel);
+    out[rel] = existsSync(file) ? readFileSync(file, "utf8") : undefined;
+  }
+  return out;
+}
+
+function statesOf(session: Session, runId: string): RunState[] {
+  return session.updates.filter((u) => u.runId === runId && !u.stream).map((u) => u.state);
+}
+
+async function rpcError(p: Promise<unknown>): Promise<{ code: number; message: string; data?: any }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { code: number; message: string; data?: any };
+  }
+  assert.fail("expected the request to fail");
+}
+
+async function launchAndFinish(session: Session, prompt: string): Promise<string> {
+  const launched = await session.api.launch({ prompt, mode: "local" });
+  session.tracker.noteLaunched(launched, prompt);
+  const run = await session.tracker.waitForFinish(launched.runId, { timeoutMs: RUN_TIMEOUT });
+  assert.equal(run.state, "succeeded", `run ended ${run.state}: ${run.message}\n${session.stderr().slice(-3000)}`);
+  return launched.runId;
+}
+
+const serverExe = serverCommand()[0];
+const haveServer = serverExe.includes(path.sep) ? existsSync(serverExe) : true;
+
+describe("co-sidecar server over stdio", { skip: haveServer ? false : `no server at ${serverExe}` }, () => {
+  let ws: Workspace;
+  let session: Session;
+
+  before(async () => {
+    ws = makeWorkspace();
+    session = await startSession(ws, settingsFor(ws));
+  });
+
+  after(async () => {
+    await session?.close();
+    ws?.cleanup();
+  });
+
+  it("initializes with the co.* commands and document sync", () => {
+    const caps = session.initializeResult.capabilities;
+    const commands: string[] = caps.executeCommandProvider?.commands ?? [];
+    for (const name of ["route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor"]) {
+      assert.ok(commands.includes(`co.${name}`), `executeCommandProvider lacks co.${name}: ${commands}`);
+    }
+    assert.ok(caps.textDocumentSync !== undefined, "the server must sync open documents");
+  });
+
+  it("rejects bad params with -32602 naming the field, unknown runs with -32001", async () => {
+    const bad = await rpcError(session.api.launch({ prompt: "", mode: "local" }));
+    assert.equal(bad.code, ErrorCodes.invalidParams);
+    assert.match(bad.message, /prompt/);
+    const unknown = await rpcError(session.api.status("no-such-run"));
+    assert.equal(unknown.code, ErrorCodes.runNotFound);
+  });
+
+  describe("a local run", () => {
+    let runId: string;
+
+    it("launches and reports co/runUpdate states in order to succeeded", async () => {
+      const token = "vscode-test-token";
+      const launched = await session.api.launch({ prompt: "greet there", mode: "local", workDoneToken: token });
+      assert.equal(launched.mode, "local");
+      assert.ok(launched.runId);
+      runId = launched.runId;
+      session.tracker.noteLaunched(launched, "greet there");
+      const run = await session.tracker.waitForFinish(runId, { timeoutMs: RUN_TIMEOUT });
+      assert.equal(run.state, "succeeded", `${run.message}\n${session.stderr().slice(-3000)}`);
+
+      const states = statesOf(session, runId);
+      assert.ok(states.includes("running"), `no running update: ${states}`);
+      assert.equal(states.at(-1), "succeeded");
+      for (let i = 1; i < states.length; i++) {
+        assert.ok(STATE_ORDER[states[i]] >= STATE_ORDER[states[i - 1]], `states went backwards: ${states}`);
+      }
+      // Agent output arrives as stream updates.
+      const out = run.output.join("\n");
+      assert.match(out, /agent: starting: greet there/);
+      assert.match(out, /agent: done/);
+      // $/progress on the token we passed: begin ... end.
+      // (the end may arrive just after the succeeded update)
+      const kinds = () => session.progress.filter((p) => p.token === token).map((p) => p.value.kind);
+      await eventually(() => kinds().at(-1) === "end", 5000);
+      assert.equal(kinds()[0], "begin", `progress: ${JSON.stringify(session.progress)}`);
+      assert.equal(kinds().at(-1), "end");
+    });
+
+    it("co/diff returns the patch, file stats and a WorkspaceEdit needing confirmation", async () => {
+      const diff = await session.api.diff(runId);
+      assert.match(diff.patch, /hello there/);
+      const byPath = Object.fromEntries(diff.files.map((f) => [f.path, f]));
+      assert.equal(byPath["hello.txt"]?.status, "modified");
+      assert.equal(byPath["src/added.txt"]?.status, "added");
+      assert.equal(byPath["obsolete.txt"]?.status, "deleted");
+      assert.equal(byPath["new_name.txt"]?.status, "renamed");
+      assert.equal(byPath["new_name.txt"]?.oldPath, "old_name.txt");
+      assert.deepEqual(diff.conflicts, []);
+
+      const changes = diff.edit.documentChanges ?? [];
+      assert.ok(changes.length >= 4);
+      const annotations = diff.edit.changeAnnotations ?? {};
+      for (const change of changes) {
+        const ids = isTextDocumentEdit(change) ? change.edits.map((e) => e.annotationId) : [change.annotationId];
+        for (const id of ids) {
+          assert.ok(id, `change without annotation: ${JSON.stringify(change)}`);
+          assert.equal(annotations[id!]?.needsConfirmation, true);
+        }
+      }
+      // What the preview shows: the edit applied to the files on disk gives the agent's result.
+      const plan = await planWorkspaceEdit(diff.edit, nodeEditTarget.read);
+      for (const [rel, text] of Object.entries(EXPECTED_FILES)) {
+        assert.ok(plan.finalState.has(ws.fileUri(rel)), `plan misses ${rel}`);
+        assert.equal(plan.finalState.get(ws.fileUri(rel)), text, rel);
+      }
+      assert.deepEqual(
+        plan.files.map((f) => f.kind).sort(),
+        ["create", "delete", "modify", "rename"],
+      );
+      // Nothing was written by co/diff.
+      assert.deepEqual(readFiles(ws), INITIAL_FILES_WITH_ABSENT());
+    });
+
+    it("declined confirmation: co/apply is never sent and no file changes", async () => {
+      session.sent.length = 0;
+      let asked: ApplySummary | undefined;
+      const outcome = await confirmAndApply(session.api, runId, (summary) => {
+        asked = summary;
+        return false;
+      });
+      assert.equal(outcome.kind, "declined");
+      assert.equal(asked?.files.length, 4);
+      assert.match(asked!.text, /^4 files \(\+\d+ −\d+\)$/);
+      assert.ok(!session.sent.includes("co/apply"), `sent: ${session.sent}`);
+      assert.equal(session.applyEdits.length, 0);
+      assert.deepEqual(readFiles(ws), INITIAL_FILES_WITH_ABSENT());
+      assert.equal((await session.api.status(runId)).state, "succeeded");
+    });
+
+    it("co/apply without accept: true is refused", async () => {
+      const err = await rpcError(session.conn.sendRequest("co/apply", { runId }));
+      assert.equal(err.code, ErrorCodes.applyRefused);
+      assert.deepEqual(readFiles(ws), INITIAL_FILES_WITH_ABSENT());
+    });
+
+    it("confirmed: the server sends workspace/applyEdit, the editor applies it, files change", async () => {
+      session.onApplyEdit = async (params) => {
+        await applyWorkspaceEdit(params.edit, nodeEditTarget);
+        return { applied: true };
+      };
+      const outcome = await confirmAndApply(session.api, runId, () => true);
+      assert.equal(outcome.kind, "applied", JSON.stringify(outcome));
+      assert.equal(session.applyEdits.length, 1);
+      const request = session.applyEdits[0];
+      assert.ok(request.label, "workspace/applyEdit should carry a label");
+      assert.ok(Object.values(request.edit.changeAnnotations ?? {}).some((a) => a.needsConfirmation));
+      assert.deepEqual(readFiles(ws), EXPECTED_FILES);
+      const record = await session.api.status(runId);
+      assert.equal(record.state, "applied");
+      await session.tracker.waitFor(runId, (r) => r.state === "applied", { timeoutMs: 5000 });
+      // Applying twice is an error, and changes nothing.
+      const again = await rpcError(session.api.apply({ runId }));
+      assert.ok([ErrorCodes.invalidState, ErrorCodes.applyRefused].includes(again.code as -32002), `${again.code}`);
+      assert.equal(session.applyEdits.length, 1);
+    });
+  });
+
+  it("an edit the editor refuses is recorded as not applied", async () => {
+    const w2 = makeWorkspace();
+    const s2 = await startSession(w2, settingsFor(w2));
+    try {
+      const runId = await launchAndFinish(s2, "refuse me");
+      s2.onApplyEdit = async () => ({ applied: false, failureReason: "user cancelled the refactor preview" });
+      const outcome = await confirmAndApply(s2.api, runId, () => true);
+      assert.equal(outcome.kind, "not-applied", JSON.stringify(outcome));
+      assert.deepEqual(readFiles(w2), INITIAL_FILES_WITH_ABSENT());
+      assert.notEqual((await s2.api.status(runId)).state, "applied");
+    } finally {
+      await s2.close();
+      w2.cleanup();
+    }
+  });
+
+  it("edits for a document open with unsaved changes are computed from its text and carry its version", async () => {
+    const w3 = makeWorkspace();
+    const s3 = await startSession(w3, settingsFor(w3));
+    try {
+      const runId = await launchAndFinish(s3, "open buffer");
+      const uri = w3.fileUri("hello.txt");
+      const unsaved = "# unsaved header\n" + INITIAL_FILES["hello.txt"];
+      await s3.conn.sendNotification("textDocument/didOpen", {
+        textDocument: { uri, languageId: "plaintext", version: 7, text: unsaved },
+      });
+      const diff = await s3.api.diff(runId);
+      const edit = (diff.edit.documentChanges ?? []).find(
+        (c) => isTextDocumentEdit(c) && c.textDocument.uri === uri,
+      ) as TextDocumentEdit | undefined;
+      assert.ok(edit, `no edit for ${uri}: ${JSON.stringify(diff.edit)}`);
+      assert.equal(edit.textDocument.version, 7);
+      const plan = await planWorkspaceEdit(diff.edit, async (u) =>
+        u === uri ? { text: unsaved, version: 7 } : nodeEditTarget.read(u),
+      );
+      assert.equal(plan.finalState.get(uri), "# unsaved header\n" + EXPECTED_FILES["hello.txt"]);
+    } finally {
+      await s3.close();
+      w3.cleanup();
+    }
+  });
+
+  it("cancels a slow agent: the run ends cancelled and has no diff to apply", async () => {
+    const launched = await session.api.launch({ prompt: "slow task", mode: "local" });
+    session.tracker.noteLaunched(launched, "slow task");
+    await session.tracker.waitFor(launched.runId, (r) => r.output.some((l) => l.includes("agent: sleeping")), {
+      timeoutMs: RUN_TIMEOUT,
+    });
+    const started = Date.now();
+    const result = await withTimeout(session.api.cancel(launched.runId), 15_000, "co/cancel");
+    const run = await session.tracker.waitForFinish(launched.runId, { timeoutMs: 15_000 });
+    assert.equal(run.state, "cancelled");
+    assert.ok(["cancelled", "running"].includes(result.state), result.state);
+    assert.ok(Date.now() - started < 12_000, "cancel took too long");
+    assert.equal((await session.api.status(launched.runId)).state, "cancelled");
+    const err = await rpcError(session.api.apply({ runId: launched.runId }));
+    assert.equal(err.code, ErrorCodes.invalidState);
+  });
+
+  it("rejects a run and lists runs newest first with state and mode", async () => {
+    const runId = await launchAndFinish(session, "to be rejected");
+    const result = await session.api.reject(runId);
+    assert.deepEqual(result, { runId, state: "rejected" });
+    const { runs } = await session.api.list();
+    assert.equal(runs[0].runId, runId);
+    assert.equal(runs[0].state, "rejected");
+    assert.equal(runs[0].mode, "local");
+    const states = runs.map((r) => r.state);
+    assert.ok(states.includes("applied") && states.includes("cancelled"), `${states}`);
+    const onlyApplied = await session.api.list({ state: "applied" });
+    assert.ok(onlyApplied.runs.every((r) => r.state === "applied") && onlyApplied.runs.length === 1);
+  });
+
+  it("answers workspace/executeCommand co.list like co/list", async () => {
+    const viaCommand: any = await session.conn.sendRequest("workspace/executeCommand", {
+      command: "co.list",
+      arguments: [{ limit: 2 }],
+    });
+    assert.equal(viaCommand.runs.length, 2);
+  });
+
+  it("co/doctor reports checks", async () => {
+    const report = await session.api.doctor();
+    assert.ok(Array.isArray(report.checks) && report.checks.length > 0);
+    assert.equal(typeof report.local.ok, "boolean");
+  });
+});
+
+async function eventually(cond: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+}
+
+function INITIAL_FILES_WITH_ABSENT(): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const rel of Object.keys(EXPECTED_FILES)) out[rel] = undefined;
+  return { ...out, ...INITIAL_FILES };
+}
