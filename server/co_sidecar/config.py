@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,54 +27,68 @@ class Section(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+def doc(default: Any = None, text: str = "", **kw: Any) -> Any:
+    """A field with its documentation (docs/configuration.md is generated from these)."""
+    if callable(default):
+        return Field(default_factory=default, description=text, **kw)
+    return Field(default=default, description=text, **kw)
+
+
 class LocalConfig(Section):
-    agent_command: list[str] | None = None
-    timeout_seconds: float = Field(default=1800.0, gt=0)
-    keep_scratch: bool = False
-    max_concurrent: int = Field(default=4, ge=1)
-    max_output_bytes: int = Field(default=1_000_000, ge=1024)
-    # Environment variables passed to the agent besides the built-in allowlist.
-    env_allow: list[str] = Field(default_factory=list)
+    agent_command: list[str] | None = doc(
+        None,
+        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT). '
+        "Default: codex exec --full-auto {prompt} when codex is on PATH.",
+    )
+    timeout_seconds: float = doc(1800.0, "Kill the agent's process group after this long.", gt=0)
+    keep_scratch: bool = doc(False, "Keep the scratch worktree after the run (its path is in the manifest).")
+    max_concurrent: int = doc(4, "Local runs at once per workspace; more wait in state queued.", ge=1)
+    max_output_bytes: int = doc(1_000_000, "Agent output kept per stream (the tail) in the manifest.", ge=1024)
+    env_allow: list[str] = doc(
+        list, "Extra environment variable names (fnmatch patterns) passed to the agent besides the allowlist."
+    )
 
 
 class RunsConfig(Section):
-    root: str = ".runs"
+    root: str = doc(".runs", "Where manifests and patches live; relative to the workspace.")
 
 
 class PollConfig(Section):
-    interval_seconds: float = Field(default=2.0, gt=0)
-    max_interval_seconds: float = Field(default=30.0, gt=0)
-    backoff: float = Field(default=1.6, ge=1.0)
-    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
-    max_retries: int = Field(default=5, ge=0)
-    timeout_seconds: float = Field(default=3600.0, gt=0)
-    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    interval_seconds: float = doc(2.0, "First wait between polls.", gt=0)
+    max_interval_seconds: float = doc(30.0, "Cap of the backoff between polls.", gt=0)
+    backoff: float = doc(1.6, "Multiplier of the interval after each poll.", ge=1.0)
+    jitter: float = doc(0.1, "Random fraction added to or taken from each wait.", ge=0.0, le=1.0)
+    max_retries: int = doc(5, "Transient errors in a row before the run fails.", ge=0)
+    timeout_seconds: float = doc(3600.0, "Overall time before the run is timed_out.", gt=0)
+    request_timeout_seconds: float = doc(30.0, "Timeout of one HTTP request or CLI call.", gt=0)
 
 
 class CloudConfig(Section):
-    enabled: bool = True
-    env_id: str | None = None
-    branch: str | None = None
-    fallback: Literal["allow", "deny"] = "allow"
-    adapter: Literal["http", "cli"] = "http"
-    base_url: str = "https://chatgpt.com/backend-api"
-    codex_command: list[str] = Field(default_factory=lambda: ["codex"])
-    qa_mode: bool = False
-    poll: PollConfig = Field(default_factory=PollConfig)
+    enabled: bool = doc(True, "Feature guard: false routes every run local and never touches the cloud.")
+    env_id: str | None = doc(None, "Codex Cloud environment id.")
+    branch: str | None = doc(None, "Branch the cloud task starts from; must exist on origin.")
+    fallback: Literal["allow", "deny"] = doc(
+        "allow", "When cloud preflight fails: allow runs it locally, deny fails the run."
+    )
+    adapter: Literal["http", "cli"] = doc("http", "Talk to Codex Cloud over its HTTP task API or the codex CLI.")
+    base_url: str = doc("https://chatgpt.com/backend-api", "Base URL of the task API.")
+    codex_command: list[str] = doc(lambda: ["codex"], "argv prefix of the Codex CLI (cli adapter).")
+    qa_mode: bool = doc(False, "Ask the service to run the environment in QA mode.")
+    poll: PollConfig = doc(PollConfig, "Polling knobs.")
 
 
 class DiffConfig(Section):
-    max_files: int = Field(default=500, ge=1)
-    max_lines: int = Field(default=50_000, ge=1)
-    max_patch_bytes: int = Field(default=50_000_000, ge=1)
+    max_files: int = doc(500, "Diff budget: more files than this needs force to apply.", ge=1)
+    max_lines: int = doc(50_000, "Diff budget: more added+deleted lines than this needs force.", ge=1)
+    max_patch_bytes: int = doc(50_000_000, "Diff budget: a larger patch needs force.", ge=1)
 
 
 class Config(Section):
-    mode: Literal["local", "cloud"] = "local"
-    local: LocalConfig = Field(default_factory=LocalConfig)
-    runs: RunsConfig = Field(default_factory=RunsConfig)
-    cloud: CloudConfig = Field(default_factory=CloudConfig)
-    diff: DiffConfig = Field(default_factory=DiffConfig)
+    mode: Literal["local", "cloud"] = doc("local", "Default mode when neither the request nor the task asks.")
+    local: LocalConfig = doc(LocalConfig, "Local execution.")
+    runs: RunsConfig = doc(RunsConfig, "Run records.")
+    cloud: CloudConfig = doc(CloudConfig, "Codex Cloud execution.")
+    diff: DiffConfig = doc(DiffConfig, "Diff handling.")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,37 +115,38 @@ def _parse_argv(text: str) -> list[str]:
     return shlex.split(text)
 
 
+def normalize_fallback(word: str) -> str:
+    return "deny" if word.strip().lower() in DENY_WORDS else "allow"
+
+
+# (variable, config key, parser); the first variable found wins for a key.
+ENV_VARS: list[tuple[str, str, Callable[[str], Any]]] = [
+    ("CO_AGENT_COMMAND", "local.agentCommand", _parse_argv),
+    ("CO_LOCAL_TIMEOUT_SECONDS", "local.timeoutSeconds", float),
+    ("CO_RUNS_ROOT", "runs.root", str),
+    ("CO_CLOUD_ENABLED", "cloud.enabled", _parse_bool),
+    ("CODEX_CLOUD_ENV_ID", "cloud.envId", str),
+    ("CODEX_CLOUD_BRANCH", "cloud.branch", str),
+    ("CO_CLOUD_BASE_URL", "cloud.baseUrl", str),
+    ("CO_CLOUD_ADAPTER", "cloud.adapter", str),
+    ("CO_CLOUD_FALLBACK", "cloud.fallback", normalize_fallback),
+    ("CODEX_ORCHESTRATOR_CLOUD_FALLBACK", "cloud.fallback", normalize_fallback),
+]
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings from environment variables (CO's names included); see docs/configuration.md."""
     layer: dict[str, Any] = {}
-
-    def put(section: str, key: str, value: Any) -> None:
-        layer.setdefault(section, {})[key] = value
-
-    if v := environ.get("CO_AGENT_COMMAND"):
-        put("local", "agentCommand", _parse_argv(v))
-    if v := environ.get("CO_LOCAL_TIMEOUT_SECONDS"):
-        put("local", "timeoutSeconds", float(v))
-    if v := environ.get("CO_RUNS_ROOT"):
-        put("runs", "root", v)
-    if v := environ.get("CODEX_CLOUD_ENV_ID"):
-        put("cloud", "envId", v)
-    if v := environ.get("CODEX_CLOUD_BRANCH"):
-        put("cloud", "branch", v)
-    if v := environ.get("CO_CLOUD_BASE_URL"):
-        put("cloud", "baseUrl", v)
-    if v := environ.get("CO_CLOUD_ADAPTER"):
-        put("cloud", "adapter", v)
-    if (v := environ.get("CO_CLOUD_ENABLED")) is not None:
-        put("cloud", "enabled", _parse_bool(v))
-    fallback = environ.get("CO_CLOUD_FALLBACK") or environ.get("CODEX_ORCHESTRATOR_CLOUD_FALLBACK")
-    if fallback:
-        put("cloud", "fallback", normalize_fallback(fallback))
+    for name, key, parse in ENV_VARS:
+        value = environ.get(name)
+        if value is None or value == "":
+            continue
+        section, field = key.split(".")
+        try:
+            layer.setdefault(section, {}).setdefault(field, parse(value))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
     return layer
-
-
-def normalize_fallback(word: str) -> str:
-    return "deny" if word.strip().lower() in DENY_WORDS else "allow"
 
 
 def file_layer(workspace: Path | None) -> dict[str, Any]:
