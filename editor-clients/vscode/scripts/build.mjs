@@ -19,17 +19,21 @@ const common = {
   absWorkingDir: root,
 };
 
+const extension = {
+  ...common,
+  entryPoints: ["src/extension.ts"],
+  outfile: "out/extension.js",
+  external: ["vscode"],
+  minify: production,
+};
+
 if (tests) {
+  // The tests load out/extension.js too (with a stand-in `vscode` module).
+  await build(extension);
   const entryPoints = readdirSync(join(root, "test"))
     .filter((f) => f.endsWith(".test.ts"))
     .map((f) => join("test", f));
   await build({ ...common, entryPoints, outdir: "out/test", external: ["vscode"] });
 } else {
-  await build({
-    ...common,
-    entryPoints: ["src/extension.ts"],
-    outfile: "out/extension.js",
-    external: ["vscode"],
-    minify: production,
-  });
+  await build(extension);
 }

@@ -44,6 +44,8 @@ export class RunTracker {
   /** Feed one `co/runUpdate` notification. */
   handleUpdate(update: RunUpdate): TrackedRun {
     const run = this.ensure(update.runId, update.taskId);
+    // A late or duplicated notification must not move a finished run back (nor its message).
+    const stale = run.states.length > 0 && STATE_ORDER[update.state] < STATE_ORDER[run.state];
     run.seq = ++this.seq;
     if (update.mode) run.mode = update.mode;
     if (typeof update.elapsedMs === "number") run.elapsedMs = update.elapsedMs;
@@ -57,7 +59,7 @@ export class RunTracker {
       if (run.output.length > this.maxOutputLines) {
         run.output.splice(0, run.output.length - this.maxOutputLines);
       }
-    } else if (update.message) {
+    } else if (update.message && !stale) {
       run.message = update.message;
     }
     this.setState(run, update.state);

@@ -1,0 +1,142 @@
+/**
+ * The bundled extension (out/extension.js) loads and activates against a
+ * stand-in `vscode` module, registers exactly the commands package.json
+ * contributes, and its settings defaults match what the code reads.
+ * (A real VS Code cannot be downloaded here; see docs/editors.md.)
+ */
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import Module from "node:module";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+
+import { EXTENSION_DIR } from "./harness";
+
+const manifest = JSON.parse(readFileSync(path.join(EXTENSION_DIR, "package.json"), "utf8"));
+
+/** Anything: callable, constructible, every property is another stub. */
+function stub(name: string, overrides: Record<string | symbol, unknown> = {}): any {
+  const fn = function () {
+    return stub(`${name}()`);
+  };
+  return new Proxy(fn, {
+    get(target, prop) {
+      if (prop in overrides) return overrides[prop];
+      if (prop === "then") return undefined; // not a promise
+      if (prop === Symbol.toPrimitive) return () => name;
+      if (prop === "prototype") return (target as any).prototype;
+      return stub(`${name}.${String(prop)}`);
+    },
+    apply: () => stub(`${name}()`),
+    construct: () => stub(`new ${name}`),
+  });
+}
+
+function fakeVscode() {
+  const commands = new Map<string, (...args: unknown[]) => unknown>();
+  const statusItem: Record<string, unknown> = { show() {}, hide() {}, dispose() {} };
+  const settings: Record<string, unknown> = {};
+  const defaults: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries<any>(manifest.contributes.configuration.properties)) {
+    defaults[key.replace(/^co-sidecar\./, "")] = schema.default;
+  }
+  const shown: string[] = [];
+  const vscode = stub("vscode", {
+    commands: stub("commands", {
+      registerCommand: (id: string, fn: (...args: unknown[]) => unknown) => {
+        commands.set(id, fn);
+        return { dispose() {} };
+      },
+      executeCommand: async () => undefined,
+    }),
+    window: stub("window", {
+      createOutputChannel: () => ({ appendLine() {}, show() {}, dispose() {} }),
+      createStatusBarItem: () => statusItem,
+      showInputBox: async () => undefined,
+      showInformationMessage: async (m: string) => void shown.push(m),
+      showErrorMessage: async (m: string) => void shown.push(m),
+      activeTextEditor: undefined,
+    }),
+    workspace: stub("workspace", {
+      workspaceFolders: undefined,
+      textDocuments: [],
+      registerTextDocumentContentProvider: () => ({ dispose() {} }),
+      onDidChangeConfiguration: () => ({ dispose() {} }),
+      getConfiguration: (section: string) => {
+        assert.equal(section, "co-sidecar");
+        return { get: (key: string, fallback?: unknown) => settings[key] ?? defaults[key] ?? fallback };
+      },
+    }),
+    StatusBarAlignment: { Left: 1, Right: 2 },
+    ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
+    EventEmitter: class {
+      event = () => ({ dispose() {} });
+      fire() {}
+      dispose() {}
+    },
+    MarkdownString: class {
+      constructor(readonly value: string) {}
+    },
+  });
+  return { vscode: asModule(vscode), commands, statusItem, defaults, shown };
+}
+
+/**
+ * esbuild's ESM interop copies a module's own enumerable keys, so the stand-in
+ * module must list them: every `vscode.X` name the bundle uses.
+ */
+function asModule(api: any): any {
+  const bundle = readFileSync(path.join(EXTENSION_DIR, "out", "extension.js"), "utf8");
+  const names = new Set<string>();
+  for (const m of bundle.matchAll(/\b(?:vscode\d*|vscode_1|code)\.([A-Za-z_]\w*)/g)) names.add(m[1]);
+  const mod: Record<string, unknown> = {};
+  for (const name of names) {
+    Object.defineProperty(mod, name, { get: () => api[name], enumerable: true, configurable: true });
+  }
+  return mod;
+}
+
+describe("the bundled extension", () => {
+  it("contributes commands titled 'CO: …' and the documented settings", () => {
+    const titles = manifest.contributes.commands.map((c: any) => `${c.category}: ${c.title}`);
+    for (const t of ["CO: Run Task", "CO: Show Runs", "CO: Preview Diff", "CO: Apply", "CO: Reject", "CO: Cancel"]) {
+      assert.ok(titles.includes(t), `missing command ${t}`);
+    }
+    const props = manifest.contributes.configuration.properties;
+    assert.deepEqual(props["co-sidecar.serverCommand"].default, ["co-sidecar", "serve"]);
+    assert.equal(props["co-sidecar.serverCommand"].type, "array");
+    assert.equal(props["co-sidecar.settings"].type, "object");
+    assert.equal(manifest.main, "./out/extension.js");
+  });
+
+  it("activates with a stand-in vscode, registering exactly the contributed commands", async () => {
+    const fake = fakeVscode();
+    const anyModule = Module as any;
+    const originalLoad = anyModule._load;
+    anyModule._load = function (request: string, ...rest: unknown[]) {
+      if (request === "vscode") return fake.vscode;
+      return originalLoad.call(this, request, ...rest);
+    };
+    try {
+      const bundle = path.join(EXTENSION_DIR, "out", "extension.js");
+      delete require.cache[bundle];
+      const ext = require(bundle);
+      assert.equal(typeof ext.activate, "function");
+      assert.equal(typeof ext.deactivate, "function");
+      const subscriptions: { dispose(): void }[] = [];
+      await ext.activate({ subscriptions, extensionPath: EXTENSION_DIR });
+      const contributed = manifest.contributes.commands.map((c: any) => c.command).sort();
+      assert.deepEqual([...fake.commands.keys()].sort(), contributed);
+      assert.equal(fake.statusItem.text, "$(rocket) CO");
+      assert.equal(fake.statusItem.command, "co-sidecar.showRuns");
+      // No folder open: the server is not started; a cancelled input box does nothing.
+      await fake.commands.get("co-sidecar.runTask")!();
+      assert.deepEqual(fake.shown, []);
+      for (const s of subscriptions) s.dispose();
+      await ext.deactivate();
+    } finally {
+      anyModule._load = originalLoad;
+    }
+  });
+});

@@ -1,0 +1,92 @@
+"""The VS Code extension (editor-clients/vscode): type check, bundle, and its node tests.
+
+`npm test` runs node's test runner on the extension's plain modules, the bundled
+extension under a stand-in `vscode` module, and the extension's request/apply
+logic against the REAL server over stdio (spawned with this interpreter's
+`python -m co_sidecar serve`). Skipped only when node/npm are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXT = ROOT / "editor-clients" / "vscode"
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+
+pytestmark = pytest.mark.skipif(
+    NODE is None or NPM is None,
+    reason="node and npm are needed for the VS Code extension tests (install Node 20+)",
+)
+
+
+def npm(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # The node tests start the server with this interpreter (same venv as pytest).
+    env["CO_SIDECAR_CMD"] = json.dumps([sys.executable, "-m", "co_sidecar", "serve"])
+    env["CO_PYTHON"] = sys.executable
+    env.setdefault("NO_COLOR", "1")
+    env.pop("NODE_OPTIONS", None)
+    return subprocess.run(
+        [NPM or "npm", *args],
+        cwd=EXT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def check(proc: subprocess.CompletedProcess[str], what: str) -> str:
+    output = f"$ npm {what}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    if proc.returncode != 0:
+        print(output)
+    assert proc.returncode == 0, f"npm {what} failed (exit {proc.returncode}):\n{output[-6000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    modules = EXT / "node_modules"
+    if not (modules / ".package-lock.json").exists():
+        check(npm("ci", "--no-audit", "--no-fund", timeout=600), "ci")
+    return modules
+
+
+@pytest.mark.timeout(300)
+def test_typecheck(node_modules: Path) -> None:
+    check(npm("run", "typecheck", timeout=240), "run typecheck")
+
+
+@pytest.mark.timeout(300)
+def test_build(node_modules: Path) -> None:
+    check(npm("run", "build", timeout=240), "run build")
+    bundle = EXT / "out" / "extension.js"
+    assert bundle.is_file() and bundle.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(300)
+def test_node_tests_against_real_server(node_modules: Path) -> None:
+    out = check(npm("test", timeout=240), "test")
+    summary = {
+        key: int(value)
+        for key, value in (
+            line.removeprefix("ℹ ").split(" ", 1)
+            for line in out.splitlines()
+            if line.startswith("ℹ ") and line.split(" ")[-1].isdigit() and len(line.split(" ")) == 3
+        )
+    }
+    print("\n".join(line for line in out.splitlines() if line.startswith(("ℹ", "✔", "✖", "▶", "  "))))
+    assert summary.get("fail") == 0, summary
+    assert summary.get("pass", 0) >= 30, f"too few node tests ran: {summary}"
+    # The server suite must not have been skipped for want of a server.
+    assert summary.get("skipped", 0) == 0, summary
