@@ -536,3 +536,31 @@ def test_apply_edit_handler_checks_and_buffer_model(repo: Path) -> None:
     assert (repo / "bare.txt").read_text() == "bare"
     assert sorted(r["summary"]["written"]) == ["bare.txt", "sub/new.txt"]
     assert r["summary"]["modified"] == ["src.txt"]
+
+
+def test_help_file_tags(repo: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "doc"
+    shutil.copytree(HERE.parent / "editor-clients" / "nvim" / "doc", doc)
+    result = run_nvim(
+        repo,
+        f"""
+        vim.cmd('helptags {doc}')
+        vim.opt.runtimepath:append({json.dumps(str(tmp_path))})
+        vim.cmd('help :CoApply')
+        T.result.line = vim.api.nvim_get_current_line()
+        T.result.errmsg = vim.v.errmsg
+        """,
+    )
+    tags = {line.split("\t")[0] for line in (doc / "tags").read_text().splitlines()}
+    for tag in [
+        "co_sidecar",
+        "co_sidecar-setup",
+        "co_sidecar-apply",
+        "co_sidecar-statusline",
+        "co_sidecar-health",
+        "CoSidecarRunUpdate",
+        *[f":Co{c}" for c in ("Run", "Status", "List", "Cancel", "Diff", "Apply", "Reject")],
+    ]:
+        assert tag in tags, tag
+    assert ":CoApply" in result["result"]["line"]
+    assert result["result"]["errmsg"] == ""

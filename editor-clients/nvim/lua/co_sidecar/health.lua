@@ -67,6 +67,8 @@ function M.check()
         end
         if r.ok then
           health.ok(mode .. ' mode ready')
+        elseif #(result.checks or {}) > 0 then
+          health.info(('%s mode not ready (%d issue(s) above)'):format(mode, #(r.issues or {})))
         else
           local issues = {}
           for _, i in ipairs(r.issues or {}) do

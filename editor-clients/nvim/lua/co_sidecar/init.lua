@@ -579,6 +579,9 @@ function M.apply(arg, opts)
         client_mod.request(client, 'co/apply', params, function(err, result)
           if err then
             apply.last[client.id] = nil
+            if type(err.data) == 'table' and err.data.category == 'over_budget' then
+              err = vim.tbl_extend('force', err, { message = err.message .. ' (:CoApply! applies it anyway)' })
+            end
             return client_mod.report(err, ('run %s was not applied'):format(short))
           end
           if result.applied then
