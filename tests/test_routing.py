@@ -40,7 +40,8 @@ def test_failed_preflight_falls_back_to_local_with_every_issue(repo: Path) -> No
     decision = route(params(mode="cloud", cloud={"branch": "feature"}), build_config({}), repo, {"CODEX_HOME": "/nonexistent"})
     assert decision.mode == "local" and not decision.denied
     codes = [i.code for i in decision.issues]
-    assert codes == ["cloud_env_missing", "cloud_credentials_missing", "cloud_branch_missing"]
+    # No origin remote in this repo: the branch cannot be checked, so it is not reported.
+    assert codes == ["cloud_env_missing", "cloud_credentials_missing"]
     assert decision.fallback is not None and decision.fallback.at
     assert [i.code for i in decision.fallback.issues] == codes
     assert "falling back to local" in decision.reason
@@ -78,6 +79,11 @@ def test_branch_must_exist_on_origin(tmp_path: Path) -> None:
     missing = route(params(mode="cloud", cloud={"branch": "nope"}), config, clone, READY_ENV)
     assert ok.mode == "cloud"
     assert missing.mode == "local" and missing.issues[0].code == "cloud_branch_missing"
+
+
+def test_loopback_emulator_needs_no_credentials(repo: Path) -> None:
+    config = build_config({"cloud": {"envId": "e", "baseUrl": "http://127.0.0.1:9/backend-api"}})
+    assert route(params(mode="cloud"), config, repo, {"CODEX_HOME": "/nonexistent"}).mode == "cloud"
 
 
 def test_cli_adapter_needs_the_codex_cli(repo: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -87,7 +88,7 @@ def doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor as run_doctor
 
     workspace = Path(args.workspace).resolve()
-    result = run_doctor(load_config(workspace), workspace)
+    result = asyncio.run(run_doctor(load_config(workspace), workspace))
     if args.format == "json":
         print(json.dumps(result.wire(), indent=2))
     else:

@@ -20,9 +20,10 @@ def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
     return local_preflight(config, workspace)
 
 
-def doctor(
+async def doctor(
     config: Config, workspace: Path | None, environ: Mapping[str, str] | None = None
 ) -> DoctorResult:
+    """Local and cloud preflight; when cloud passes it, one cheap list call proves reachability."""
     environ = os.environ if environ is None else environ
     checks: list[DoctorCheck] = [
         DoctorCheck(
@@ -35,6 +36,12 @@ def doctor(
     local = local_issues(config, workspace)
     probe = LaunchParams(prompt="doctor", mode="cloud")
     cloud = cloud_preflight(probe, config, workspace, environ) if workspace else []
+    if workspace and not cloud:
+        from .cloud.preflight import cloud_reachability
+
+        unreachable = await cloud_reachability(config, environ)
+        if unreachable is not None:
+            cloud.append(unreachable)
     for scope, issues in (("local", local), ("cloud", cloud)):
         if not issues:
             checks.append(DoctorCheck(name=scope, ok=True, message=f"{scope} mode ready"))

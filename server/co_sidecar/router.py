@@ -8,8 +8,6 @@ the run falls back to local, unless the fallback policy is deny.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,31 +26,12 @@ def requested_cloud_branch(params: LaunchParams, config: Config) -> str | None:
     return params.cloud.branch or config.cloud.branch
 
 
-def codex_home(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("CODEX_HOME") or Path.home() / ".codex")
-
-
-def has_cloud_credentials(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get("CODEX_CLOUD_TOKEN")) or (codex_home(environ) / "auth.json").is_file()
-
-
-def branch_on_origin(workspace: Path, branch: str) -> bool:
-    """True when origin/<branch> is known locally (no network: the launch must answer at once)."""
-    result = subprocess.run(  # noqa: S603 - argv list, branch passed as one argument after --verify
-        ["git", "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"],
-        cwd=workspace,
-        capture_output=True,
-        check=False,
-    )
-    return result.returncode == 0
-
-
 def cloud_preflight(
     params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
 ) -> list[Issue]:
-    """Every reason a cloud run cannot start now; empty means ready."""
-    issues: list[Issue] = []
+    """Every reason a cloud run cannot start now; empty means ready. Cheap and network-free."""
     if not config.cloud.enabled:
+        # The feature guard: answer without importing anything cloud-related.
         return [
             Issue(
                 code="cloud_disabled",
@@ -60,41 +39,15 @@ def cloud_preflight(
                 fix="set cloud.enabled = true to allow cloud runs",
             )
         ]
-    if not requested_cloud_env(params, config):
-        issues.append(
-            Issue(
-                code="cloud_env_missing",
-                message="no Codex Cloud environment id",
-                fix="set cloud.envId, CODEX_CLOUD_ENV_ID, or pass cloud.envId in the request",
-            )
-        )
-    if config.cloud.adapter == "cli":
-        if shutil.which(config.cloud.codex_command[0]) is None:
-            issues.append(
-                Issue(
-                    code="cloud_cli_missing",
-                    message=f"the Codex CLI ({config.cloud.codex_command[0]!r}) is not on PATH",
-                    fix="install @openai/codex or set cloud.codexCommand",
-                )
-            )
-    elif not has_cloud_credentials(environ):
-        issues.append(
-            Issue(
-                code="cloud_credentials_missing",
-                message="no Codex Cloud credentials (CODEX_CLOUD_TOKEN or $CODEX_HOME/auth.json)",
-                fix="run `codex login` or set CODEX_CLOUD_TOKEN",
-            )
-        )
-    branch = requested_cloud_branch(params, config)
-    if branch and not branch_on_origin(workspace, branch):
-        issues.append(
-            Issue(
-                code="cloud_branch_missing",
-                message=f"branch {branch!r} is not on origin",
-                fix=f"push it (git push origin {branch}) or fetch (git fetch origin)",
-            )
-        )
-    return issues
+    from .cloud.preflight import cloud_preflight as check
+
+    return check(
+        config,
+        workspace,
+        requested_cloud_env(params, config),
+        requested_cloud_branch(params, config),
+        environ,
+    )
 
 
 def preferred_mode(params: LaunchParams, config: Config) -> tuple[Mode, str]:

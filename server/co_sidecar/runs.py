@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -155,7 +156,8 @@ class RunRecord:
             or evidence.additions + evidence.deletions > budget.max_lines
             or evidence.bytes > budget.max_patch_bytes
         )
-        if attempt is None:
+        # The run's headline diff: the only one, or the first attempt that produced one.
+        if attempt is None or self.manifest.diff is None:
             self.manifest.diff = evidence
         return evidence
 
@@ -576,6 +578,10 @@ class RunManager:
             record.cancel_event.set()
         if live:
             await asyncio.wait([r.task for r in live if r.task is not None], timeout=CANCEL_WAIT_S)
+        # Close pooled HTTP clients, but only if a cloud run ever loaded them.
+        http = sys.modules.get("co_sidecar.cloud.http")
+        if http is not None:
+            await http.aclose_all()
 
 
 class _CancelledWhileQueued(Exception):

@@ -233,7 +233,7 @@ def create_server() -> CoSidecarServer:
         ensure_all_loaded()
         return mgr.reject(parse_params(RunIdParams, raw).run_id)
 
-    def doctor(raw: Any) -> Any:
+    async def doctor(raw: Any) -> Any:
         from .doctor import doctor as run_doctor
 
         folder = raw.get("workspaceFolder") if isinstance(raw, dict) else None
@@ -241,7 +241,7 @@ def create_server() -> CoSidecarServer:
             workspace: Path | None = ls.resolve_workspace(folder)
         except WorkspaceError:
             workspace = None
-        return run_doctor(ls.config_for(workspace), workspace)
+        return await run_doctor(ls.config_for(workspace), workspace)
 
     def ensure_all_loaded() -> None:
         for folder in ls.workspace_folders():
