@@ -108,8 +108,12 @@ def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float
         },
     }
     config.update(setup or {})
+    # Nothing from the developer's environment may reach the server (cloud credentials, env ids).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CODEX_", "CO_"))}
+    (work / "codex-home").mkdir(exist_ok=True)
     env = {
-        **os.environ,
+        **clean,
+        "CODEX_HOME": str(work / "codex-home"),
         "CO_NVIM_TEST_CONFIG": json.dumps(config),
         "CO_NVIM_TEST_RESULT": str(result_file),
         "XDG_CONFIG_HOME": str(work / "xdg-config"),
@@ -564,3 +568,48 @@ def test_help_file_tags(repo: Path, tmp_path: Path) -> None:
         assert tag in tags, tag
     assert ":CoApply" in result["result"]["line"]
     assert result["result"]["errmsg"] == ""
+
+
+def test_cloud_fallback_is_a_warning(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=cloud attempts=2 add a line')
+        T.wait_state(id, 'succeeded')
+        T.result.mode = T.state.runs[id].mode
+        """,
+        setup={
+            "settings": {
+                "local": {"agentCommand": [sys.executable, str(AGENT), "{prompt}"]},
+                "cloud": {"fallback": "allow"},
+            }
+        },
+    )
+    assert result["result"]["mode"] == "local"
+    started = next(n for n in result["notes"] if "started" in n["msg"])
+    assert started["msg"].endswith("started (local)")
+    fell = next(n for n in result["notes"] if "fell back to local" in n["msg"])
+    assert fell["level"] == 3 and "cloud" in fell["msg"]
+
+
+def test_cloud_denied_fallback_is_a_message(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=cloud add a line')
+        T.wait_state(id, 'failed')
+        vim.wait(300)
+        """,
+        setup={
+            "settings": {
+                "local": {"agentCommand": [sys.executable, str(AGENT), "{prompt}"]},
+                "cloud": {"fallback": "deny"},
+            }
+        },
+    )
+    msgs = notes(result)
+    failed = [n for n in result["notes"] if " failed" in n["msg"]]
+    assert len(failed) == 1 and failed[0]["level"] == 4, msgs
+    assert "fallback policy is deny" in failed[0]["msg"]
+    assert not any("started" in m for m in msgs), msgs
+    assert result["errmsg"] == ""

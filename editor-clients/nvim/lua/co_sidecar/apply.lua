@@ -154,7 +154,11 @@ local function delete_file(change)
     end
     error(path .. ' does not exist')
   end
-  vim.fs.rm(path, { recursive = opts.recursive, force = opts.ignoreIfNotExists })
+  if vim.fs.rm then
+    vim.fs.rm(path, { recursive = opts.recursive, force = opts.ignoreIfNotExists })
+  else
+    assert(os.remove(path))
+  end
   local b = vim.fn.bufnr(path)
   if b ~= -1 then
     vim.api.nvim_buf_delete(b, { force = true })

@@ -192,6 +192,7 @@ function M.run(prompt, opts)
       return client_mod.report(err, 'could not start the run')
     end
     state.last_run_id = result.runId
+    local known = state.runs[result.runId] and state.runs[result.runId].state
     local run = state.update(result.runId, {
       client_id = client.id,
       mode = result.mode,
@@ -199,12 +200,27 @@ function M.run(prompt, opts)
       started_here = true,
     })
     run.state = run.state or result.state
+    if state.FINISHED[result.state] or state.FINISHED[known or ''] then
+      -- Finished at once (e.g. cloud denied by the fallback policy): report that, not a start.
+      if not state.FINISHED[known or ''] then
+        run.state = result.state
+        util.notify(
+          ('run %s %s: %s'):format(util.short(result.runId), result.state, result.reason or ''),
+          result.state == 'succeeded' and levels.INFO or levels.ERROR
+        )
+      end
+      if opts.on_launch then
+        opts.on_launch(result)
+      end
+      return
+    end
+    local fallback = util.present(result.fallback) and type(result.fallback) == 'table'
     local msg = ('run %s started (%s'):format(util.short(result.runId), result.mode)
-    if util.present(result.reason) and result.reason ~= '' then
+    if not fallback and util.present(result.reason) and result.reason ~= '' then
       msg = msg .. ': ' .. result.reason
     end
     util.notify(msg .. ')')
-    if util.present(result.fallback) and type(result.fallback) == 'table' then
+    if fallback then
       util.notify(
         ('run %s fell back to %s: %s'):format(util.short(result.runId), result.mode, result.fallback.reason or ''),
         levels.WARN
