@@ -613,3 +613,49 @@ def test_cloud_denied_fallback_is_a_message(repo: Path) -> None:
     assert "fallback policy is deny" in failed[0]["msg"]
     assert not any("started" in m for m in msgs), msgs
     assert result["errmsg"] == ""
+
+
+def test_cloud_run_against_the_emulator(repo: Path) -> None:
+    """Cloud mode end to end from Neovim: the loopback emulator of the task API runs the task."""
+    from co_sidecar.cloud.emulator import Emulator
+
+    with Emulator(repo, agent=[sys.executable, str(AGENT), "{prompt}"]).start() as emu:
+        result = run_nvim(
+            repo,
+            """
+            T.answer_select(1)
+            local id = T.start('mode=cloud attempts=2 add a line')
+            T.wait_state(id, 'succeeded', 30000)
+            T.result.run = T.state.runs[id]
+            vim.cmd('CoStatus')
+            T.wait_note('cloud:%s+http')
+            vim.cmd('CoDiff')
+            T.wait('the diff buffer', function() return vim.bo.filetype == 'diff' end)
+            T.result.diff = T.lines(0)
+            vim.cmd('CoApply')
+            T.wait_note('applied run')
+            T.result.server_state = T.request('co/status', { runId = id }).state
+            """,
+            setup={
+                "settings": {
+                    "cloud": {
+                        "envId": "env-test",
+                        "baseUrl": emu.base_url,
+                        "poll": {
+                            "intervalSeconds": 0.05,
+                            "maxIntervalSeconds": 0.2,
+                            "requestTimeoutSeconds": 2,
+                        },
+                    }
+                }
+            },
+        )
+    r = result["result"]
+    assert r["run"]["mode"] == "cloud"
+    assert any(u.get("cloudTaskUrl") for u in result["updates"]), result["updates"]
+    assert "+line 10 changed by agent" in r["diff"]
+    status = next(m for m in notes(result) if "\n  id:" in m)
+    assert emu.origin in status
+    assert r["server_state"] == "applied"
+    assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\n"
+    assert (repo / "created.txt").read_text() == "created by agent\n"
