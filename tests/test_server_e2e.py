@@ -11,7 +11,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from conftest import SessionFactory, git
+from conftest import SessionFactory, agent_command, git
 
 RUN_NOT_FOUND = -32001
 APPLY_REFUSED = -32003
@@ -296,3 +296,23 @@ async def test_doctor_reports_both_modes(repo: Path, start_server: SessionFactor
     failing = {c["code"] for c in report["checks"] if not c["ok"]}
     assert {"cloud_env_missing", "cloud_credentials_missing"} <= failing
     assert all(c["fix"] for c in report["checks"] if not c["ok"])
+
+
+async def test_diff_budget_marks_and_guards_apply(repo: Path, start_server: SessionFactory):
+    options = {
+        "local": {"agentCommand": agent_command(), "envAllow": ["DEMO_AGENT_*"]},
+        "diff": {"maxFiles": 2},
+    }
+    s = await start_server(repo, options)
+    run_id, _ = await s.run_to_end("big change")
+    diff = await s.request("co/diff", {"runId": run_id})
+    assert diff["overBudget"] is True
+    assert diff["budget"]["files"] == len(diff["files"]) > 2 and diff["budget"]["maxFiles"] == 2
+    with pytest.raises(JsonRpcException) as refused:
+        await s.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
+    assert refused.value.code == APPLY_REFUSED and "over budget" in refused.value.message
+    assert not (repo / "NOTES.md").exists()
+    forced = await s.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git", "force": True})
+    assert forced["applied"] is True
+    m = manifest_of(repo, run_id)
+    assert m["apply"]["forced"] is True and m["diff"]["overBudget"] is True

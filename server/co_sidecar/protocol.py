@@ -157,6 +157,17 @@ class Conflict(Wire):
     reason: str
 
 
+class DiffBudget(Wire):
+    """The diff's size against the configured budget (diff.maxFiles, diff.maxLines, diff.maxPatchBytes)."""
+
+    files: int
+    lines: int
+    bytes: int
+    max_files: int
+    max_lines: int
+    max_bytes: int
+
+
 class DiffResult(Wire):
     run_id: str
     attempt: int | None = None
@@ -164,6 +175,8 @@ class DiffResult(Wire):
     files: list[FileStat]
     edit: dict[str, Any]
     conflicts: list[Conflict] = Field(default_factory=list)
+    over_budget: bool = False
+    budget: DiffBudget
 
 
 class ApplyResult(Wire):

@@ -37,6 +37,7 @@ from .protocol import (
     FINISHED_STATES,
     ApplyParams,
     ApplyResult,
+    DiffBudget,
     DiffParams,
     DiffResult,
     LaunchParams,
@@ -78,6 +79,30 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    limits: DiffBudget
+
+    @property
+    def over_limit(self) -> bool:
+        b = self.limits
+        return b.files > b.max_files or b.lines > b.max_lines or b.bytes > b.max_bytes
+
+
+def budget_of(evidence: DiffEvidence, config: Config) -> BudgetCheck:
+    """The diff's size against the budget in force now (config may have changed since the run)."""
+    return BudgetCheck(
+        DiffBudget(
+            files=len(evidence.files),
+            lines=evidence.additions + evidence.deletions,
+            bytes=evidence.bytes,
+            max_files=config.diff.max_files,
+            max_lines=config.diff.max_lines,
+            max_bytes=config.diff.max_patch_bytes,
+        )
+    )
 
 
 @dataclass
@@ -150,12 +175,7 @@ class RunRecord:
             evidence.additions, evidence.deletions = diffs.totals(changes)
         except PatchRefused as exc:
             evidence.problem = exc.message
-        budget = self.config.diff
-        evidence.over_budget = (
-            len(evidence.files) > budget.max_files
-            or evidence.additions + evidence.deletions > budget.max_lines
-            or evidence.bytes > budget.max_patch_bytes
-        )
+        evidence.over_budget = budget_of(evidence, self.config).over_limit
         # The run's headline diff: the only one, or the first attempt that produced one.
         if attempt is None or self.manifest.diff is None:
             self.manifest.diff = evidence
@@ -464,6 +484,7 @@ class RunManager:
         edit, conflicts = diffs.build_workspace_edit(
             changes, record.workspace, open_documents, label=self._label(record)
         )
+        budget = budget_of(evidence, self.config_for(record.workspace))
         return DiffResult(
             run_id=record.run_id,
             attempt=attempt,
@@ -471,6 +492,8 @@ class RunManager:
             files=diffs.file_stats(changes),
             edit=edit,
             conflicts=conflicts,
+            over_budget=budget.over_limit,
+            budget=budget.limits,
         )
 
     def _label(self, record: RunRecord) -> str:
@@ -500,13 +523,15 @@ class RunManager:
         if record.applying:
             raise ApplyRefused(f"run {record.run_id} is being applied already")
         evidence, attempt = self.evidence(record, params.attempt)
-        if evidence.over_budget and not params.force:
+        budget = budget_of(evidence, self.config_for(record.workspace))
+        if budget.over_limit and not params.force:
+            b = budget.limits
             raise ApplyRefused(
-                f"the diff is over budget ({len(evidence.files)} files, "
-                f"{evidence.additions + evidence.deletions} lines, {evidence.bytes} bytes; limits "
-                f"diff.maxFiles={record.config.diff.max_files}, diff.maxLines={record.config.diff.max_lines}); "
+                f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
+                f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
                 "pass force: true to apply anyway",
                 category="over_budget",
+                data={"budget": b.wire()},
             )
         record.applying = True
         try:
@@ -519,7 +544,7 @@ class RunManager:
             attempt=attempt,
             paths=result.paths,
             reason=result.failure_reason,
-            forced=params.force and evidence.over_budget,
+            forced=params.force and budget.over_limit,
             at=utc_now(),
         )
         if result.applied:

@@ -133,7 +133,11 @@ class CoSidecarServer(LanguageServer):
 
     # -- notifications -------------------------------------------------------
     def send_run_update(self, update: RunUpdate) -> None:
+        # $/progress first: a client that reacts to the runUpdate has already seen the progress end.
+        self.report_progress(update)
         self.protocol.notify("co/runUpdate", update.wire())
+
+    def report_progress(self, update: RunUpdate) -> None:
         token = self.progress_tokens.get(update.run_id)
         if token is None:
             return
