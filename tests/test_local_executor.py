@@ -352,7 +352,7 @@ async def test_run_captures_patch_and_leaves_user_tree_alone(
     assert ctx.states[0][0] == RunState.RUNNING and "pid" in ctx.states[0][1]
     info = ctx.manifest.executor
     assert info.kind == "local" and info.exit_code == 0 and info.pid
-    assert info.argv[-1] == "{prompt}"
+    assert info.argv == argv  # the template, with "{prompt}"
     assert info.started_at and info.finished_at and info.duration_ms is not None
     assert "[demo-agent] done" in info.stdout_tail
     scratch = Path(info.scratch_path or "")
@@ -582,3 +582,47 @@ async def test_escaped_daemon_holding_pipes_does_not_hang(
     finally:
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), 9)
+
+
+async def test_default_codex_argv_end_to_end(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    seen = tmp_path / "codex-argv.json"
+    fake = bindir / "codex"
+    fake.write_text(
+        f"#!{PY}\nimport json, sys\njson.dump(sys.argv[1:], open({str(seen)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    ctx = make_ctx(repo, tmp_path, None, prompt="-h; long prompt")
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert json.loads(seen.read_text()) == ["exec", "--full-auto", "-h; long prompt"]
+    assert ctx.manifest.executor.argv == DEFAULT_CODEX_ARGV  # template, not the prompt
+
+
+async def test_concurrent_runs_on_one_repo(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_AGENT_DELAY", "0.02")
+    dirty(repo)
+    before = snapshot(repo)
+    ctxs = [
+        make_ctx(repo, tmp_path, [PY, str(DEMO_AGENT), "{prompt}"], prompt=f"task {i}")
+        for i in range(4)
+    ]
+    outcomes = await asyncio.gather(*(LocalExecutor().execute(c) for c in ctxs))
+    assert [o.state for o in outcomes] == [RunState.SUCCEEDED] * 4, outcomes
+    for i, c in enumerate(ctxs):
+        assert f"+Demo agent was asked: task {i}".encode() in (c.patch or b"")
+    assert snapshot(repo) == before and worktrees(repo) == [str(repo)]
+
+
+async def test_cancel_before_start(repo: Path, tmp_path: Path) -> None:
+    ctx = make_ctx(repo, tmp_path, [PY, "{prompt}"])
+    ctx.cancel_event.set()
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.CANCELLED and ctx.states == []
+    assert worktrees(repo) == [str(repo)]

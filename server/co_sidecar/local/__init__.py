@@ -5,6 +5,7 @@ from .agent import (
     AGENT_ENV_DENY,
     DEFAULT_CODEX_ARGV,
     agent_env,
+    agent_template,
     local_preflight,
     resolve_agent_argv,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LocalExecutor",
     "Scratch",
     "agent_env",
+    "agent_template",
     "capture_patch",
     "create_scratch",
     "local_preflight",

@@ -39,20 +39,25 @@ AGENT_ENV_ALLOW: tuple[str, ...] = (
 AGENT_ENV_DENY = frozenset({"CODEX_CLOUD_TOKEN"})
 
 
-def resolve_agent_argv(configured: list[str] | None, prompt: str) -> list[str]:
-    """The argv to run: `configured` (or codex's default) with each exact "{prompt}" element
-    replaced by the prompt as one argument. Never a shell string. Without a "{prompt}" element
-    the agent still gets the prompt in $CO_PROMPT."""
+def agent_template(configured: list[str] | None) -> list[str]:
+    """The configured argv, or codex's default when unset and `codex` is on PATH."""
     if configured is None:
         if shutil.which("codex") is None:
             raise PreflightFailed(AGENT_MISSING, category="local_agent_missing")
-        configured = DEFAULT_CODEX_ARGV
+        return list(DEFAULT_CODEX_ARGV)
     if not configured or not configured[0]:
         raise PreflightFailed(
             '`local.agentCommand` is empty: give the agent\'s argv, e.g. ["my-agent", "{prompt}"]',
             category="local_agent_missing",
         )
-    return [prompt if arg == PROMPT_PLACEHOLDER else arg for arg in configured]
+    return list(configured)
+
+
+def resolve_agent_argv(configured: list[str] | None, prompt: str) -> list[str]:
+    """The argv to run: `configured` (or codex's default) with each exact "{prompt}" element
+    replaced by the prompt as one argument. Never a shell string. Without a "{prompt}" element
+    the agent still gets the prompt in $CO_PROMPT."""
+    return [prompt if arg == PROMPT_PLACEHOLDER else arg for arg in agent_template(configured)]
 
 
 def agent_env(

@@ -14,7 +14,7 @@ from ..errors import CoError
 from ..execution import Outcome, RunContext, Stream
 from ..manifest import utc_now
 from ..protocol import RunState
-from .agent import PROMPT_PLACEHOLDER, agent_env, resolve_agent_argv
+from .agent import agent_env, agent_template, resolve_agent_argv
 from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
 
 CHUNK_BYTES = 64 * 1024
@@ -111,13 +111,8 @@ class LocalExecutor:
         scratch: Scratch | None = None
         try:
             argv = resolve_agent_argv(ctx.config.local.agent_command, ctx.prompt)
-            configured = ctx.config.local.agent_command or []
-            info.argv = [
-                PROMPT_PLACEHOLDER
-                if (i < len(configured) and configured[i] == PROMPT_PLACEHOLDER)
-                else a
-                for i, a in enumerate(argv)
-            ]
+            # The manifest keeps the template: the prompt is stored once, in manifest.prompt.
+            info.argv = agent_template(ctx.config.local.agent_command)
             # A relative program path means "relative to the workspace", not to the scratch.
             if os.sep in argv[0] and not os.path.isabs(argv[0]):
                 argv[0] = str(Path(ctx.workspace) / argv[0])
@@ -128,6 +123,8 @@ class LocalExecutor:
             )
             info.scratch_path = str(scratch.path)
             ctx.save()
+            if ctx.cancel_event.is_set():  # cancelled while the scratch was being made
+                return Outcome(RunState.CANCELLED, "cancelled before the agent started")
             return await self._run(ctx, argv, scratch)
         except CoError as exc:
             code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"

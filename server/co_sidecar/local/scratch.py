@@ -11,13 +11,14 @@ with the scratch.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,19 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def worktree_lock(repo: Path) -> Iterator[None]:
+    """Serialize worktree add/remove/prune on one repository, across threads and processes:
+    a concurrent `git worktree prune` can delete the admin entry of a worktree being added."""
+    common = _text(git(["rev-parse", "--path-format=absolute", "--git-common-dir"], repo))
+    locks = _private_dir(scratch_root()) / "locks"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    name = hashlib.sha256(common.encode()).hexdigest()[:16] + ".lock"
+    with open(locks / name, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 @dataclass(frozen=True)
 class Scratch:
     path: Path  # worktree root
@@ -152,7 +166,8 @@ def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = 
     path = parent / run_id
     if path.exists():
         raise WorkspaceError(f"scratch directory already exists: {path}")
-    git(["worktree", "add", "--detach", "--quiet", str(path), "HEAD"], toplevel, scratch=True)
+    with worktree_lock(toplevel):
+        git(["worktree", "add", "--detach", "--quiet", str(path), "HEAD"], toplevel, scratch=True)
     try:
         _carry_over(toplevel, path, [p.resolve() for p in exclude])
         git(["add", "-A"], path, scratch=True)
@@ -222,22 +237,26 @@ def remove_scratch(path: Path, repo: Path | None = None) -> None:
     """Remove a scratch worktree (best effort, never raises) and prune its admin entry."""
     if repo is None:
         try:
-            common = Path(
+            repo = Path(
                 _text(git(["rev-parse", "--path-format=absolute", "--git-common-dir"], path))
             )
-            repo = common  # git runs fine with the common .git dir as cwd
         except (WorkspaceError, OSError):
-            repo = None
-    if repo is not None:
-        with contextlib.suppress(WorkspaceError, OSError):
-            git(["worktree", "remove", "--force", "--force", str(path)], repo, scratch=True)
-    if path.is_symlink():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=_force_writable)
-    if repo is not None:
-        with contextlib.suppress(WorkspaceError, OSError):
-            git(["worktree", "prune"], repo, scratch=True)
+            repo = None  # not a worktree (anymore): just delete the directory
+    lock = worktree_lock(repo) if repo is not None else contextlib.nullcontext()
+    try:
+        with lock:
+            if repo is not None:
+                with contextlib.suppress(WorkspaceError, OSError):
+                    git(["worktree", "remove", "--force", "--force", str(path)], repo, scratch=True)
+            if path.is_symlink():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path, onerror=_force_writable)
+            if repo is not None:
+                git(["worktree", "prune"], repo, scratch=True)
+    except (WorkspaceError, OSError):
+        if path.exists() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def sweep_scratch(workspace: Path, active: Collection[str] = ()) -> list[Path]:
@@ -253,6 +272,6 @@ def sweep_scratch(workspace: Path, active: Collection[str] = ()) -> list[Path]:
             if child.name not in active:
                 remove_scratch(child, toplevel)
                 removed.append(child)
-    with contextlib.suppress(WorkspaceError):
+    with contextlib.suppress(WorkspaceError), worktree_lock(toplevel):
         git(["worktree", "prune"], toplevel, scratch=True)
     return removed
