@@ -98,10 +98,11 @@ def count_files(patch: bytes) -> int:
 class LocalExecutor:
     """Runs `local.agentCommand` in a scratch copy of the workspace and records its diff.
 
-    The manifest's executor.argv is the argv as run, except that the prompt
-    element is written as "{prompt}" (the prompt is already in the manifest).
-    executor.scratchPath is set while the scratch exists and kept only with
-    `local.keepScratch`.
+    The manifest's executor.argv is the argv template (configured or codex's
+    default) with "{prompt}" unexpanded: the prompt is stored once, in
+    manifest.prompt. executor.scratchPath is set while the scratch exists and
+    kept only with `local.keepScratch`. stdout/stderr tails keep at most
+    `local.maxOutputBytes` each.
     """
 
     async def execute(self, ctx: RunContext) -> Outcome:
