@@ -1,0 +1,254 @@
+"""The core-facing half of the server: co/* methods, run manager, progress and apply.
+
+Imported on the first co/* request or right after `initialized`, never before
+`initialize` answers, so that the sidecar starts as fast as a bare pygls server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lsprotocol import types
+from pydantic import BaseModel, ValidationError
+from pygls.uris import to_fs_path
+
+from .config import Config, load_config
+from .diffs import OpenDocument
+from .errors import CoError, InvalidParams, WorkspaceError
+from .execution import Executor, Outcome
+from .jsonrpc import lsp_converter
+from .protocol import (
+    FINISHED_STATES,
+    ApplyParams,
+    DiffParams,
+    LaunchParams,
+    ListParams,
+    Mode,
+    RouteParams,
+    RunIdParams,
+    RunState,
+    RunUpdate,
+)
+from .runs import RunManager
+
+if TYPE_CHECKING:
+    from .server import CoSidecarServer
+
+log = logging.getLogger(__name__)
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_params(model: type[P], raw: Any) -> P:
+    """Validate params; the error names the first bad field in camelCase."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "params"
+        raise InvalidParams(
+            f"invalid params: {where}: {first['msg']}", data={"field": where}
+        ) from exc
+
+
+class CloudNotConfigured:
+    """Stands in when the cloud executor cannot be imported."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    async def execute(self, ctx: Any) -> Outcome:
+        return Outcome(
+            RunState.FAILED, f"cloud executor not configured: {self.why}", "cloud_preflight"
+        )
+
+
+class Handlers:
+    """Everything behind the co/* methods for one server: run manager, config, progress, apply."""
+
+    def __init__(self, ls: CoSidecarServer) -> None:
+        self.ls = ls
+        self.manager = RunManager(self.send_run_update, self.config_for, self.executor_for)
+        self.progress_tokens: dict[types.ProgressToken, str] = {}
+        self.run_tokens: dict[str, types.ProgressToken] = {}
+        self._executors: dict[Mode, Executor] = {}
+
+    # -- configuration & workspaces ----------------------------------------
+    def config_for(self, workspace: Path | None) -> Config:
+        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings)
+
+    def workspace_folders(self) -> list[Path]:
+        try:
+            workspace = self.ls.workspace
+        except RuntimeError:
+            return []
+        folders = [Path(to_fs_path(f.uri) or f.uri) for f in workspace.folders.values()]
+        if not folders and workspace.root_path:
+            folders = [Path(workspace.root_path)]
+        return folders
+
+    def resolve_workspace(self, folder: str | None) -> Path:
+        if folder:
+            path = (
+                Path(to_fs_path(folder) or folder) if folder.startswith("file:") else Path(folder)
+            )
+            if not path.is_dir():
+                raise InvalidParams(
+                    f"invalid params: workspaceFolder: {folder!r} is not a directory",
+                    data={"field": "workspaceFolder"},
+                )
+            return path.resolve()
+        folders = self.workspace_folders()
+        if not folders:
+            raise WorkspaceError("no workspace folder: open a folder or pass workspaceFolder")
+        return folders[0].resolve()
+
+    def open_documents(self) -> dict[str, OpenDocument]:
+        docs = self.ls.workspace.text_documents
+        return {uri: OpenDocument(uri, doc.version or 0, doc.source) for uri, doc in docs.items()}
+
+    def executor_for(self, mode: Mode) -> Executor:
+        if mode not in self._executors:
+            if mode == "local":
+                from .local import LocalExecutor
+
+                self._executors[mode] = LocalExecutor()
+            else:
+                try:
+                    from .cloud.executor import CloudExecutor
+
+                    self._executors[mode] = CloudExecutor()
+                except ImportError as exc:
+                    self._executors[mode] = CloudNotConfigured(str(exc))
+        return self._executors[mode]
+
+    # -- notifications -------------------------------------------------------
+    def send_run_update(self, update: RunUpdate) -> None:
+        # $/progress first: a client that reacts to the runUpdate has already seen the progress end.
+        self.report_progress(update)
+        self.ls.protocol.notify("co/runUpdate", update.wire())
+
+    def report_progress(self, update: RunUpdate) -> None:
+        token = self.run_tokens.get(update.run_id)
+        if token is None:
+            return
+        text = update.message.splitlines()[-1] if update.message else update.state.value
+        if update.state in FINISHED_STATES:
+            self.run_tokens.pop(update.run_id, None)
+            self.progress_tokens.pop(token, None)
+            self.ls.work_done_progress.end(
+                token, types.WorkDoneProgressEnd(message=f"{update.state.value}: {text}")
+            )
+        else:
+            self.ls.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=f"{update.state.value}: {text}")
+            )
+
+    async def start_progress(
+        self, run_id: str, title: str, token: types.ProgressToken | None
+    ) -> None:
+        record = self.manager.runs.get(run_id)
+        if record is None or record.manifest.state in FINISHED_STATES:
+            return
+        if token is None:
+            caps = self.ls.client_capabilities.window
+            if not (caps and caps.work_done_progress):
+                return
+            token = f"co-sidecar/{run_id}"
+            try:
+                await self.ls.work_done_progress.create_async(token)
+            except Exception as exc:  # the client may refuse; progress is optional
+                log.info("client refused progress token: %s", exc)
+                return
+            if record.manifest.state in FINISHED_STATES:
+                return
+        self.run_tokens[run_id] = token
+        self.progress_tokens[token] = run_id
+        self.ls.work_done_progress.begin(
+            token,
+            types.WorkDoneProgressBegin(
+                title=title, cancellable=True, message=record.manifest.state.value
+            ),
+        )
+
+    async def client_apply(self, edit: dict[str, Any], label: str) -> tuple[bool, str | None]:
+        caps = self.ls.client_capabilities.workspace
+        if not (caps and caps.apply_edit):
+            return False, "the client does not support workspace/applyEdit; use strategy git"
+        params = lsp_converter().structure(
+            {"label": label, "edit": edit}, types.ApplyWorkspaceEditParams
+        )
+        response = await self.ls.workspace_apply_edit_async(params)
+        return bool(response.applied), response.failure_reason
+
+    # -- co/* methods: raw params in, wire models out ------------------------
+    async def route(self, raw: Any) -> Any:
+        params = parse_params(RouteParams, raw)
+        workspace = self.resolve_workspace(params.workspace_folder)
+        return await asyncio.to_thread(self.manager.route, params, workspace)
+
+    def launch(self, raw: Any) -> Any:
+        params = parse_params(LaunchParams, raw)
+        result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
+        if result.state not in FINISHED_STATES:
+            title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
+            asyncio.ensure_future(self.start_progress(result.run_id, title, params.work_done_token))
+        return result
+
+    def status(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        return self.manager.get(parse_params(RunIdParams, raw).run_id).manifest
+
+    def list(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        return self.manager.list_runs(parse_params(ListParams, raw))
+
+    async def cancel(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        return await self.manager.cancel(parse_params(RunIdParams, raw).run_id)
+
+    def diff(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        return self.manager.diff(parse_params(DiffParams, raw), self.open_documents())
+
+    async def apply(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        params = parse_params(ApplyParams, raw)
+        return await self.manager.apply(params, self.open_documents(), self.client_apply)
+
+    def reject(self, raw: Any) -> Any:
+        self.ensure_all_loaded()
+        return self.manager.reject(parse_params(RunIdParams, raw).run_id)
+
+    async def doctor(self, raw: Any) -> Any:
+        from .doctor import doctor as run_doctor
+
+        folder = raw.get("workspaceFolder") if isinstance(raw, dict) else None
+        try:
+            workspace: Path | None = self.resolve_workspace(folder)
+        except WorkspaceError:
+            workspace = None
+        return await run_doctor(self.config_for(workspace), workspace)
+
+    # -- lifecycle -------------------------------------------------------------
+    def ensure_all_loaded(self) -> None:
+        for folder in self.workspace_folders():
+            self.manager.recover(self.manager.ensure_loaded(folder.resolve()))
+
+    async def cancel_progress(self, token: types.ProgressToken) -> None:
+        run_id = self.progress_tokens.get(token)
+        if run_id is not None:
+            try:
+                await self.manager.cancel(run_id)
+            except CoError as exc:
+                log.info("progress cancel ignored: %s", exc.message)
+
+    async def shutdown(self) -> None:
+        await self.manager.shutdown()
