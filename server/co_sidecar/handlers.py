@@ -33,7 +33,7 @@ from .protocol import (
     RunState,
     RunUpdate,
 )
-from .runs import RunManager
+from .runs import EXECUTING_STATES, RunManager
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -241,6 +241,19 @@ class Handlers:
     def ensure_all_loaded(self) -> None:
         for folder in self.workspace_folders():
             self.manager.recover(self.manager.ensure_loaded(folder.resolve()))
+
+    async def startup(self) -> None:
+        """After initialize: load earlier runs, recover interrupted ones, sweep stale scratch copies."""
+        self.ensure_all_loaded()
+        from .local.scratch import sweep_scratch
+
+        runs = self.manager.runs.values()
+        active = {r.run_id for r in runs if r.manifest.state in EXECUTING_STATES}
+        known = {r.run_id for r in runs}
+        for folder in self.workspace_folders():
+            removed = await asyncio.to_thread(sweep_scratch, folder.resolve(), active, known)
+            for path in removed:
+                log.info("removed stale scratch copy %s", path)
 
     async def cancel_progress(self, token: types.ProgressToken) -> None:
         run_id = self.progress_tokens.get(token)

@@ -91,7 +91,7 @@ def create_server() -> CoSidecarServer:
     async def on_initialized(params: types.InitializedParams) -> None:
         # Load earlier runs after initialize has answered, so start-up stays fast.
         try:
-            ls.handlers.ensure_all_loaded()
+            await ls.handlers.startup()
         except CoError as exc:
             ls.window_log_message(types.LogMessageParams(types.MessageType.Error, exc.message))
 

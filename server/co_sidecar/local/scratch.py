@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,16 +260,31 @@ def remove_scratch(path: Path, repo: Path | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def sweep_scratch(workspace: Path, active: Collection[str] = ()) -> list[Path]:
-    """Remove this workspace's leftover scratches whose run id is not in `active`; return them."""
+def sweep_scratch(
+    workspace: Path,
+    active: Collection[str] = (),
+    known: Collection[str] | None = None,
+    unknown_grace_seconds: float = 86_400.0,
+) -> list[Path]:
+    """Remove this workspace's leftover scratches whose run id is not in `active`; return them.
+
+    With `known` (the run ids this caller has manifests for), a scratch of an unknown run is
+    left alone until it is `unknown_grace_seconds` old: it may belong to another server
+    working in the same repository.
+    """
     try:
         toplevel = repo_toplevel(workspace)
     except WorkspaceError:
         return []
     parent = scratch_root() / workspace_key(toplevel)
     removed: list[Path] = []
+    now = time.time()
     if parent.is_dir():
         for child in sorted(parent.iterdir()):
+            if known is not None and child.name not in known:
+                with contextlib.suppress(OSError):
+                    if now - child.stat().st_mtime < unknown_grace_seconds:
+                        continue
             if child.name not in active:
                 remove_scratch(child, toplevel)
                 removed.append(child)
