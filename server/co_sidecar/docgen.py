@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
@@ -64,6 +65,21 @@ The local agent does not inherit the sidecar's environment. It gets an allowlist
 XDG dirs, `CODEX_HOME`, `OPENAI_API_KEY`/`OPENAI_BASE_URL`, proxies and CA bundles), the
 names matched by `local.envAllow`, and `CO_PROMPT`, `CO_RUN_ID`, `CO_TASK_ID`, `CO_WORKSPACE`.
 The sidecar's cloud credential `CODEX_CLOUD_TOKEN` is never passed.
+
+## Coming from CO (codex-orchestrator)
+
+co-sidecar reads CO's names as they are, so an environment set up for CO works unchanged.
+
+| CO | co-sidecar | notes |
+|---|---|---|
+| `CODEX_CLOUD_ENV_ID` | `cloud.envId` | read from the environment as is |
+| `CODEX_CLOUD_BRANCH` | `cloud.branch` | must exist on origin, else preflight issue `cloud_branch_missing` |
+| task `metadata.cloudEnvId` | `metadata.cloudEnvId` in `co/launch` | beats `cloud.envId`; `cloud.envId` in the request beats both |
+| task `metadata.parallel: true` | `metadata.parallel: true` | asks for cloud when `mode` is `auto` |
+| `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` | `cloud.fallback` | CO's deny words (`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`) mean `deny`; `CO_CLOUD_FALLBACK` is the same |
+| manifest `cloud_fallback` {reason, issues, timestamp} | manifest `fallback` {`reason`, `issues[{code, message, fix}]`, `at`} | also in the `co/launch` result and a `co/runUpdate` |
+| cloud feature guard (rollback switch) | `cloud.enabled = false` / `CO_CLOUD_ENABLED=0` | every run routes local, reason `cloud is disabled by the feature guard`; nothing cloud-related is imported or contacted |
+| `codex cloud exec/status/diff` polling | `cloud.adapter = "cli"` | or the default `http` adapter: one pooled client instead of a process per poll |
 """
 
 
@@ -102,7 +118,289 @@ def configuration_text() -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "manifest.schema.json": manifest_schema_text,
     "configuration.md": configuration_text,
+    "protocol.md": lambda: protocol_text(),
+    "errors.md": lambda: errors_text(),
 }
+
+
+# -- protocol.md ------------------------------------------------------------------
+
+RUN_ID = "20261124T101500123456-a1b2c3"
+_EDIT_EXAMPLE = {
+    "documentChanges": [
+        {
+            "textDocument": {"uri": "file:///work/app/README.md", "version": None},
+            "edits": [
+                {
+                    "range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
+                    "newText": "Run `make test` before pushing.\n",
+                    "annotationId": "co-sidecar",
+                }
+            ],
+        },
+        {"kind": "create", "uri": "file:///work/app/NOTES.md", "options": {"overwrite": False, "ignoreIfExists": False}, "annotationId": "co-sidecar"},
+    ],
+    "changeAnnotations": {"co-sidecar": {"label": "co-sidecar: document testing", "needsConfirmation": True}},
+}
+
+
+def _methods() -> list[dict[str, Any]]:
+    from . import protocol as p
+    from .manifest import RunManifest
+
+    launch = {"prompt": "document testing", "mode": "auto", "taskId": "T-42", "metadata": {"parallel": False}, "cloud": {"envId": "env_123", "attempts": 1}}
+    return [
+        {
+            "method": "co/route",
+            "doc": "Dry run of the mode policy and preflight: which mode a launch would get and why. Starts nothing.",
+            "params": p.RouteParams, "result": p.RouteResult,
+            "example": launch,
+            "answer": {"mode": "local", "requestedMode": "auto", "reason": "configured default mode 'local'", "issues": [], "fallback": None, "denied": False},
+        },
+        {
+            "method": "co/launch",
+            "doc": "Route and start a run. Answers at once; the run goes on in the background and reports through co/runUpdate and $/progress (on `workDoneToken` if given, else on a token the server creates when the client supports window.workDoneProgress).",
+            "params": p.LaunchParams, "result": p.LaunchResult,
+            "example": launch,
+            "answer": {"runId": RUN_ID, "taskId": "T-42", "mode": "local", "state": "launching", "reason": "configured default mode 'local'", "fallback": None},
+        },
+        {
+            "method": "co/status",
+            "doc": "One run's full record: its manifest (see docs/manifest.schema.json).",
+            "params": p.RunIdParams, "result": RunManifest,
+            "example": {"runId": RUN_ID}, "answer": None,
+        },
+        {
+            "method": "co/list",
+            "doc": "Runs of the workspace folders, newest first, optionally filtered.",
+            "params": p.ListParams, "result": p.ListResult,
+            "example": {"state": "succeeded", "limit": 20},
+            "answer": {"runs": [{"runId": RUN_ID, "taskId": "T-42", "state": "succeeded", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-11-24T10:15:00.123Z", "updatedAt": "2026-11-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}]},
+        },
+        {
+            "method": "co/cancel",
+            "doc": "Cancel a queued or running run: kills the local agent's process group, or stops polling and asks the cloud to cancel (best effort). Waits up to 10 s for the run to stop.",
+            "params": p.RunIdParams, "result": p.RunStateResult,
+            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "cancelled"},
+        },
+        {
+            "method": "co/diff",
+            "doc": "The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version.",
+            "params": p.DiffParams, "result": p.DiffResult,
+            "example": {"runId": RUN_ID},
+            "answer": {"runId": RUN_ID, "attempt": None, "patch": "diff --git a/README.md b/README.md\n...", "files": [{"path": "README.md", "oldPath": None, "status": "modified", "additions": 1, "deletions": 0}, {"path": "NOTES.md", "oldPath": None, "status": "added", "additions": 0, "deletions": 0}], "edit": _EDIT_EXAMPLE, "conflicts": [], "overBudget": False, "budget": {"files": 2, "lines": 1, "bytes": 412, "maxFiles": 500, "maxLines": 50000, "maxBytes": 50000000}},
+        },
+        {
+            "method": "co/apply",
+            "doc": "Explicit acceptance. `accept` must be true. Strategy `client` sends workspace/applyEdit to the client and records its answer; `git` runs `git apply` (a --check first, then a 3-way merge when the base moved) in the workspace. A run is applied at most once; over-budget diffs need `force`.",
+            "params": p.ApplyParams, "result": p.ApplyResult,
+            "example": {"runId": RUN_ID, "accept": True, "strategy": "client"},
+            "answer": {"applied": True, "strategy": "client", "paths": ["README.md", "NOTES.md"], "failureReason": None, "conflicts": []},
+        },
+        {
+            "method": "co/reject",
+            "doc": "Record that the user declined a succeeded run's diff.",
+            "params": p.RunIdParams, "result": p.RunStateResult,
+            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "rejected"},
+        },
+        {
+            "method": "co/doctor",
+            "doc": "Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
+            "params": None, "result": p.DoctorResult,
+            "example": {},
+            "answer": {"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch"}]}},
+        },
+    ]
+
+
+STATE_DIAGRAM = """```mermaid
+stateDiagram-v2
+    [*] --> routing: co/launch
+    routing --> launching: mode chosen
+    routing --> failed: cloud preflight failed, fallback deny
+    launching --> queued: no free local slot
+    queued --> launching: slot free
+    queued --> cancelled: co/cancel
+    launching --> running: agent started / cloud task created
+    launching --> failed: cannot start
+    running --> succeeded: exit 0 / task ready (diff recorded)
+    running --> failed: agent error / task error / retries exhausted
+    running --> timed_out: local.timeoutSeconds / cloud.poll.timeoutSeconds
+    running --> cancelled: co/cancel, $/progress cancel
+    running --> failed: server died (interrupted, found at next start)
+    succeeded --> applied: co/apply accept=true
+    succeeded --> rejected: co/reject
+    applied --> [*]
+    rejected --> [*]
+```
+
+A cloud run found `running` at start-up resumes polling from its task id instead of failing."""
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("co_sidecar.protocol.", "").replace("co_sidecar.manifest.", "")
+    text = text.replace("<class '", "").replace("'>", "").replace("<enum '", "").replace(" | ", " or ")
+    return text
+
+
+def _field_table(model: type[BaseModel]) -> list[str]:
+    rows = ["| field | type | default | notes |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        alias = field.alias or to_camel(name)
+        if field.is_required():
+            default = "required"
+        else:
+            value = field.get_default(call_default_factory=True)
+            value = value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
+            default = f"`{json.dumps(value)}`"
+        notes = []
+        for meta in field.metadata:
+            for attr in ("ge", "le", "gt", "lt", "min_length", "max_length"):
+                if getattr(meta, attr, None) is not None:
+                    notes.append(f"{attr}={getattr(meta, attr)}")
+        rows.append(f"| `{alias}` | {_type_name(field.annotation)} | {default} | {', '.join(notes)} |")
+    return rows
+
+
+def _nested_models(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[type[BaseModel]]:
+    import typing
+
+    found: list[type[BaseModel]] = []
+    for field in model.model_fields.values():
+        stack = [field.annotation]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                if t not in seen:
+                    seen.add(t)
+                    found.append(t)
+                    found.extend(_nested_models(t, seen))
+            else:
+                stack.extend(typing.get_args(t))
+    return found
+
+
+def protocol_text() -> str:
+    from . import protocol as p
+    from .errors import RPC_CODES
+
+    out = [
+        "# Protocol reference",
+        "",
+        "<!-- generated by `python -m co_sidecar.docgen` from server/co_sidecar/protocol.py; do not edit -->",
+        "",
+        "co-sidecar speaks LSP's JSON-RPC 2.0 over stdio (`co-sidecar serve`; `--tcp HOST:PORT` too), with",
+        "`Content-Length` framing. After the usual `initialize` / `initialized`, clients call the `co/*`",
+        "requests below, or the same operations as `workspace/executeCommand` commands `co.route`,",
+        "`co.launch`, ... with one arguments object (the same params). Params and results are camelCase;",
+        "unknown params are refused (-32602 naming the field).",
+        "",
+        "The server also keeps the client's open documents (`textDocument/didOpen`/`didChange`), so",
+        "`co/diff` and `co/apply` compute edits from unsaved buffers, and honours `$/cancelRequest`,",
+        "`window/workDoneProgress/cancel` and `workspace/didChangeConfiguration`.",
+        "",
+        "## Requests",
+        "",
+    ]
+    nested: list[type[BaseModel]] = []
+    seen: set[type[BaseModel]] = set()
+    for spec in _methods():
+        params, result = spec["params"], spec["result"]
+        if params is not None:
+            params.model_validate(spec["example"])  # examples must stay valid
+        if spec["answer"] is not None:
+            result.model_validate(spec["answer"])
+        out += [f"### `{spec['method']}`", "", spec["doc"], ""]
+        if params is not None:
+            out += [f"Params: `{params.__name__}`", "", *_field_table(params), ""]
+        else:
+            out += ["Params: `{}` (optionally `workspaceFolder`).", ""]
+        out += [f"Result: `{result.__name__}`" + (" (see docs/manifest.schema.json)" if result.__name__ == "RunManifest" else ""), ""]
+        if result.__name__ != "RunManifest":
+            out += _field_table(result) + [""]
+        example = {"jsonrpc": "2.0", "id": 1, "method": spec["method"], "params": spec["example"]}
+        out += ["```json", json.dumps(example, indent=2), "```", ""]
+        if spec["answer"] is not None:
+            out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec["answer"]}, indent=2), "```", ""]
+        for model in (params, result):
+            if model is not None and model.__name__ != "RunManifest":
+                nested += _nested_models(model, seen)
+    update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None}
+    p.RunUpdate.model_validate(update)
+    out += [
+        "## Notifications (server → client)",
+        "",
+        "### `co/runUpdate`",
+        "",
+        "Sent on every state change, every cloud poll, and for the agent's output lines (batched: at most",
+        "one per stream every 100 ms per run, `stream` set, the lines joined by `\\n`). May arrive before the",
+        "`co/launch` response for the same run.",
+        "",
+        *_field_table(p.RunUpdate),
+        "",
+        "```json",
+        json.dumps({"jsonrpc": "2.0", "method": "co/runUpdate", "params": update}, indent=2),
+        "```",
+        "",
+        "### `$/progress`",
+        "",
+        "Standard work-done progress: `begin` (title `co-sidecar: <prompt>`, cancellable) when a run",
+        "launches, `report` with `<state>: <message>` for each update, `end` when the run finishes",
+        "(sent before the matching `co/runUpdate`). Cancelling it cancels the run.",
+        "",
+        "## Server → client requests",
+        "",
+        "`workspace/applyEdit` during `co/apply` with strategy `client`; `window/workDoneProgress/create`",
+        "when the client supports it.",
+        "",
+        "## Types",
+        "",
+    ]
+    for model in nested:
+        out += [f"### `{model.__name__}`", "", *_field_table(model), ""]
+    out += ["## Run states", "", STATE_DIAGRAM, "", "## Errors", "", "| code | category | meaning |", "|---|---|---|"]
+    out += [f"| {code} | `{name}` | {meaning} |" for code, name, meaning in RPC_CODES]
+    out += ["", "Run error codes and preflight issue codes: [errors.md](errors.md).", ""]
+    return "\n".join(out)
+
+
+def errors_text() -> str:
+    from .errors import PREFLIGHT_CODES, RPC_CODES, RUN_ERROR_CODES
+
+    out = [
+        "# Errors",
+        "",
+        "<!-- generated by `python -m co_sidecar.docgen` from server/co_sidecar/errors.py; do not edit -->",
+        "",
+        "The same codes appear in JSON-RPC errors (`error.data.category`), in manifests (`errorCode`,",
+        "`cloud.lastError.code`) and in `co/runUpdate` (`errorCode`). Every error leaves the server up",
+        "and every other run untouched.",
+        "",
+        "## JSON-RPC error codes",
+        "",
+        "| code | category | when |",
+        "|---|---|---|",
+        *[f"| {code} | `{name}` | {meaning} |" for code, name, meaning in RPC_CODES],
+        "",
+        "## Run error codes",
+        "",
+        "| code | outcome | when |",
+        "|---|---|---|",
+        *[f"| `{code}` | {outcome} | {meaning} |" for code, outcome, meaning in RUN_ERROR_CODES],
+        "",
+        "Transient cloud errors (`cloud_rate_limited`, `cloud_unavailable`) are retried with backoff up to",
+        "`cloud.poll.maxRetries` in a row; the others fail the run at once. See [cloud.md](cloud.md).",
+        "",
+        "## Preflight issue codes",
+        "",
+        "`issues[].code` in `co/route`, in a launch's `fallback`, and in `co/doctor` checks.",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+        *[f"| `{code}` | {meaning} |" for code, meaning in PREFLIGHT_CODES],
+        "",
+    ]
+    return "\n".join(out)
 
 
 def stale(docs: Path = DOCS) -> list[str]:

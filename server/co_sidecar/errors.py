@@ -75,3 +75,56 @@ class PatchRefused(CoError):
 class WorkspaceError(CoError):
     code = WORKSPACE_ERROR
     category = "workspace"
+
+
+# JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
+RPC_CODES: list[tuple[int, str, str]] = [
+    (-32700, "parse error", "the message body is not JSON"),
+    (-32600, "invalid request", "not a JSON-RPC request object"),
+    (-32601, "method not found", "unknown method or command"),
+    (INVALID_PARAMS, "invalid_params", "a param is missing or wrong; the message names the field (data.field)"),
+    (-32603, "internal", "a server bug; the run it concerns is failed, the server stays up"),
+    (RUN_NOT_FOUND, "run_not_found", "no run with that runId (data.runId)"),
+    (INVALID_STATE, "invalid_state", "the run is not in a state that allows this (data.state)"),
+    (APPLY_REFUSED, "apply_refused / over_budget", "no accept: true, already applied or rejected, or over the diff budget without force"),
+    (PREFLIGHT_FAILED, "preflight", "the requested mode cannot run here (e.g. no agent command)"),
+    (PATCH_REFUSED, "patch_refused", "the patch is unsafe (paths leaving the workspace, .git/, NUL) or changed on disk"),
+    (WORKSPACE_ERROR, "workspace", "no workspace folder, or it is not usable"),
+    (CLOUD_ERROR, "cloud_*", "a Codex Cloud call failed; data.category is one of the cloud codes below"),
+]
+
+# Run error codes: `errorCode` in manifests and co/runUpdate, `data.category` in JSON-RPC errors.
+RUN_ERROR_CODES: list[tuple[str, str, str]] = [
+    ("cloud_auth", "failed fast", "401/403 from Codex Cloud, or the CLI is not signed in"),
+    ("cloud_not_found", "failed fast", "404: the task (or attempt) does not exist"),
+    ("cloud_rate_limited", "retried, then failed", "429; Retry-After is honoured"),
+    ("cloud_unavailable", "retried, then failed", "5xx, timeouts, connection resets"),
+    ("cloud_protocol", "failed fast", "a response body that cannot be parsed"),
+    ("cloud_timeout", "timed_out", "the task did not finish within cloud.poll.timeoutSeconds"),
+    ("cloud_task_failed", "failed", "the task finished with an error on its turn"),
+    ("cloud_preflight", "failed fast", "cloud preflight failed and the fallback policy is deny, or an unknown environment"),
+    ("local_agent_failed", "failed", "the agent exited non-zero; the reason holds its stderr tail"),
+    ("local_timeout", "timed_out", "the agent ran past local.timeoutSeconds; its process group was killed"),
+    ("local_agent_missing", "failed fast", "no local.agentCommand and no codex on PATH, or argv[0] cannot start"),
+    ("local_not_git_repo", "failed fast", "the workspace is not inside a git repository"),
+    ("local_no_commits", "failed fast", "the repository has no commit to make a scratch worktree from"),
+    ("local_git_missing", "failed fast", "git is not on PATH"),
+    ("local_workspace", "failed", "another git error while making or reading the scratch copy"),
+    ("interrupted", "failed", "the server stopped while the run was in progress (found at the next start)"),
+    ("cancelled", "cancelled", "co/cancel, a $/progress cancel, or server shutdown"),
+    ("internal", "failed", "a bug in an executor; the server stays up"),
+]
+
+# Preflight issue codes: `issues[].code` in co/route, co/launch fallback, co/doctor.
+PREFLIGHT_CODES: list[tuple[str, str]] = [
+    ("cloud_disabled", "cloud.enabled = false (CO_CLOUD_ENABLED=0): every run routes local"),
+    ("cloud_env_missing", "no environment id (cloud.envId, CODEX_CLOUD_ENV_ID, metadata.cloudEnvId, or the request)"),
+    ("cloud_credentials_missing", "no CODEX_CLOUD_TOKEN and no $CODEX_HOME/auth.json (not needed for a loopback emulator)"),
+    ("cloud_cli_missing", "cloud.adapter = cli but the codex CLI is not on PATH"),
+    ("cloud_branch_missing", "the requested branch is not on origin"),
+    ("local_agent_missing", "no agent command can run"),
+    ("local_not_git_repo", "the workspace is not a git repository"),
+    ("local_no_commits", "the repository has no commits"),
+    ("local_git_missing", "git is not on PATH"),
+    ("workspace_missing", "no workspace folder"),
+]
