@@ -204,7 +204,10 @@ def test_run_progress_diff_and_confirmed_apply(repo: Path) -> None:
     assert any(m.startswith("co-sidecar: run ") and "started (local" in m for m in msgs), msgs
     assert any("running (local)" in m for m in msgs), msgs
     assert any("succeeded" in m and ":CoApply" in m for m in msgs), msgs
-    assert any("agent:" in m for m in msgs), msgs  # agent output lines are shown
+    assert any("agent:" in m for m in msgs), msgs  # agent output lines are shown, throttled
+    output_updates = [u for u in result["updates"] if u.get("stream")]
+    output_notes = [m for m in msgs if ": agent:" in m]
+    assert len(output_updates) >= 3 and 1 <= len(output_notes) < len(output_updates)
     states = [u["state"] for u in result["updates"] if u["runId"] == run_id]
     assert "running" in states and "succeeded" in states, states
     kinds = [p["kind"] for p in result["progress"]]
@@ -392,6 +395,8 @@ def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
         T.result.parse = { { p1, o1 }, { e2 }, { p3, o3 } }
         vim.cmd('CoApply')
         vim.cmd('CoDiff')
+        vim.ui.input = function(opts, cb) T.result.input_prompt = opts.prompt; cb(nil) end
+        vim.cmd('CoRun mode=local')
         vim.cmd('CoRun mode=bogus do it')
         vim.cmd('CoRun attempts=9 do it')
         vim.cmd('CoStatus 20990101T000000000-abcdef')
@@ -419,6 +424,7 @@ def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
     assert all(m.startswith("co-sidecar: ") for m in msgs), msgs
     assert result["errmsg"] == ""
     assert result["result"]["statusline"] == ""
+    assert result["result"]["input_prompt"] == "co-sidecar task: "  # :CoRun without a prompt asks
 
 
 def test_edit_refused_by_neovim_leaves_run_succeeded(repo: Path) -> None:
