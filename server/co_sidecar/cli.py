@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
     run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
 
+    canary = sub.add_parser("canary", help="one minimal task through the whole cloud path, phase by phase")
+    canary.add_argument("--workspace", default=".", help="workspace folder (default: .)")
+    canary.add_argument("--emulator", action="store_true", help="run against a loopback emulator of the task API")
+    canary.add_argument("--format", choices=["text", "json"], default="text")
+
     emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
     emulator.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve(getattr(args, "tcp", None), getattr(args, "log_file", None), getattr(args, "log_level", "WARNING"))
     if command == "doctor":
         return doctor(args)
+    if command == "canary":
+        from .canary import main as canary_main
+
+        return canary_main(args)
     if command == "run":
         from .run_client import run_task
 

@@ -29,14 +29,22 @@ class Outcome:
 
 
 class RunContext(Protocol):
-    run_id: str
-    task_id: str
-    prompt: str
     workspace: Path
-    run_dir: Path
     config: Config
     manifest: RunManifest
     cancel_event: asyncio.Event
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def run_dir(self) -> Path: ...
 
     def set_state(self, state: RunState, message: str = "") -> None:
         """Record a non-terminal transition (e.g. running), persist, notify."""
