@@ -93,6 +93,7 @@ async def _launch_and_follow(
         console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
 
     state = launched["state"]
+    shown_urls: set[str] = set()
     with console.status(f"{state}…", spinner="dots") as status:
         while state not in FINISHED:
             update = await updates.get()
@@ -108,8 +109,11 @@ async def _launch_and_follow(
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
             elif message:
-                url = f"  {update['cloudTaskUrl']}" if update.get("cloudTaskUrl") else ""
-                console.print(f"[bold]{state}[/bold] {escape(message)}{url}")
+                console.print(f"[bold]{state}[/bold] {escape(message)}")
+                url = update.get("cloudTaskUrl")
+                if url and url not in shown_urls:
+                    shown_urls.add(url)
+                    console.print(f"  task: [link={url}]{url}[/link]")
 
     record = await client.protocol.send_request_async("co/status", {"runId": run_id})
     if state != "succeeded":
