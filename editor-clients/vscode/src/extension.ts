@@ -14,7 +14,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
   WorkDoneProgress,
 } from "vscode-languageclient/node";
 
@@ -37,6 +36,7 @@ import {
   isFinished,
   resolveServerCommand,
   serverSettingsPayload,
+  shortRunId,
   stateIcon,
   stateLabel,
   truncate,
@@ -73,10 +73,11 @@ function createClient(): LanguageClient {
     workspaceFolder: folder?.uri.fsPath,
     home: os.homedir(),
   });
+  // stdio without `transport: TransportKind.stdio`: that would append `--stdio` to the argv,
+  // which `co-sidecar serve` does not take (stdio is its default).
   const serverOptions: ServerOptions = {
     command: argv[0],
     args: argv.slice(1),
-    transport: TransportKind.stdio,
     options: folder ? { cwd: folder.uri.fsPath } : {},
   };
   const clientOptions: LanguageClientOptions = {
@@ -147,10 +148,10 @@ async function stopClient(): Promise<void> {
 function onRunUpdate(update: RunUpdate): void {
   const run = tracker.handleUpdate(update);
   if (update.stream) {
-    for (const line of update.message.split(/\r?\n/)) if (line) runOutput.appendLine(`[${run.runId.slice(0, 8)}] ${line}`);
+    for (const line of update.message.split(/\r?\n/)) if (line) runOutput.appendLine(`[${shortRunId(run.runId)}] ${line}`);
   } else {
     runOutput.appendLine(
-      `[${run.runId.slice(0, 8)}] ${stateLabel(update.state)}${update.message ? `: ${update.message}` : ""}`,
+      `[${shortRunId(run.runId)}] ${stateLabel(update.state)}${update.message ? `: ${update.message}` : ""}`,
     );
   }
 }
@@ -232,7 +233,7 @@ function watchRun(runId: string, prompt: string, workDoneToken?: string): void {
 }
 
 async function announceFinished(runId: string, state: RunState, message: string): Promise<void> {
-  const short = runId.slice(0, 8);
+  const short = shortRunId(runId);
   if (state === "succeeded") {
     const choice = await vscode.window.showInformationMessage(
       `CO run ${short} succeeded${message ? `: ${truncate(message, 80)}` : ""}`,
@@ -402,7 +403,7 @@ async function fetchDiff(runId: string): Promise<DiffResult | undefined> {
   try {
     return await (await getApi()).diff(runId);
   } catch (err) {
-    void vscode.window.showErrorMessage(`co-sidecar: no diff for run ${runId.slice(0, 8)}: ${describeError(err)}`);
+    void vscode.window.showErrorMessage(`co-sidecar: no diff for run ${shortRunId(runId)}: ${describeError(err)}`);
     return undefined;
   }
 }
@@ -413,7 +414,7 @@ async function previewDiff(arg?: unknown): Promise<void> {
   const diff = await fetchDiff(runId);
   if (!diff) return;
   if (diff.files.length === 0) {
-    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} changed no files.`);
+    void vscode.window.showInformationMessage(`co-sidecar: run ${shortRunId(runId)} changed no files.`);
     return;
   }
   let entries;
@@ -442,13 +443,13 @@ async function previewDiff(arg?: unknown): Promise<void> {
     }),
   ];
   const pick = await vscode.window.showQuickPick(picks, {
-    title: `CO: Preview Diff (${runId.slice(0, 8)})`,
+    title: `CO: Preview Diff (${shortRunId(runId)})`,
     placeHolder: "Open which file's diff?",
   });
   if (!pick) return;
   if (pick.index === -2) return openPatch(runId, diff);
   if (pick.index === -1) {
-    if (await openAll(entries, `CO run ${runId.slice(0, 8)}: proposed changes`)) return;
+    if (await openAll(entries, `CO run ${shortRunId(runId)}: proposed changes`)) return;
     for (const e of entries) await openEntry(e); // no multi-diff editor: one tab per file
     return;
   }
@@ -469,10 +470,12 @@ async function confirmModal(summary: ApplySummary): Promise<boolean> {
     lines.push("", "Conflicts:", ...summary.conflicts.map((c) => `! ${c.path}: ${c.reason}`));
   }
   const choice = await vscode.window.showWarningMessage(
-    `Apply the changes of CO run ${summary.runId.slice(0, 8)}: ${summary.text}?`,
+    `Apply the changes of CO run ${shortRunId(summary.runId)}: ${summary.text}?`,
     {
       modal: true,
-      detail: `${lines.join("\n")}\n\nVS Code's refactor preview opens next so you can review each change.`,
+      detail:
+        `${lines.join("\n")}\n\nVS Code's refactor preview opens next: tick the changes you accept ` +
+        "(they start unticked) and press Apply there.",
     },
     "Apply",
     "Preview Diff First",
@@ -490,16 +493,19 @@ async function applyRun(arg?: unknown): Promise<void> {
     case "applied":
       tracker.noteState(runId, "applied");
       void vscode.window.showInformationMessage(
-        `co-sidecar: applied ${outcome.summary.text} from run ${runId.slice(0, 8)}.`,
+        `co-sidecar: applied ${outcome.summary.text} from run ${shortRunId(runId)}.`,
       );
       break;
     case "empty":
-      void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} changed no files.`);
+      void vscode.window.showInformationMessage(`co-sidecar: run ${shortRunId(runId)} changed no files.`);
       break;
     case "declined":
       break;
     case "not-applied":
-      void vscode.window.showWarningMessage(`co-sidecar: not applied: ${outcome.reason}`);
+      void vscode.window.showWarningMessage(
+        `co-sidecar: not applied: ${outcome.reason}. (In the refactor preview, tick the changes to accept ` +
+          "before pressing Apply; Discard leaves the run unapplied.)",
+      );
       break;
     case "error":
       void vscode.window.showErrorMessage(`co-sidecar: apply failed: ${outcome.reason}`);
@@ -513,7 +519,7 @@ async function rejectRun(arg?: unknown): Promise<void> {
   try {
     const result = await (await getApi()).reject(runId);
     tracker.noteState(runId, result.state);
-    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} rejected.`);
+    void vscode.window.showInformationMessage(`co-sidecar: run ${shortRunId(runId)} rejected.`);
   } catch (err) {
     void vscode.window.showErrorMessage(`co-sidecar: reject failed: ${describeError(err)}`);
   }
@@ -525,7 +531,7 @@ async function cancelRun(arg?: unknown): Promise<void> {
   try {
     const result = await (await getApi()).cancel(runId);
     tracker.noteState(runId, result.state);
-    void vscode.window.showInformationMessage(`co-sidecar: run ${runId.slice(0, 8)} ${stateLabel(result.state)}.`);
+    void vscode.window.showInformationMessage(`co-sidecar: run ${shortRunId(runId)} ${stateLabel(result.state)}.`);
   } catch (err) {
     void vscode.window.showErrorMessage(`co-sidecar: cancel failed: ${describeError(err)}`);
   }

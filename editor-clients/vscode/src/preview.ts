@@ -8,7 +8,7 @@
 
 import * as vscode from "vscode";
 
-import { DiffResult, FileSnapshot, PlannedFile, baseName, planWorkspaceEdit } from "./core";
+import { DiffResult, FileSnapshot, PlannedFile, baseName, planWorkspaceEdit, shortRunId } from "./core";
 
 export const PROPOSED_SCHEME = "co-sidecar";
 
@@ -69,7 +69,7 @@ export async function buildEntries(
   provider: ProposedContentProvider,
 ): Promise<DiffEntry[]> {
   const plan = await planWorkspaceEdit(diff.edit, readBase);
-  const tag = `${diff.runId.slice(0, 8)}${diff.attempt ? `#${diff.attempt}` : ""}`;
+  const tag = `${shortRunId(diff.runId)}${diff.attempt ? `#${diff.attempt}` : ""}`;
   return plan.files.map((file) => {
     const resource = vscode.Uri.parse(file.uri);
     const name = baseName(file.uri);

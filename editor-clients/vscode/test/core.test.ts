@@ -315,3 +315,12 @@ describe("settings and text helpers", () => {
     assert.equal(truncate("abcdefghijk", 5), "abcd…");
   });
 });
+
+describe("shortRunId", () => {
+  it("keeps the distinguishing end of timestamp-first run ids", async () => {
+    const { shortRunId } = await import("../src/core/runs");
+    assert.equal(shortRunId("20261124T201618557135-ffdd07"), "ffdd07");
+    assert.equal(shortRunId("abc"), "abc");
+    assert.equal(shortRunId("0123456789abcdef"), "89abcdef");
+  });
+});

@@ -235,3 +235,14 @@ export function truncate(text: string, max = 60): string {
   const oneLine = text.replace(/\s+/g, " ").trim();
   return oneLine.length <= max ? oneLine : `${oneLine.slice(0, max - 1)}…`;
 }
+
+/**
+ * A short, distinguishing form of a run id for messages and titles. Run ids start
+ * with a timestamp (`20261124T201618557135-ffdd07`), so the distinguishing part
+ * is the end: the random suffix after the last "-", else the last 8 characters.
+ */
+export function shortRunId(runId: string): string {
+  const dash = runId.lastIndexOf("-");
+  if (dash >= 0 && runId.length - dash - 1 >= 4) return runId.slice(dash + 1);
+  return runId.length <= 8 ? runId : runId.slice(-8);
+}
