@@ -316,3 +316,19 @@ async def test_diff_budget_marks_and_guards_apply(repo: Path, start_server: Sess
     assert forced["applied"] is True
     m = manifest_of(repo, run_id)
     assert m["apply"]["forced"] is True and m["diff"]["overBudget"] is True
+
+
+async def test_configuration_file_and_did_change_configuration_apply(repo: Path, start_server: SessionFactory, tmp_path: Path):
+    (repo / "co-sidecar.toml").write_text('[runs]\nroot = ".co-runs"\n')
+    s = await start_server(repo)
+    first, _ = await s.run_to_end("from toml")
+    assert (repo / ".co-runs" / "adhoc" / first / "manifest.json").is_file()
+
+    failing_agent = ["python3", "-c", "import sys; sys.exit('configured to fail')"]
+    s.client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"co-sidecar": {"local": {"agentCommand": failing_agent}}})
+    )
+    second, state = await s.run_to_end("from settings")
+    assert state == "failed"
+    m = json.loads((repo / ".co-runs" / "adhoc" / second / "manifest.json").read_text())
+    assert "configured to fail" in m["failureReason"]
