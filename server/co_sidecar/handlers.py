@@ -96,6 +96,11 @@ class Handlers:
 
     def resolve_workspace(self, folder: str | None) -> Path:
         if folder:
+            if not isinstance(folder, str) or "\0" in folder:
+                raise InvalidParams(
+                    "invalid params: workspaceFolder: must be a path or file: URI string",
+                    data={"field": "workspaceFolder"},
+                )
             path = (
                 Path(to_fs_path(folder) or folder) if folder.startswith("file:") else Path(folder)
             )
@@ -230,7 +235,13 @@ class Handlers:
     async def doctor(self, raw: Any) -> Any:
         from .doctor import doctor as run_doctor
 
-        folder = raw.get("workspaceFolder") if isinstance(raw, dict) else None
+        if raw is not None and not isinstance(raw, dict):
+            raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
+        folder = raw.get("workspaceFolder") if raw else None
+        if folder is not None and not isinstance(folder, str):
+            raise InvalidParams(
+                "invalid params: workspaceFolder: must be a string", data={"field": "workspaceFolder"}
+            )
         try:
             workspace: Path | None = self.resolve_workspace(folder)
         except WorkspaceError:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import os
+import re
+import sys
+import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -27,6 +32,111 @@ log = logging.getLogger(__name__)
 
 METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor")
 
+# Framing limits of the stdio transport (see docs/reliability.md).
+MAX_MESSAGE_BYTES = int(os.environ.get("CO_MAX_MESSAGE_BYTES") or 64 * 1024 * 1024)
+MAX_HEADER_LINE = 8 * 1024
+DISCARD_CHUNK = 1024 * 1024
+PARSE_ERROR, INVALID_REQUEST, SERVER_NOT_INITIALIZED = -32700, -32600, -32002
+_CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGNORECASE)
+# Requests a client may send before `initialize` has been answered (LSP: all others get -32002).
+_BEFORE_INIT = {"initialize", "shutdown", "exit"}
+
+
+class FramedReader:
+    """Reads LSP base-protocol messages from a binary stream, tolerating broken framing.
+
+    Unlike pygls' loop it answers what it cannot use instead of going silent: a
+    non-JSON body gets -32700, a body that is no request object -32600, a
+    message over `MAX_MESSAGE_BYTES` -32600 (its body is read and dropped), and
+    after a malformed header it resynchronises on the next `Content-Length:`.
+    """
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.pushback = b""  # bytes read too far (a body shorter than its Content-Length)
+
+    def readline(self) -> bytes:
+        if self.pushback:
+            end = self.pushback.find(b"\n") + 1
+            if end:
+                line, self.pushback = self.pushback[:end], self.pushback[end:]
+                return line
+            line, self.pushback = self.pushback, b""
+            return line + self.stream.readline(MAX_HEADER_LINE)
+        return self.stream.readline(MAX_HEADER_LINE)
+
+    def read(self, n: int) -> bytes:
+        head, self.pushback = self.pushback[:n], self.pushback[n:]
+        return head + (self.stream.read(n - len(head)) if n > len(head) else b"")
+
+    def discard(self, n: int) -> int:
+        dropped = 0
+        while dropped < n:
+            chunk = self.stream.read(min(DISCARD_CHUNK, n - dropped))
+            if not chunk:
+                break
+            dropped += len(chunk)
+        return dropped
+
+    def next_message(self) -> tuple[str, Any] | None:
+        """("message", parsed JSON) or ("error", (code, text)); None at end of input."""
+        length: int | None = None
+        bad: str | None = None
+        saw_header = False
+        while True:
+            line = self.readline()
+            if not line:
+                return None
+            if line in (b"\r\n", b"\n"):
+                if not saw_header:
+                    continue  # stray blank line between messages
+                break
+            saw_header = True
+            at = line.lower().find(b"content-length:")
+            if at > 0:
+                # Junk before a header (e.g. the body of a badly framed message): resync here.
+                line = line[at:]
+            match = _CONTENT_LENGTH.match(line)
+            if match:
+                value = match.group(1)
+                if value.isdigit():
+                    length, bad = int(value), None
+                else:
+                    bad = f"invalid Content-Length header {value[:40].decode('latin-1')!r}"
+            elif not line.endswith(b"\n") or b":" not in line:
+                bad = bad or "malformed header line"
+        if length is None:
+            return "error", (PARSE_ERROR, bad or "missing Content-Length header; message ignored")
+        if length > MAX_MESSAGE_BYTES:
+            self.discard(length)
+            return "error", (
+                INVALID_REQUEST,
+                f"message of {length} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes; discarded",
+            )
+        body = self.read(length) if length else b""
+        if len(body) < length:
+            return None
+        try:
+            return "message", json.loads(body)
+        except ValueError as exc:
+            at = _resync_point(body)
+            if at > 0:  # the declared length ran into the next message: resynchronise on it
+                self.pushback = body[at:] + self.pushback
+                return "error", (PARSE_ERROR, "parse error: the body is shorter than its Content-Length")
+            return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})")
+
+
+def _resync_point(body: bytes) -> int:
+    """Where the next message's header starts inside a body that overran into it, else -1."""
+    token = b"Content-Length:"
+    at = body.find(token, 1)
+    if at > 0:
+        return at
+    for k in range(min(len(token) - 1, len(body) - 1), 2, -1):  # cut off inside the header name
+        if body.endswith(token[:k]):
+            return len(body) - k
+    return -1
+
 
 class CoSidecarServer(LanguageServer):
     def __init__(self) -> None:
@@ -38,6 +148,75 @@ class CoSidecarServer(LanguageServer):
         )
         self.init_options: Any = None
         self.settings: Any = None
+        self.initialize_seen = False
+
+    # -- transport -------------------------------------------------------------
+    def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls' stdio server with our framing reader (see `FramedReader`)."""
+        from pygls.io_ import StdoutWriter
+
+        self._stop_event = threading.Event()
+        reader = FramedReader(stdin or sys.stdin.buffer)
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(self._serve(reader))
+        except BrokenPipeError:
+            log.error("connection to the client is lost; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    async def _serve(self, reader: FramedReader) -> None:
+        loop = asyncio.get_running_loop()
+        while self._stop_event is not None and not self._stop_event.is_set():
+            item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+            if item is None:
+                break
+            kind, value = item
+            if kind == "error":
+                code, text = value
+                self.reply_error(None, code, text)
+                continue
+            try:
+                self.dispatch(value)
+            except Exception:  # never let one message take the server down
+                log.exception("unable to handle message")
+
+    def reply_error(self, msg_id: Any, code: int, message: str) -> None:
+        log.warning("JSON-RPC error %s for id %r: %s", code, msg_id, message)
+        self.protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+    def dispatch(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            self.reply_error(None, INVALID_REQUEST, f"invalid request: expected a JSON object, got {type(data).__name__}")
+            return
+        msg_id = data.get("id")
+        method = data.get("method")
+        is_request = "id" in data and "method" in data
+        if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool):
+            self.reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or an integer")
+            return
+        if data.get("jsonrpc") != "2.0" or ("method" in data and not isinstance(method, str)):
+            if "method" in data or "id" not in data:
+                self.reply_error(msg_id, INVALID_REQUEST, 'invalid request: needs "jsonrpc": "2.0" and a string "method"')
+            return
+        if method is not None and not self.initialize_seen and method not in _BEFORE_INIT:
+            if is_request:
+                self.reply_error(msg_id, SERVER_NOT_INITIALIZED, f"server not initialized: send initialize before {method}")
+            return  # notifications before initialize are dropped (LSP)
+        if is_request and self.protocol._shutdown and method != "exit":
+            self.reply_error(msg_id, INVALID_REQUEST, f"the server is shutting down; {method} refused")
+            return
+        try:
+            message = self.protocol.structure_message(data)
+        except JsonRpcException as exc:
+            if is_request:
+                self.reply_error(msg_id, JsonRpcInvalidParams.CODE, f"invalid params for {method}: {exc.message or 'cannot read them'}")
+            return
+        if method == "initialize" and is_request:
+            self.initialize_seen = True
+        self.protocol.handle_message(message)
 
     @functools.cached_property
     def handlers(self) -> Handlers:
