@@ -90,3 +90,26 @@ def test_node_tests_against_real_server(node_modules: Path) -> None:
     assert summary.get("pass", 0) >= 30, f"too few node tests ran: {summary}"
     # The server suite must not have been skipped for want of a server.
     assert summary.get("skipped", 0) == 0, summary
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(
+    os.environ.get("CO_VSCODE_SMOKE") != "1",
+    reason="the code-server smoke test is opt-in (CO_VSCODE_SMOKE=1; needs chromium, g++, make, "
+    "libkrb5-dev and ~3 min to install code-server with Node 24 from the npm registry)",
+)
+def test_code_server_smoke(node_modules: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(EXT / "smoke" / "run.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        stdin=subprocess.DEVNULL,
+    )
+    output = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-6000:]}"
+    print(output)
+    if proc.returncode == 3:
+        pytest.fail(f"smoke prerequisites missing:\n{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, output
+    assert "smoke: 6 passed, 0 failed" in proc.stdout
