@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from co_sidecar.cloud.emulator import Emulator
@@ -153,3 +155,21 @@ def test_emulator_cli_starts_and_serves(repo: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_doctor_checks_reachability_with_a_cheap_list_call(repo: Path, start_server: SessionFactory):
+    emu = Emulator(repo, hang_seconds=3).start()
+    s = await start_server(repo, cloud_options(emu))
+    ready = await s.request("co/doctor", {})
+    assert ready["cloud"]["ok"] is True, ready
+    assert any("/tasks/list" in r["path"] for r in emu.requests)
+    emu.stop()
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = cloud_options(emu)
+    settings["cloud"]["baseUrl"] = f"http://127.0.0.1:{closed}/backend-api"
+    s.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+    down = await s.request("co/doctor", {})
+    assert down["cloud"]["ok"] is False
+    assert down["cloud"]["issues"][0]["code"] == "cloud_unavailable"
