@@ -135,7 +135,8 @@ class RunManifest(Model):
     error_code: str | None = None
     created_at: str
     updated_at: str
-    # The server process driving the run; another server leaves a live owner's run alone.
+    # The server process driving the run (informational: liveness is the flock on owner.lock
+    # beside the manifest, which a live driver holds and the kernel drops when it dies).
     owner_pid: int | None = None
     transitions: list[Transition] = Field(default_factory=list)
     executor: ExecutorInfo = Field(default_factory=ExecutorInfo)

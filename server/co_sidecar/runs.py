@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ from .manifest import (
     RunManifest,
     Transition,
     atomic_write_bytes,
+    load_manifest,
     new_run_id,
     utc_now,
 )
@@ -71,14 +73,21 @@ def _timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _pid_alive(pid: int) -> bool:
+OWNER_LOCK = "owner.lock"
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if needed): the fd while held, None if another
+    open file (in any process) holds it. The kernel drops it when its holder dies, even by
+    kill -9, so a held lock means the run's driver is alive, whatever its pid says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class RunRecord:
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     applying: bool = False
+    # The flock on <run dir>/owner.lock held while this server drives the run (see `try_lock`).
+    owner_lock: int | None = None
     _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
     _last_output_emit: float = 0.0
     _flush_handle: asyncio.TimerHandle | None = None
@@ -140,6 +151,17 @@ class RunRecord:
     @property
     def run_dir(self) -> Path:
         return self.store.run_dir(self.task_id, self.run_id)
+
+    def claim(self) -> bool:
+        """Take the run's owner lock; False when another live server drives it."""
+        if self.owner_lock is None:
+            self.owner_lock = try_lock(self.run_dir / OWNER_LOCK)
+        return self.owner_lock is not None
+
+    def release(self) -> None:
+        if self.owner_lock is not None:
+            os.close(self.owner_lock)
+            self.owner_lock = None
 
     def set_state(self, state: RunState, message: str = "") -> None:
         self.manifest.state = state
@@ -225,6 +247,7 @@ class RunRecord:
         self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
         self.manifest.error_code = outcome.error_code
         self.set_state(outcome.state, outcome.message)
+        self.release()  # after the final write: whoever takes the lock next sees the end state
 
 
 class RunManager:
@@ -266,10 +289,21 @@ class RunManager:
                 continue
             record = RunRecord(manifest, workspace, store, config, self.sink)
             self.runs[manifest.run_id] = record
-            owner = manifest.owner_pid
-            live_elsewhere = owner is not None and owner != os.getpid() and _pid_alive(owner)
-            if manifest.state in EXECUTING_STATES and not live_elsewhere:
-                orphans.append(record)
+            # A run still executing is an orphan only if nobody holds its owner lock (another
+            # server on this workspace keeps it while driving the run). Taking the lock also
+            # makes us its only recoverer when two servers start at once.
+            if manifest.state in EXECUTING_STATES and record.claim():
+                path = store.path_for(manifest)
+                try:
+                    fresh = load_manifest(path)  # its owner may have finished it since we read it
+                except (OSError, ValueError) as exc:
+                    log.warning("cannot re-read manifest %s: %s", path, exc)
+                    fresh = manifest
+                record.manifest = fresh
+                if fresh.state in EXECUTING_STATES:
+                    orphans.append(record)
+                else:
+                    record.release()
         return orphans
 
     def recover(self, orphans: list[RunRecord]) -> None:
@@ -332,7 +366,7 @@ class RunManager:
 
     def launch(self, params: LaunchParams, workspace: Path) -> LaunchResult:
         config = self.config_for(workspace)
-        self.ensure_loaded(workspace)
+        self.recover(self.ensure_loaded(workspace))
         decision = route(params, config, workspace, self.environ)
         now = utc_now()
         manifest = RunManifest(
@@ -362,6 +396,7 @@ class RunManager:
             )
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
         self.runs[manifest.run_id] = record
+        record.claim()  # before the first write: no other server may take this run for an orphan
         record.save(decision.reason)
         if decision.denied:
             codes = ", ".join(i.code for i in decision.issues)
