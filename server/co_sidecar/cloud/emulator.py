@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 ENDPOINTS = {"create", "poll", "diff", "list", "cancel", "task", "*"}
 HTTP_KINDS = {"429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop"}
-TASK_KINDS = {"slow", "fail"}
+TASK_KINDS = {"slow", "fail", "instant"}
 
 
 @dataclass
@@ -111,6 +111,7 @@ class Turn:
     message: str | None = None
     error: dict[str, str] | None = None
     updated_at: float = 0.0
+    polls_left: int | None = None  # task:instant: completes on this many more detail polls
 
     def wire(self, sibling_ids: list[str]) -> dict[str, Any]:
         items: list[dict[str, Any]] = []
@@ -366,6 +367,11 @@ class Emulator:
         with self.lock:
             self.tasks[task.id] = task
         for turn in task.turns:
+            instant = self.task_fault("instant", turn.placement + 1)
+            if instant is not None:  # synthetic: no clone, no agent (benchmarks)
+                turn.status = "in_progress"
+                turn.polls_left = max(1, int(instant.value or 1))
+                continue
             worker = threading.Thread(target=self._run_attempt, args=(task, turn), daemon=True)
             self._workers.append(worker)
             worker.start()
@@ -383,6 +389,21 @@ class Emulator:
             if turn.status in ("pending", "in_progress"):
                 turn.status = "cancelled"
                 turn.updated_at = time.time()
+
+    def tick(self, task: Task) -> None:
+        """One detail poll of `task`: synthetic (`task:instant`) turns count down to completion."""
+        with self.lock:
+            for turn in task.turns:
+                if turn.polls_left is None or turn.status != "in_progress":
+                    continue
+                turn.polls_left -= 1
+                if turn.polls_left <= 0:
+                    name = f"EMULATED-{task.id}-{turn.placement + 1}.md"
+                    diff = (
+                        f"diff --git a/{name} b/{name}\nnew file mode 100644\n"
+                        f"--- /dev/null\n+++ b/{name}\n@@ -0,0 +1 @@\n+{task.prompt[:60]!r}\n"
+                    )
+                    self._finish(turn, "completed", diff=diff, message="synthetic attempt")
 
     def _finish(self, turn: Turn, status: str, **fields: Any) -> None:
         for key, value in fields.items():
@@ -660,6 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and self._apply_fault(fault):
             return
         if len(rest) == 1:
+            self.emulator.tick(task)
             self._send(200, self.emulator.details(task))
             return
         body = self.emulator.siblings(task, rest[2])

@@ -1,0 +1,94 @@
+"""`python -m benchmarks [--quick] [--output PATH] [--json PATH] [--save-baseline]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import diff_edit, latency, notify, polling, startup
+from .machine import describe
+from .notes import NOTES
+from .report import render
+from .rpc import ROOT
+
+BASELINE = Path(__file__).with_name("baseline.json")
+
+FULL = {
+    "startup_reps": 20,
+    "latency_runs": 1000,
+    "latency_requests": 500,
+    "poll_runs": 200,
+    "poll_polls": 10,
+    "diff_sizes": [20, 200, 2000],
+    "diff_reps": 3,
+    "notify_runs": 4,
+    "notify_seconds": 5.0,
+}
+QUICK = {
+    "startup_reps": 3,
+    "latency_runs": 200,
+    "latency_requests": 30,
+    "poll_runs": 10,
+    "poll_polls": 3,
+    "diff_sizes": [5, 20, 50],
+    "diff_reps": 1,
+    "notify_runs": 1,
+    "notify_seconds": 1.0,
+}
+
+
+def step(name: str) -> None:
+    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+
+
+async def run_all(sizes: dict[str, Any]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    step("1/5 start-up")
+    results["startup"] = await startup.run(sizes["startup_reps"])
+    step("2/5 latency")
+    results["latency"] = await latency.run(sizes["latency_runs"], sizes["latency_requests"])
+    step("3/5 polling at scale")
+    results["polling"] = await polling.run(sizes["poll_runs"], sizes["poll_polls"])
+    step("4/5 diff → WorkspaceEdit")
+    results["diff"] = diff_edit.run(sizes["diff_sizes"], sizes["diff_reps"])
+    step("5/5 notification throughput")
+    results["notify"] = await notify.run(sizes["notify_runs"], sizes["notify_seconds"])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: the CI smoke run")
+    parser.add_argument("--output", default=None, help="report path (default docs/benchmarks.md)")
+    parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument(
+        "--save-baseline", action="store_true", help="record this run as the 'before' figures"
+    )
+    args = parser.parse_args(argv)
+    output = Path(args.output) if args.output else ROOT / "docs" / "benchmarks.md"
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = describe()
+    t0 = time.perf_counter()
+    results = asyncio.run(run_all(QUICK if args.quick else FULL))
+    results.update(
+        machine=machine, quick=args.quick, started=started, took_s=time.perf_counter() - t0
+    )
+    if args.save_baseline:
+        BASELINE.write_text(json.dumps(results, indent=1) + "\n")
+    before = json.loads(BASELINE.read_text()) if BASELINE.is_file() else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(results, before, NOTES))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"[bench] wrote {output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
