@@ -604,3 +604,46 @@ def test_large_patch_is_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - started
     assert conflicts == [] and len(edit["documentChanges"]) == 2000
     assert elapsed < 3, elapsed
+
+
+def test_fast_hunk_parser_matches_unidiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_patch's own hunk parser gives exactly what the unidiff fallback gives."""
+    import co_sidecar.diffs as diffs_module
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo, check=True, capture_output=True,
+        ).stdout  # fmt: skip
+
+    git("init", "-q")
+    (repo / "a.txt").write_text("one\n\ntwo\r\nthree\n\\ x\n- y\n+ z\nlast")
+    (repo / "b.txt").write_text("keep\n" * 20)
+    (repo / "gone.txt").write_text("bye\n")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    (repo / "a.txt").write_text("one\n\nTWO\r\nthree\n\\ x\n- y\n+ z\nlast\n")
+    (repo / "b.txt").write_text("keep\n" * 9 + "changed\n" + "keep\n" * 10 + "tail")
+    (repo / "gone.txt").unlink()
+    (repo / "b.txt").rename(repo / "c.txt")
+    git("add", "-A")
+    fast_calls = 0
+    original = diffs_module._fast_hunks
+
+    def counting(lines: list[str], start: int) -> Any:
+        nonlocal fast_calls
+        fast_calls += 1
+        return original(lines, start)
+
+    for context in ("-U3", "-U0", "-U1"):
+        patch = git("diff", "--cached", "--binary", "-M", context)
+        monkeypatch.setattr(diffs_module, "_fast_hunks", counting)
+        fast = parse_patch(patch)
+        monkeypatch.setattr(diffs_module, "_fast_hunks", lambda lines, start: None)
+        slow = parse_patch(patch)
+        assert fast == slow
+        assert {c.path for c in fast} == {"a.txt", "c.txt", "gone.txt"}
+    assert fast_calls == 9

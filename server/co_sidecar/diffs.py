@@ -1,16 +1,21 @@
 """Unified git patches → per-file changes, stats, safety checks and an LSP WorkspaceEdit.
 
-Hunks are parsed by `unidiff`; this module only frames the patch per file, derives
-safe paths, and locates each hunk in the text the client will actually edit (its open
-buffer, else the file on disk). A hunk that cannot be located exactly becomes a
+Each file's header is parsed by `unidiff`; its hunks by a small one-pass parser here
+(unidiff's per-line objects made a 20 MB patch take seconds), falling back to unidiff
+for the whole file on anything irregular so that errors stay the same. This module
+also derives safe paths and locates each hunk in the text the client will actually
+edit (its open buffer, else the file on disk). A hunk that cannot be located exactly becomes a
 Conflict for its file; we never emit an edit we are not sure of.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +31,8 @@ ANNOTATION_ID = "co-sidecar"
 GIT_STRATEGY_HINT = 'apply it with strategy "git"'
 
 _FILE_START = re.compile(r"(?m)^(?=diff --git )")
+_HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_NO_NEWLINE = "\\ No newline at end of file"
 _LONE_CR = re.compile(r"\r(?!\n)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
@@ -82,32 +89,133 @@ class FileChange:
 # --------------------------------------------------------------------------- parsing
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building large acyclic structures.
+
+    A big patch allocates millions of small objects; each allocation burst triggers
+    collections that rescan everything that survived, which made time per MB grow with
+    the patch. Nothing built here forms cycles, so reference counting frees it all.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_patch(patch: bytes | str) -> list[FileChange]:
     """Parse `git diff --binary -M` output. Raises PatchRefused for unsafe paths or bad text."""
     # surrogateescape keeps non-UTF-8 content lines lossless; such files become conflicts.
     text = patch.decode("utf-8", "surrogateescape") if isinstance(patch, bytes) else patch
     changes: list[FileChange] = []
-    for chunk in _FILE_START.split(text):
-        if not chunk.strip():
-            continue
-        header = chunk.split("\n", 1)[0]
-        try:
-            patch_set = PatchSet(chunk)
-        except (UnidiffParseError, ValueError) as exc:
-            raise PatchRefused(f"malformed patch near {header[:200]!r}: {exc}") from exc
-        if not chunk.startswith("diff --git ") and not patch_set:
-            continue  # preamble such as a format-patch mail header
-        if not chunk.startswith("diff --git "):
-            raise PatchRefused(
-                f"malformed patch: expected a 'diff --git' header, got {header[:200]!r}"
-            )
-        if len(patch_set) != 1:
-            raise PatchRefused(f"malformed patch near {header[:200]!r}: expected one file")
-        changes.append(_file_change(patch_set[0], header, _SURROGATE.search(chunk) is not None))
+    with _gc_paused():
+        for chunk in _FILE_START.split(text):
+            if not chunk.strip():
+                continue
+            change = _parse_chunk(chunk)
+            if change is not None:
+                changes.append(change)
     return changes
 
 
-def _file_change(patched: Any, header: str, non_utf8: bool) -> FileChange:
+def _parse_chunk(chunk: str) -> FileChange | None:
+    header = chunk.split("\n", 1)[0]
+    non_utf8 = _SURROGATE.search(chunk) is not None
+    hunks: list[Hunk] | None = None
+    source = chunk
+    if chunk.startswith("diff --git "):
+        lines = list(io.StringIO(chunk, newline="\n"))  # split on "\n" only, like unidiff
+        first = next((i for i, line in enumerate(lines) if line.startswith("@@ ")), len(lines))
+        hunks = _fast_hunks(lines, first)
+        if hunks is not None:
+            source = "".join(lines[:first])  # unidiff reads only the header
+    try:
+        patch_set = PatchSet(source)
+    except (UnidiffParseError, ValueError) as exc:
+        raise PatchRefused(f"malformed patch near {header[:200]!r}: {exc}") from exc
+    if not chunk.startswith("diff --git ") and not patch_set:
+        return None  # preamble such as a format-patch mail header
+    if not chunk.startswith("diff --git "):
+        raise PatchRefused(f"malformed patch: expected a 'diff --git' header, got {header[:200]!r}")
+    if len(patch_set) != 1:
+        raise PatchRefused(f"malformed patch near {header[:200]!r}: expected one file")
+    return _file_change(patch_set[0], header, non_utf8, hunks)
+
+
+def _fast_hunks(lines: list[str], start: int) -> list[Hunk] | None:
+    """The hunks of one file from `lines[start:]`, or None if anything is irregular.
+
+    Mirrors what unidiff + `_convert_hunk` produce for well-formed input; on any line
+    it would treat specially (or reject), returns None and the caller uses unidiff.
+    """
+    hunks: list[Hunk] = []
+    last: list[str] | None = None  # the list holding the previous line, for "\ No newline"
+    i, n = start, len(lines)
+    while i < n:
+        line = lines[i]
+        i += 1
+        if line.startswith("@@ "):
+            match = _HUNK_HEADER.match(line)
+            if match is None:
+                return None
+            want_source = 1 if match[2] is None else int(match[2])
+            want_target = 1 if match[4] is None else int(match[4])
+            source: list[str] = []
+            blocks: list[Block] = []
+            current: Block | None = None
+            last = None
+            seen_source = seen_target = 0
+            while seen_source < want_source or seen_target < want_target:
+                if i >= n:
+                    return None  # shorter than its header says
+                line = lines[i]
+                i += 1
+                kind = line[:1]
+                if kind == " " or line == "\n" or line == "\r\n":
+                    source.append(line[1:] if kind == " " else line)
+                    seen_source += 1
+                    seen_target += 1
+                    current = None
+                    last = source
+                elif kind == "-":
+                    if current is None:
+                        current = Block(offset=len(source), removed=0, added=[])
+                        blocks.append(current)
+                    source.append(line[1:])
+                    current.removed += 1
+                    seen_source += 1
+                    last = source
+                elif kind == "+":
+                    if current is None:
+                        current = Block(offset=len(source), removed=0, added=[])
+                        blocks.append(current)
+                    current.added.append(line[1:])
+                    seen_target += 1
+                    last = current.added
+                elif kind == "\\":
+                    if last and last[-1].endswith("\n"):
+                        last[-1] = last[-1][:-1]
+                else:
+                    return None
+                if seen_source > want_source or seen_target > want_target:
+                    return None
+            hunks.append(Hunk(source_start=int(match[1]), source=source, blocks=blocks))
+        elif line.startswith(_NO_NEWLINE) and hunks:
+            if last and last[-1].endswith("\n"):
+                last[-1] = last[-1][:-1]
+        elif line == "\n" and hunks:
+            continue  # a blank line after the last hunk
+        else:
+            return None
+    return hunks
+
+
+def _file_change(
+    patched: Any, header: str, non_utf8: bool, parsed: list[Hunk] | None = None
+) -> FileChange:
     info = list(patched.patch_info or [])
     mode_changed = any(line.startswith("old mode ") for line in info)
     old = _info_path(info, "rename from ") or _info_path(info, "copy from ")
@@ -125,13 +233,12 @@ def _file_change(patched: Any, header: str, non_utf8: bool) -> FileChange:
     for candidate in {new, old} - {None}:
         _refuse_unsafe(str(candidate))
 
-    hunks: list[Hunk] = []
+    hunks = parsed if parsed is not None else [_convert_hunk(h) for h in patched]
     additions = deletions = 0
-    for unidiff_hunk in patched:
-        hunk = _convert_hunk(unidiff_hunk)
-        hunks.append(hunk)
-        additions += sum(len(b.added) for b in hunk.blocks)
-        deletions += sum(b.removed for b in hunk.blocks)
+    for hunk in hunks:
+        for block in hunk.blocks:
+            additions += len(block.added)
+            deletions += block.removed
 
     renamed = old is not None and old != new and not is_copy
     is_binary = bool(patched.is_binary_file)
@@ -447,11 +554,12 @@ def build_workspace_edit(
     builder = _EditBuilder(root, docs)
     document_changes: list[dict[str, Any]] = []
     conflicts: list[Conflict] = []
-    for change in changes:
-        try:
-            document_changes.extend(builder.file_edits(change))
-        except _Conflict as exc:
-            conflicts.append(Conflict(path=change.path, reason=str(exc)))
+    with _gc_paused():
+        for change in changes:
+            try:
+                document_changes.extend(builder.file_edits(change))
+            except _Conflict as exc:
+                conflicts.append(Conflict(path=change.path, reason=str(exc)))
     additions, deletions = totals(changes)
     edit = {
         "documentChanges": document_changes,
