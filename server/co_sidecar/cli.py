@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the JSON-RPC server (stdio by default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    # Many LSP clients (vscode-languageclient among them) append --stdio for stdio transport.
+    serve.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     serve.add_argument("--log-file", help="write the server log here (default: stderr)")
     serve.add_argument("--log-level", default="WARNING")
 
@@ -81,6 +83,7 @@ def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
         level=getattr(logging, log_level.upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_expected_errors_filter)
     from .server import create_server
 
     server = create_server()
@@ -90,6 +93,14 @@ def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
     else:
         server.start_io()
     return 0
+
+
+def _expected_errors_filter(record: logging.LogRecord) -> bool:
+    """Drop pygls's tracebacks for errors we answer on purpose (bad params, unknown run, ...):
+    the client gets them as JSON-RPC errors; only internal errors (-32603) stay in the log."""
+    exc = record.exc_info[1] if record.exc_info else None
+    code = getattr(exc, "code", None)
+    return not (isinstance(code, int) and code != -32603)
 
 
 def doctor(args: argparse.Namespace) -> int:
