@@ -79,6 +79,7 @@ class Handlers:
         self.progress_tokens: dict[types.ProgressToken, str] = {}
         self.run_tokens: dict[str, types.ProgressToken] = {}
         self._executors: dict[Mode, Executor] = {}
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- configuration & workspaces ----------------------------------------
     def config_for(self, workspace: Path | None) -> Config:
@@ -204,7 +205,10 @@ class Handlers:
         result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
-            asyncio.ensure_future(self.start_progress(result.run_id, title, params.work_done_token))
+            # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
+            task = asyncio.ensure_future(self.start_progress(result.run_id, title, params.work_done_token))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return result
 
     def status(self, raw: Any) -> Any:
