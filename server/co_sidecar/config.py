@@ -81,6 +81,12 @@ class DiffConfig(Section):
     max_files: int = doc(500, "Diff budget: more files than this needs force to apply.", ge=1)
     max_lines: int = doc(50_000, "Diff budget: more added+deleted lines than this needs force.", ge=1)
     max_patch_bytes: int = doc(50_000_000, "Diff budget: a larger patch needs force.", ge=1)
+    hard_max_patch_bytes: int = doc(
+        200_000_000,
+        "Hard limit: a patch larger than this is refused by co/diff and co/apply, even with force "
+        "(it is kept on disk as evidence but never parsed or given to git apply).",
+        ge=1,
+    )
 
 
 class Config(Section):

@@ -22,13 +22,26 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diffs import check_paths, parse_patch
+from .diffs import FileChange, check_paths, parse_patch
+from .errors import PatchRefused
 from .protocol import Conflict
 
 _PATCH_FAILED = re.compile(r"^error: patch failed: (?P<path>.+):(?P<line>\d+)$")
 _ERROR = re.compile(r"^error: (?P<path>.+): (?P<reason>[^:]+)$")
 _CONFLICTED = re.compile(r"^(?:U (?P<u>.+)|Applied patch to '(?P<a>.+)' with conflicts\.)$")
 _TIMEOUT = 300
+
+
+def parse_checked(patch: bytes) -> list[FileChange]:
+    """`diffs.parse_patch` plus the refusals of content git itself never produces:
+    a NUL byte in a text patch (git makes such files binary) and text with no
+    `diff --git` header at all (parse_patch would read it as an empty preamble)."""
+    if b"\0" in patch:
+        raise PatchRefused("refused patch: contains a NUL byte (git diff never emits one in text)")
+    changes = parse_patch(patch)
+    if not changes and patch.strip():
+        raise PatchRefused("malformed patch: no 'diff --git' header (this is not a git diff)")
+    return changes
 
 
 @dataclass
@@ -49,7 +62,7 @@ def git_apply(workspace: Path, patch_path: Path, *, check_only: bool = False) ->
        (`applied` is True: the workspace changed).
     3. If neither works, nothing is written and `conflicts` says why per path.
     """
-    changes = parse_patch(patch_path.read_bytes())
+    changes = parse_checked(patch_path.read_bytes())
     check_paths(changes, workspace)
     paths = list(dict.fromkeys(p for c in changes for p in (c.old_path, c.path) if p))
     if not changes:

@@ -24,6 +24,7 @@ from . import diffs
 from .config import Config
 from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound
 from .execution import Executor, Outcome, Stream
+from .git_apply import parse_checked
 from .manifest import (
     ApplyOutcome,
     DiffEvidence,
@@ -88,6 +89,10 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"the patch is {size} bytes, over the hard limit diff.hardMaxPatchBytes={limit}"
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,16 @@ class RunRecord:
             sha256=hashlib.sha256(patch).hexdigest(),
             bytes=len(patch),
         )
-        try:
-            changes = diffs.parse_patch(patch)
-            evidence.files = diffs.file_stats(changes)
-            evidence.additions, evidence.deletions = diffs.totals(changes)
-        except PatchRefused as exc:
-            evidence.problem = exc.message
+        hard_limit = self.config.diff.hard_max_patch_bytes
+        if len(patch) > hard_limit:
+            evidence.problem = too_large(len(patch), hard_limit)
+        else:
+            try:
+                changes = parse_checked(patch)
+                evidence.files = diffs.file_stats(changes)
+                evidence.additions, evidence.deletions = diffs.totals(changes)
+            except PatchRefused as exc:
+                evidence.problem = exc.message
         evidence.over_budget = budget_of(evidence, self.config).over_limit
         # The run's headline diff: the only one, or the first attempt that produced one.
         if attempt is None or self.manifest.diff is None:
@@ -538,10 +547,15 @@ class RunManager:
     def _load_patch(self, record: RunRecord, evidence: DiffEvidence) -> tuple[bytes, list[diffs.FileChange]]:
         if evidence.problem:
             raise PatchRefused(f"the run's patch was refused: {evidence.problem}")
-        patch = (record.store.root / evidence.patch_path).read_bytes()
+        hard_limit = self.config_for(record.workspace).diff.hard_max_patch_bytes
+        path = record.store.root / evidence.patch_path
+        size = path.stat().st_size if path.is_file() else evidence.bytes
+        if max(size, evidence.bytes) > hard_limit:  # the limit in force now, or a file grown since
+            raise PatchRefused(f"the run's patch was refused: {too_large(max(size, evidence.bytes), hard_limit)}")
+        patch = path.read_bytes()
         if hashlib.sha256(patch).hexdigest() != evidence.sha256:
             raise PatchRefused(f"patch file {evidence.patch_path} changed since it was recorded (sha256 mismatch)")
-        changes = diffs.parse_patch(patch)
+        changes = parse_checked(patch)
         diffs.check_paths(changes, record.workspace)
         return patch, changes
 

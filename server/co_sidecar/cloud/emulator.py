@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 ENDPOINTS = {"create", "poll", "diff", "list", "cancel", "task", "*"}
-HTTP_KINDS = {"429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop"}
+HTTP_KINDS = {"429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop", "delay"}
 TASK_KINDS = {"slow", "fail", "instant"}
 
 
@@ -601,6 +601,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.emulator.stopping.wait(float(fault.value or self.emulator.hang_seconds))
             self.close_connection = True
             return True
+        if kind == "delay":  # answer normally, but only after S seconds
+            self.emulator.stopping.wait(float(fault.value or 1))
+            return False
         if kind == "malformed":
             self._send(200, b'{"task": {"id": "tru')
             return True
