@@ -48,6 +48,10 @@ def make_client(
     return HttpCloudClient.from_config(cloud, environ)
 
 
+# Unchanged polls write the manifest at most this often (each still sends a runUpdate).
+PERSIST_EVERY_S = 30.0
+
+
 def _safe_to_recreate(error: CloudClientError) -> bool:
     """Create is not idempotent: retry only when the server provably did not create the task."""
     return error.http_status in (429, 503) or bool(error.data.get("connect"))
@@ -74,6 +78,7 @@ class CloudExecutor:
         self._sleep = sleep
         self._clock = clock
         self._cancel_grace = cancel_grace
+        self._persisted: dict[str, float] = {}  # run id → when a poll last wrote the manifest
 
     # -- entry points ------------------------------------------------------------------
     async def execute(self, ctx: RunContext) -> Outcome:
@@ -184,6 +189,7 @@ class CloudExecutor:
 
     def _on_poll(self, ctx: RunContext, snap: TaskSnapshot) -> None:
         info = self._info(ctx)
+        before = (info.status, info.task_url, info.attempt_status)
         info.poll_count += 1
         info.status = snap.status
         info.last_polled_at = utc_now()
@@ -195,7 +201,17 @@ class CloudExecutor:
             )
             for a in snap.attempts
         ]
-        ctx.save(f"cloud task {snap.status or 'pending'} (poll {info.poll_count})")
+        message = f"cloud task {snap.status or 'pending'} (poll {info.poll_count})"
+        # An unchanged poll is only a heartbeat: notify, but write the manifest (an fsync'd
+        # atomic write, most of a poll's cost) only on a change or every PERSIST_EVERY_S.
+        now = time.monotonic()
+        emit = getattr(ctx, "emit", None)
+        unchanged = before == (info.status, info.task_url, info.attempt_status)
+        if unchanged and emit is not None and now - self._persisted.get(ctx.run_id, 0.0) < PERSIST_EVERY_S:
+            emit(message)
+            return
+        self._persisted[ctx.run_id] = now
+        ctx.save(message)
 
     async def _remote_cancel(self, client: CloudClient, task_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -211,13 +227,16 @@ class CloudExecutor:
         def done(snap: TaskSnapshot) -> bool:
             return is_terminal(snap.state) and snap.all_attempts_done
 
-        result = await poller.poll(
-            lambda: client.get_task(task_id),
-            done,
-            on_poll=lambda snap: self._on_poll(ctx, snap),
-            on_retry=lambda err, delay: self._on_retry(ctx, err, delay, "poll"),
-            first_delay=first_delay,
-        )
+        try:
+            result = await poller.poll(
+                lambda: client.get_task(task_id),
+                done,
+                on_poll=lambda snap: self._on_poll(ctx, snap),
+                on_retry=lambda err, delay: self._on_retry(ctx, err, delay, "poll"),
+                first_delay=first_delay,
+            )
+        finally:
+            self._persisted.pop(ctx.run_id, None)
         if result.kind == "cancelled":
             await self._remote_cancel(client, task_id)
             info.status = "cancelled"

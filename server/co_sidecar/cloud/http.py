@@ -10,6 +10,8 @@ method, path, status and a redacted body excerpt.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +40,12 @@ from .client import (
 from .poller import parse_retry_after
 
 USER_AGENT = f"co-sidecar/{__version__}"
+
+# httpcore runs `import sniffio` each time it takes a lock (several times per request). When
+# sniffio is not installed every one of those is a failed import that scans sys.path: about
+# a third of a poll's CPU. Record its absence once, so those imports fail at once.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def normalize_base_url(base: str) -> str:
