@@ -291,7 +291,9 @@ def test_resolve_agent_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     ]  # fmt: skip
     assert resolve_agent_argv(["a"], prompt) == ["a"]  # prompt still in $CO_PROMPT
     monkeypatch.setattr(agent_mod.shutil, "which", lambda name: "/usr/bin/codex")
-    assert resolve_agent_argv(None, prompt) == ["codex", "exec", "--full-auto", prompt]
+    assert resolve_agent_argv(None, prompt) == [
+        "codex", "exec", "--sandbox", "workspace-write", "--", prompt,
+    ]  # fmt: skip
     assert DEFAULT_CODEX_ARGV[-1] == "{prompt}"
     monkeypatch.setattr(agent_mod.shutil, "which", lambda name: None)
     with pytest.raises(PreflightFailed) as info:
@@ -470,6 +472,14 @@ async def test_cancel_is_prompt_and_kills_children(repo: Path, tmp_path: Path) -
     assert worktrees(repo) == [str(repo)]
 
 
+def test_agent_env_passes_codex_api_key_not_the_cloud_token() -> None:
+    # `codex exec` authenticates with CODEX_API_KEY (it ignores OPENAI_API_KEY for its own
+    # auth); tests/test_codex_cli.py runs the real CLI with it.
+    environ = {"CODEX_API_KEY": "k", "OPENAI_API_KEY": "o", "CODEX_CLOUD_TOKEN": "t", "X": "x"}
+    assert agent_mod.agent_env(environ, [], {}) == {"CODEX_API_KEY": "k", "OPENAI_API_KEY": "o"}
+    assert "CODEX_CLOUD_TOKEN" not in agent_mod.agent_env(environ, ["CODEX_*"], {})
+
+
 async def test_env_allowlist_and_prompt_verbatim(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -599,7 +609,9 @@ async def test_default_codex_argv_end_to_end(
     ctx = make_ctx(repo, tmp_path, None, prompt="-h; long prompt")
     outcome = await LocalExecutor().execute(ctx)
     assert outcome.state == RunState.SUCCEEDED, outcome
-    assert json.loads(seen.read_text()) == ["exec", "--full-auto", "-h; long prompt"]
+    assert json.loads(seen.read_text()) == [
+        "exec", "--sandbox", "workspace-write", "--", "-h; long prompt",
+    ]  # fmt: skip
     assert ctx.manifest.executor.argv == DEFAULT_CODEX_ARGV  # template, not the prompt
 
 

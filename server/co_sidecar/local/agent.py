@@ -14,7 +14,13 @@ from ..protocol import Issue
 from .scratch import NO_COMMITS, has_commit, repo_toplevel
 
 PROMPT_PLACEHOLDER = "{prompt}"
-DEFAULT_CODEX_ARGV = ["codex", "exec", "--full-auto", PROMPT_PLACEHOLDER]
+# Codex CLI 0.169 (tools/codex, tests/test_codex_cli.py) rejects the `--full-auto` of older
+# releases ("unexpected argument"), and a bare `codex exec` runs read-only: apply_patch is
+# refused, codex still exits 0, and the run "succeeds" with no changes. `--sandbox
+# workspace-write` is what `--full-auto` meant (exec never asks for approval) and older CLIs
+# accept it too. `--` keeps a prompt that starts with "-" or names a subcommand ("resume",
+# "review") the prompt.
+DEFAULT_CODEX_ARGV = ["codex", "exec", "--sandbox", "workspace-write", "--", PROMPT_PLACEHOLDER]
 AGENT_MISSING = (
     'no local agent: set `local.agentCommand` (e.g. ["my-agent", "{prompt}"]) '
     "or install the Codex CLI (`codex` on PATH)"
@@ -23,14 +29,16 @@ AGENT_MISSING = (
 # Variables the agent inherits from the sidecar. Everything else is dropped, so
 # the sidecar's own secrets (CODEX_CLOUD_TOKEN) and GIT_DIR-style redirections
 # never reach it. The agent keeps what it needs to run and to authenticate
-# itself: HOME/CODEX_HOME (codex's auth.json), OPENAI_API_KEY/OPENAI_BASE_URL,
-# proxies and CA bundles. Patterns use fnmatch; add more with `local.envAllow`.
+# itself: HOME/CODEX_HOME (codex's auth.json), CODEX_API_KEY (the API key `codex exec`
+# reads; it ignores OPENAI_API_KEY for its own auth, but a custom provider's `env_key` may
+# name it), OPENAI_BASE_URL, proxies and CA bundles. Patterns use fnmatch; add more with
+# `local.envAllow`.
 AGENT_ENV_ALLOW: tuple[str, ...] = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ",
     "LANG", "LANGUAGE", "LC_*",
     "TMPDIR", "TMP", "TEMP",
     "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
-    "CODEX_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+    "CODEX_HOME", "CODEX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
     "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR",

@@ -1,0 +1,282 @@
+"""The local agent path with the REAL Codex CLI (tools/codex, pinned), offline.
+
+`codex` from tools/codex/node_modules is put first on PATH and `local.agentCommand` is left
+unset, so co-sidecar runs its default argv. $CODEX_HOME/config.toml points codex at a scripted
+model on loopback (tests/codex_model_server.py) that answers each model turn from a script:
+edit with apply_patch, run a shell command, fail, or stall. See docs/codex-cli.md.
+
+Skipped only when node or npm is absent; `./dev test` installs tools/codex (npm ci).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codex_model_server import ModelServer, Turn
+from conftest import ROOT, SessionFactory, git
+
+CODEX_DIR = ROOT / "tools" / "codex"
+CODEX_BIN = CODEX_DIR / "node_modules" / ".bin"
+CODEX_VERSION = json.loads((CODEX_DIR / "package.json").read_text())["dependencies"][
+    "@openai/codex"
+]
+# A model slug codex 0.169 knows, so it offers its apply_patch tool (unknown slugs get
+# fallback metadata without it).
+MODEL = "gpt-5.5"
+API_KEY = "sk-scripted-dummy"
+SIDECAR_SECRET = "sidecar-cloud-token-must-not-leak"
+
+if shutil.which("node") is None or shutil.which("npm") is None:
+    pytest.skip(
+        "node and npm are needed to run the real Codex CLI (tools/codex)", allow_module_level=True
+    )
+
+
+@pytest.fixture(scope="module")
+def codex_bin() -> Path:
+    codex = CODEX_BIN / "codex"
+    if not codex.exists():
+        pytest.fail(
+            f"the pinned Codex CLI is not installed: {codex} is missing. "
+            "Run ./dev test (it installs it), or: cd tools/codex && npm ci"
+        )
+    out = subprocess.run([str(codex), "--version"], capture_output=True, text=True, timeout=30)
+    if out.stdout.strip() != f"codex-cli {CODEX_VERSION}":
+        pytest.fail(
+            f"tools/codex has {out.stdout.strip() or out.stderr.strip()!r}, "
+            f"not the pinned {CODEX_VERSION}: cd tools/codex && rm -rf node_modules && npm ci"
+        )
+    return codex
+
+
+def write_codex_config(model: ModelServer) -> Path:
+    """$CODEX_HOME/config.toml (CODEX_HOME is per test, see conftest) for the scripted model.
+
+    A custom provider speaking the Responses API over plain HTTP: the built-in `openai` provider
+    tries a WebSocket first (five reconnects before it falls back). Its key comes from
+    CODEX_API_KEY, the variable `codex exec` itself reads, so the sidecar's env allowlist is
+    what's tested, not a `local.envAllow` addition. No retries: a failure fails at once.
+    """
+    home = Path(os.environ["CODEX_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "config.toml"
+    config.write_text(
+        f'model = "{MODEL}"\n'
+        'model_provider = "scripted"\n'
+        "\n"
+        "[model_providers.scripted]\n"
+        'name = "scripted model (tests/codex_model_server.py)"\n'
+        f'base_url = "{model.base_url}"\n'
+        'env_key = "CODEX_API_KEY"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+    )
+    return config
+
+
+@pytest.fixture
+def model_server(request: pytest.FixtureRequest) -> Iterator[ModelServer]:
+    turns: list[Turn] = request.param
+    with ModelServer(turns) as model:
+        write_codex_config(model)
+        yield model
+
+
+def server_env() -> dict[str, str]:
+    """The sidecar's environment: real codex first on PATH, codex's key, and a cloud token the
+    sidecar holds but must never hand to the agent."""
+    return {
+        "PATH": f"{CODEX_BIN}{os.pathsep}{os.environ['PATH']}",
+        "CODEX_API_KEY": API_KEY,
+        "CODEX_CLOUD_TOKEN": SIDECAR_SECRET,
+    }
+
+
+def manifest_of(workspace: Path, run_id: str) -> dict[str, Any]:
+    return json.loads((workspace / ".runs" / "adhoc" / run_id / "manifest.json").read_text())
+
+
+def output_lines(updates: list[dict[str, Any]], stream: str) -> list[str]:
+    """The agent's output lines on `stream` (a runUpdate may carry several lines)."""
+    return [line for u in updates if u.get("stream") == stream for line in u["message"].split("\n")]
+
+
+PATCH = """*** Begin Patch
+*** Update File: app.py
+@@
+ def main():
+-    return 1
++    return 2
+*** End Patch
+"""
+# Starts with "--" and holds shell metacharacters: must reach the model as typed.
+PROMPT = "--fix: make main() return 2; don't touch $(anything) else `really`"
+
+
+@pytest.mark.parametrize(
+    "model_server",
+    [
+        [
+            Turn.apply_patch(PATCH),
+            Turn.shell("git status --short"),
+            Turn.message("Done: main() returns 2."),
+        ]
+    ],
+    indirect=True,
+)
+async def test_default_codex_exec_edits_streams_and_applies(
+    repo: Path, start_server: SessionFactory, codex_bin: Path, model_server: ModelServer
+) -> None:
+    s = await start_server(repo, options={}, env=server_env())
+    launched = await s.request("co/launch", {"prompt": PROMPT, "mode": "local"})
+    run_id = launched["runId"]
+    state = await s.wait_state(run_id, timeout=20)
+    m = manifest_of(repo, run_id)
+    assert state == "succeeded", (m.get("failureReason"), m["executor"].get("stderrTail"))
+
+    # The default argv ran: codex exec in workspace-write, the prompt after "--".
+    assert m["executor"]["argv"] == [
+        "codex",
+        "exec",
+        "--sandbox",
+        "workspace-write",
+        "--",
+        "{prompt}",
+    ]
+    assert m["executor"]["exitCode"] == 0
+
+    # codex talked to our model: turn 1 offered apply_patch and carried the prompt verbatim;
+    # turns 2 and 3 carried the tool outputs back.
+    turns = model_server.model_requests
+    assert len(turns) == 3
+    first = turns[0]
+    assert first.body is not None and first.body["model"] == MODEL
+    assert {"apply_patch", "exec_command"} <= set(first.tool_names())
+    assert PROMPT in first.texts("user")
+    assert all(t.headers.get("authorization") == f"Bearer {API_KEY}" for t in turns)
+    patch_out = turns[1].call_output("call-patch-1")
+    assert patch_out is not None and "app.py" in json.dumps(patch_out)
+    shell_out = turns[2].call_output("call-shell-1")
+    assert shell_out is not None and "M app.py" in str(shell_out["output"])
+    # The sidecar's cloud token never reached codex (nor, through it, the model).
+    everything = json.dumps([(r.path, r.headers, r.body) for r in model_server.requests])
+    assert SIDECAR_SECRET not in everything
+
+    # codex's own output, streamed as runUpdates: its banner and tool log on stderr, the final
+    # message on stdout.
+    updates = s.updates_for(run_id)
+    stderr = output_lines(updates, "stderr")
+    assert any(line.startswith(f"OpenAI Codex v{CODEX_VERSION}") for line in stderr)
+    assert "sandbox: workspace-write [workdir, /tmp, $TMPDIR]" in stderr
+    assert "apply patch" in stderr
+    assert output_lines(updates, "stdout") == ["Done: main() returns 2."]
+    states = [u["state"] for u in updates if not u.get("stream")]
+    assert states[-1] == "succeeded" and "running" in states
+
+    # The diff is exactly the edit the model made.
+    diff = await s.request("co/diff", {"runId": run_id})
+    assert [(f["path"], f["status"], f["additions"], f["deletions"]) for f in diff["files"]] == [
+        ("app.py", "modified", 1, 1)
+    ]
+    assert git(repo, "status", "--porcelain") == ""  # untouched until accepted
+    applied = await s.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
+    assert applied["applied"] is True, applied
+    assert (repo / "app.py").read_text() == "def main():\n    return 2\n"
+    assert git(repo, "status", "--porcelain").split() == ["M", "app.py"]
+
+
+@pytest.mark.parametrize(
+    ("model_server", "expected"),
+    [
+        (
+            [Turn(failed="scripted model exploded")],
+            "stream disconnected before completion: scripted model exploded",
+        ),
+        ([Turn.http_error(400, "scripted bad request")], "scripted bad request"),
+    ],
+    indirect=["model_server"],
+)
+async def test_failing_model_fails_the_run_with_codex_stderr(
+    repo: Path,
+    start_server: SessionFactory,
+    codex_bin: Path,
+    model_server: ModelServer,
+    expected: str,
+) -> None:
+    s = await start_server(repo, options={}, env=server_env())
+    run_id, state = await s.run_to_end("this will fail", mode="local")
+    m = manifest_of(repo, run_id)
+    assert state == "failed", m
+    assert m["executor"]["exitCode"] == 1
+    assert m["failureReason"].startswith("agent exited with code 1: ")
+    assert "ERROR: " in m["failureReason"] and expected in m["failureReason"]
+    assert len(model_server.model_requests) == 1  # no retries configured
+    assert "diff" not in m or not m["diff"]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of the process group `pgid` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(
+        item.split("=", 1) for item in raw.decode("utf-8", "replace").split("\0") if "=" in item
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("model_server", [[Turn.stall(60)]], indirect=True)
+async def test_cancel_stops_a_long_codex_turn(
+    repo: Path, start_server: SessionFactory, codex_bin: Path, model_server: ModelServer
+) -> None:
+    s = await start_server(repo, options={}, env=server_env())
+    launched = await s.request("co/launch", {"prompt": "think for a long time", "mode": "local"})
+    run_id = launched["runId"]
+    await s.wait_state(run_id, {"running"}, timeout=15)
+    for _ in range(200):  # codex is mid-turn once the model has the request
+        if model_server.model_requests:
+            break
+        await asyncio.sleep(0.05)
+    assert model_server.model_requests, "codex never called the model"
+    pid = manifest_of(repo, run_id)["executor"]["pid"]
+    members = group_members(pid)
+    assert len(members) >= 2, members  # the node launcher and the codex binary
+
+    # Every process of the agent got codex's key and none got the sidecar's cloud token.
+    for member in members:
+        env = environ_of(member)
+        assert "CODEX_CLOUD_TOKEN" not in env and SIDECAR_SECRET not in env.values()
+        assert env.get("CODEX_API_KEY") == API_KEY
+
+    result = await s.request("co/cancel", {"runId": run_id})
+    assert result["state"] == "cancelled"
+    assert await s.wait_state(run_id, timeout=10) == "cancelled"
+    for _ in range(40):
+        if not group_members(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert group_members(pid) == [], "codex processes outlived the cancel"
+    assert manifest_of(repo, run_id)["state"] == "cancelled"
