@@ -38,7 +38,7 @@ class LocalConfig(Section):
     agent_command: list[str] | None = doc(
         None,
         'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT). '
-        "Default: codex exec --full-auto {prompt} when codex is on PATH.",
+        "Default: codex exec --sandbox workspace-write -- {prompt} when codex is on PATH.",
     )
     timeout_seconds: float = doc(1800.0, "Kill the agent's process group after this long.", gt=0)
     keep_scratch: bool = doc(False, "Keep the scratch worktree after the run (its path is in the manifest).")

@@ -41,7 +41,7 @@ Keys are the same everywhere: camelCase, grouped by section. In TOML:
 mode = "local"
 
 [local]
-agentCommand = ["codex", "exec", "--full-auto", "{prompt}"]
+agentCommand = ["codex", "exec", "--sandbox", "workspace-write", "--", "{prompt}"]
 timeoutSeconds = 900
 
 [cloud]
