@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""Reliability suite: fault matrix, kill -9 rounds, concurrency and hostile input, all through the
+real server over stdio (cloud mode against the loopback emulator). Writes docs/reliability.md.
+
+    .venv/bin/python scripts/reliability.py            # full run, rewrites docs/reliability.md
+    .venv/bin/python scripts/reliability.py --quick --out /tmp/r.md   # the subset the tests run
+
+Every figure in the document comes from this run; nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rpc import RpcProcess, frame  # noqa: E402
+
+from co_sidecar.cloud.emulator import Emulator  # noqa: E402
+from co_sidecar.manifest import RunManifest, load_manifest  # noqa: E402
+
+DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+PHASES = ["create", "poll", "diff"]
+KINDS = ["429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop", "delay"]
+QUICK_KINDS = ["429", "500", "401", "malformed"]
+POLL = {
+    "intervalSeconds": 0.05,
+    "maxIntervalSeconds": 0.2,
+    "maxRetries": 3,
+    "requestTimeoutSeconds": 0.5,
+    "timeoutSeconds": 30,
+}
+HANG_SECONDS = 1.5  # hang and delay faults outlast the 0.5 s request timeout
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(  # noqa: S603 - fixed git argv
+        ["git", "-c", "user.name=r", "-c", "user.email=r@r", "-c", "commit.gpgsign=false", *args],
+        cwd=repo, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# demo\n")
+    (path / "app.py").write_text("def main():\n    return 1\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "base")
+    return path
+
+
+def options(emu: Emulator | None, poll: dict[str, Any] | None = None, **local: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "local": {
+            "agentCommand": [sys.executable, str(DEMO_AGENT), "{prompt}"],
+            "envAllow": ["DEMO_AGENT_*"],
+            **local,
+        }
+    }
+    if emu is not None:
+        opts["cloud"] = {"envId": "env-rel", "baseUrl": emu.base_url, "poll": poll or POLL}
+    return opts
+
+
+def server_env(base: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEX_CLOUD", "CO_"))}
+    env.update(
+        CO_SCRATCH_ROOT=str(base / "scratch"),
+        CODEX_HOME=str(base / "codex-home"),
+        DEMO_AGENT_DELAY="0",
+        PYTHONPATH=str(ROOT / "server"),
+        **extra,
+    )
+    return env
+
+
+def start(repo: Path, opts: dict[str, Any], env: dict[str, str]) -> RpcProcess:
+    proc = RpcProcess(env=env, cwd=repo)
+    proc.initialize(repo, opts)
+    return proc
+
+
+def manifest_ok(repo: Path, m: RunManifest) -> bool:
+    """The manifest validated (it was loaded) and every recorded patch matches its sha256."""
+    evidence = [m.diff] + [a.diff for a in (m.cloud.attempt_status if m.cloud else [])]
+    for ev in evidence:
+        if ev is None:
+            continue
+        patch = repo / ".runs" / ev.patch_path
+        if not patch.is_file() or hashlib.sha256(patch.read_bytes()).hexdigest() != ev.sha256:
+            return False
+    return True
+
+
+def find_manifest(repo: Path, run_id: str) -> RunManifest | None:
+    try:
+        return load_manifest(next((repo / ".runs").glob(f"*/{run_id}/manifest.json")))
+    except (StopIteration, OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- fault matrix
+
+
+@dataclass
+class Cell:
+    phase: str
+    kind: str
+    spec: str
+    state: str = "?"
+    error_code: str | None = None
+    retries: int = 0
+    polls: int = 0
+    manifest_valid: bool = False
+    editor_states: list[str] = field(default_factory=list)
+    editor_final: str | None = None
+    updates: int = 0
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def consistent(self) -> bool:
+        return self.manifest_valid and self.editor_final == self.state
+
+
+def run_cell(
+    base: Path, phase: str, kind: str, spec: str | None = None, poll: dict[str, Any] | None = None
+) -> Cell:
+    if spec is None:
+        value = {"hang": f"hang={HANG_SECONDS}", "delay": f"delay={HANG_SECONDS}"}.get(kind, kind)
+        spec = f"{phase}:{value}:times=1"
+        if kind == "429":
+            spec += ":retry_after=0.1"
+    cell = Cell(phase, kind, spec)
+    work = Path(tempfile.mkdtemp(prefix=f"cell-{phase}-{kind}-", dir=base))
+    repo = make_repo(work / "ws")
+    started = time.monotonic()
+    with Emulator(repo, faults=spec, hang_seconds=HANG_SECONDS).start() as emu:
+        server = start(repo, options(emu, poll), server_env(work))
+        try:
+            run_id = server.request("co/launch", {"prompt": f"fault {spec}", "mode": "cloud"})["runId"]
+            server.wait_state(run_id, TERMINAL, timeout=60)
+            updates = server.updates(run_id)
+        finally:
+            server.close()
+    cell.seconds = time.monotonic() - started
+    cell.updates = len(updates)
+    for u in updates:
+        if not cell.editor_states or cell.editor_states[-1] != u["state"]:
+            cell.editor_states.append(u["state"])
+    final = [u for u in updates if u["state"] in TERMINAL]
+    cell.editor_final = final[-1]["state"] if final else None
+    cell.message = (final[-1]["message"] if final else "")[:90]
+    m = find_manifest(repo, run_id)
+    if m is not None:
+        cell.state = m.state.value
+        cell.error_code = m.error_code
+        cell.retries = m.cloud.retries if m.cloud else 0
+        cell.polls = m.cloud.poll_count if m.cloud else 0
+        cell.manifest_valid = manifest_ok(repo, m)
+    return cell
+
+
+def fault_matrix(base: Path, kinds: list[str], workers: int) -> list[Cell]:
+    jobs = [(phase, kind) for phase in PHASES for kind in kinds]
+    jobs += [("task", "fail"), ("task", "slow")]
+    with ThreadPoolExecutor(workers) as pool:
+        cells = list(pool.map(lambda job: run_task_cell(base, *job) if job[0] == "task" else run_cell(base, *job), jobs))
+    return cells
+
+
+def run_task_cell(base: Path, phase: str, kind: str) -> Cell:
+    """Task faults: the attempt itself fails, or runs past the overall poll timeout (2 s here)."""
+    if kind == "fail":
+        return run_cell(base, phase, kind, "task:fail")
+    return run_cell(base, phase, kind, "task:slow=5", {**POLL, "timeoutSeconds": 2})
+
+
+# --------------------------------------------------------------------------- kill -9 rounds
+
+
+def kill_rounds(base: Path, rounds: int, local_runs: int, cloud_runs: int) -> dict[str, Any]:
+    """Start runs, kill -9 the server `rounds` times mid-flight, restart each time; count losses."""
+    repo = make_repo(base / "kill" / "ws")
+    env = server_env(base / "kill", DEMO_AGENT_SLEEP="30")
+    with Emulator(repo, faults="task:slow=3", hang_seconds=HANG_SECONDS).start() as emu:
+        server = start(repo, options(emu), env)
+        local = [server.request("co/launch", {"prompt": f"l{i}", "mode": "local"})["runId"] for i in range(local_runs)]
+        cloud = [server.request("co/launch", {"prompt": f"c{i}", "mode": "cloud"})["runId"] for i in range(cloud_runs)]
+        for run_id in local + cloud:
+            server.wait_state(run_id, {"running"}, timeout=30)
+        kills = 0
+        intact_after_kill = True
+        for _ in range(rounds):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ms = [find_manifest(repo, r) for r in cloud]
+                if all(m and m.cloud and m.cloud.task_id for m in ms):
+                    break
+                time.sleep(0.05)
+            agent_pids = [m.executor.pid for r in local if (m := find_manifest(repo, r)) and m.executor.pid]
+            os.kill(server.pid, signal.SIGKILL)
+            server.kill()
+            kills += 1
+            for pid in agent_pids:  # the agents die with the editor session in real life
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            intact_after_kill &= all(find_manifest(repo, r) is not None for r in local + cloud)
+            server = start(repo, options(emu), env)
+            server.request("co/list", {})
+            time.sleep(0.3)
+        for run_id in cloud:
+            server.wait_state(run_id, TERMINAL, timeout=60)
+        server.close()
+        creates = sum(1 for r in emu.requests if r["method"] == "POST" and r["path"].endswith("/tasks"))
+    final = {r: find_manifest(repo, r) for r in local + cloud}
+    scratch = base / "kill" / "scratch"
+    leftover = [p for p in scratch.rglob("*") if p.is_dir() and p.parent.parent == scratch] if scratch.exists() else []
+    return {
+        "kills": kills,
+        "runs": len(final),
+        "intact_after_each_kill": intact_after_kill,
+        "local_interrupted": sum(1 for r in local if (m := final[r]) and m.error_code == "interrupted"),
+        "local": len(local),
+        "cloud_succeeded": sum(1 for r in cloud if (m := final[r]) and m.state.value == "succeeded"),
+        "cloud": len(cloud),
+        "cloud_tasks_created": creates,
+        "lost": sum(1 for m in final.values() if m is None or m.state.value not in TERMINAL or not manifest_ok(repo, m)),
+        "scratch_left": len(leftover),
+    }
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def concurrency(base: Path, local_runs: int, cloud_runs: int) -> dict[str, Any]:
+    repo = make_repo(base / "conc" / "ws")
+    with Emulator(repo, hang_seconds=HANG_SECONDS).start() as emu:
+        server = start(repo, options(emu, maxConcurrent=8), server_env(base / "conc"))
+        started = time.monotonic()
+        ids = [server.request("co/launch", {"prompt": f"c{i}", "mode": "local" if i < local_runs else "cloud"})["runId"] for i in range(local_runs + cloud_runs)]
+        states = [server.wait_state(r, TERMINAL, timeout=120) for r in ids]
+        seconds = time.monotonic() - started
+        server.close()
+    final = [find_manifest(repo, r) for r in ids]
+    return {
+        "runs": len(ids),
+        "local": local_runs,
+        "cloud": cloud_runs,
+        "succeeded": states.count("succeeded"),
+        "manifests_valid": sum(1 for m in final if m is not None and manifest_ok(repo, m) and m.state.value == "succeeded"),
+        "seconds": round(seconds, 1),
+        "lost": sum(1 for m in final if m is None),
+    }
+
+
+# --------------------------------------------------------------------------- hostile input
+
+FRAMING: list[tuple[str, bytes]] = [
+    ("non-JSON body", frame(b"{not json")),
+    ("non-numeric Content-Length", b"Content-Length: abc\r\n\r\n{}"),
+    ("negative Content-Length", b"Content-Length: -5\r\n\r\n"),
+    ("missing Content-Length", b"Content-Type: x\r\n\r\n"),
+    ("empty body", b"Content-Length: 0\r\n\r\n"),
+    ("body shorter than declared", b"Content-Length: 10\r\n\r\n{}"),
+    ("JSON array", frame(b"[1, 2]")),
+    ("JSON number", frame(b"42")),
+    ("not UTF-8", frame(b"\xff\xfe\x00")),
+    ("oversized (over CO_MAX_MESSAGE_BYTES)", frame(b'{"pad": "' + b"a" * 200_000 + b'"}')),
+    ("object as id", frame(b'{"jsonrpc": "2.0", "id": {"a": 1}, "method": "co/list"}')),
+    ("no jsonrpc member", frame(b'{"id": 5, "method": "co/list"}')),
+    ("unknown method", frame(b'{"jsonrpc": "2.0", "id": 6, "method": "co/frobnicate"}')),
+]
+FIELDS = {
+    "co/route": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder"],
+    "co/launch": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder"],
+    "co/status": ["runId"],
+    "co/list": ["state", "taskId", "limit"],
+    "co/cancel": ["runId"],
+    "co/diff": ["runId", "attempt"],
+    "co/apply": ["runId", "accept", "attempt", "strategy", "force"],
+    "co/reject": ["runId"],
+    "co/doctor": ["workspaceFolder"],
+}
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    choice = rng.randrange(9 if depth < 2 else 6)
+    if choice == 6:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(3))]
+    if choice == 7:
+        keys = ["a", "prompt", "runId", ""]
+        return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randrange(3))}
+    if choice == 8:
+        return {"prompt": "x"}
+    return [
+        lambda: None,
+        lambda: rng.choice([True, False]),
+        lambda: rng.randint(-(2**40), 2**40),
+        lambda: rng.uniform(-1e9, 1e9),
+        lambda: "".join(rng.choice("ab/.\\\0 é\n{}") for _ in range(rng.randrange(12))),
+        lambda: rng.choice(["local", "cloud", "auto", "", "..", "/etc", "succeeded", "git", "client"]),
+    ][choice]()
+
+
+def hostile(base: Path, random_inputs: int) -> dict[str, Any]:
+    repo = make_repo(base / "hostile" / "ws")
+    known = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006}
+    proc = RpcProcess(env=server_env(base / "hostile", CO_MAX_MESSAGE_BYTES="100000"), cwd=repo)
+    early = proc.request_raw("co/list", {})
+    before_init_ok = early.get("error", {}).get("code") == -32002
+    proc.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"]}})
+    framing_ok = 0
+    for _, raw in FRAMING:
+        proc.write(raw)
+        answered = "result" in proc.request_raw("co/list", {}, timeout=15)
+        errors = [r for r in proc.responses.values() if "error" in r]
+        proc.responses.clear()
+        framing_ok += answered and all(e["error"]["code"] in known and e["error"]["message"] for e in errors)
+    rng = random.Random(5)
+    results = errors = crashes = 0
+    for _ in range(random_inputs):
+        method = rng.choice(sorted(FIELDS))
+        params = (
+            random_value(rng)
+            if rng.random() < 0.1
+            else {f: random_value(rng) for f in rng.sample(FIELDS[method], rng.randrange(len(FIELDS[method]) + 1))}
+        )
+        response = proc.request_raw(method, params, timeout=30)
+        if "result" in response:
+            results += 1
+        elif response["error"]["code"] in known and response["error"]["message"]:
+            errors += 1
+        else:
+            crashes += 1
+    alive = proc.alive() and "result" in proc.request_raw("co/list", {})
+    proc.close()
+    return {
+        "framing": len(FRAMING),
+        "framing_ok": framing_ok,
+        "before_init_ok": before_init_ok,
+        "random": random_inputs,
+        "results": results,
+        "clear_errors": errors,
+        "crashes": crashes,
+        "alive": alive,
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: dict[str, Any], quick: bool, seconds: float) -> str:
+    faults = len(cells)
+    recovered = sum(1 for c in cells if c.state == "succeeded")
+    inputs = bad["framing"] + bad["random"] + 1
+    runs = len(cells) + kills["runs"] + conc["runs"]
+    lost = kills["lost"] + conc["lost"] + sum(1 for c in cells if not c.consistent or c.state not in TERMINAL)
+    lines = [
+        "# Reliability",
+        "",
+        "<!-- generated by scripts/reliability.py; do not edit by hand -->",
+        "",
+        f"Generated by `scripts/reliability.py`{' --quick' if quick else ''} in {seconds:.0f} s "
+        "(every run goes through the real server over stdio; cloud runs against the loopback emulator). "
+        "Re-run it to refresh this page; `tests/test_reliability_script.py` runs its quick mode.",
+        "",
+        "## Figures",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| runs | {runs} |",
+        f"| kills survived (kill -9 mid-run, restart) | {kills['kills']} |",
+        f"| faults injected (kind × phase, plus task faults) | {faults} ({recovered} recovered by retry, {faults - recovered} failed cleanly) |",
+        f"| hostile inputs tried | {inputs} ({bad['framing']} framing cases, 1 request before initialize, {bad['random']} random co/* params) |",
+        f"| server crashes | {bad['crashes']} |",
+        f"| **data lost** | **{lost}** |",
+        "",
+        "*Data lost* counts runs whose manifest is missing, does not validate, has a patch whose sha256 does not match, "
+        "ends in a non-terminal state, or whose final state differs from the last `co/runUpdate` the editor saw.",
+        "",
+        "## Fault matrix",
+        "",
+        f"One emulator fault per cell (`times=1`: it fires once), cloud mode, `poll` = `{json.dumps(POLL)}`, "
+        f"hang/delay faults last {HANG_SECONDS} s (over the request timeout). Phases: `create` = POST tasks, "
+        "`poll` = GET of the running task, `diff` = GET of the finished task / its turns. "
+        "*Editor saw* is the sequence of states in `co/runUpdate`.",
+        "",
+        "| phase | fault | final state | error code | retries | polls | manifest valid | editor saw | updates |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c.phase} | `{c.spec}` | {c.state} | {c.error_code or '—'} | {c.retries} | {c.polls} | "
+            f"{'yes' if c.manifest_valid else 'NO'} | {' → '.join(c.editor_states)} | {c.updates} |"
+        )
+    lines += [
+        "",
+        f"In {sum(c.manifest_valid for c in cells)} of {len(cells)} cells the manifest validates (patch hashes "
+        f"included); in {sum(c.consistent for c in cells)} of {len(cells)} the editor's last `co/runUpdate` state "
+        "equals the manifest's. The expected behaviour per kind and phase is in docs/cloud.md (fault SPEC): 429 and "
+        "503 are retried everywhere; other 5xx, hangs, delays and dropped connections are retried on poll and diff but "
+        "fail a create (the task may exist, so it is never created twice); 401/403/404 and malformed bodies fail at "
+        "once with their code.",
+        "",
+        "## Crash recovery",
+        "",
+        f"{kills['local']} local and {kills['cloud']} cloud runs in flight; the server was killed with SIGKILL "
+        f"{kills['kills']} time(s) and restarted each time.",
+        "",
+        "| check | result |",
+        "|---|---|",
+        f"| every manifest present and valid after each kill | {'yes' if kills['intact_after_each_kill'] else 'NO'} |",
+        f"| local runs failed with `interrupted` | {kills['local_interrupted']} / {kills['local']} |",
+        f"| cloud runs resumed and succeeded | {kills['cloud_succeeded']} / {kills['cloud']} |",
+        f"| cloud tasks created (no duplicates on resume) | {kills['cloud_tasks_created']} |",
+        f"| scratch worktrees left behind | {kills['scratch_left']} |",
+        f"| runs lost | {kills['lost']} |",
+        "",
+        "## Concurrency",
+        "",
+        f"{conc['runs']} runs launched at once ({conc['local']} local with `local.maxConcurrent = 8`, "
+        f"{conc['cloud']} cloud): {conc['succeeded']} succeeded, {conc['manifests_valid']} manifests valid with "
+        f"matching patch hashes, {conc['seconds']} s in all, {conc['lost']} lost.",
+        "",
+        "## Hostile input",
+        "",
+        "| check | result |",
+        "|---|---|",
+        f"| request before `initialize` answered -32002 | {'yes' if bad['before_init_ok'] else 'NO'} |",
+        f"| framing cases answered with a clear error, server still answering | {bad['framing_ok']} / {bad['framing']} |",
+        f"| random co/* params: results / clear errors / crashes | {bad['results']} / {bad['clear_errors']} / {bad['crashes']} |",
+        f"| server alive at the end | {'yes' if bad['alive'] else 'NO'} |",
+        "",
+        "Framing cases: " + "; ".join(name for name, _ in FRAMING) + ".",
+        "",
+        "## What the suite guarantees, and how",
+        "",
+        "- **Manifests** are written atomically (temp file, fsync, rename) at every change, so a kill leaves the old "
+        "or the new file. A run's driver holds an exclusive `flock` on `owner.lock` beside its manifest; the kernel "
+        "drops it when the process dies (even by SIGKILL). At start a server takes over only executing runs whose lock "
+        "it can take, and re-reads the manifest under the lock, so a second server on the same workspace never marks "
+        "another's live run interrupted, and two servers starting together recover an orphan once.",
+        "- **Framing** (stdio): a body that is not JSON gets -32700 (id null); a body that is not a request object "
+        "-32600; a message over `CO_MAX_MESSAGE_BYTES` (default 64 MiB) -32600, its body read and dropped; after a "
+        "bad header or a body shorter than its Content-Length the reader resynchronises on the next "
+        "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are dropped.",
+        "- **Patches** go through the same checks on co/diff, co/apply (client and git) and again inside the git "
+        "strategy: `..`, absolute paths, `.git/` targets, NUL bytes, symlinks leaving the workspace, text that is no git "
+        "diff, a sha256 that no longer matches, and patches over `diff.hardMaxPatchBytes` are refused (-32005) and never "
+        "reach `git apply` (tests/test_hostile_patches.py spies on git). CRLF, missing final newlines, non-UTF-8 "
+        "text (git strategy) and big hunks apply byte for byte.",
+        "- **Secrets**: `CODEX_CLOUD_TOKEN` lives only in request headers. The agent's environment is an allowlist "
+        "(docs/configuration.md); `CODEX_CLOUD_TOKEN` is never passed, even when `local.envAllow` names it or is "
+        "`[\"*\"]`: an agent that needs Codex credentials uses its own (`CODEX_HOME`/auth.json or an API key, both "
+        "allowlisted). tests/test_secrets.py greps manifests, patches, a DEBUG log and every message for a known token.",
+        "- **Bounds** (tested at their edges in tests/test_bounds.py): `diff.hardMaxPatchBytes` (refused above it, "
+        "even with `force`; `diff.maxPatchBytes` is the soft budget that only needs `force`), `local.maxOutputBytes` "
+        "(the tail kept per stream, minimum 1024), `cloud.poll.maxRetries`, `cloud.poll.requestTimeoutSeconds` and "
+        "`cloud.poll.timeoutSeconds` (a poll due exactly at the deadline is not made: the run is `timed_out`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a subset, for the test suite")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--workers", type=int, default=6)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="co-reliability-") as tmp:
+        base = Path(tmp)
+        cells = fault_matrix(base, QUICK_KINDS if args.quick else KINDS, args.workers)
+        kills = kill_rounds(base, 1 if args.quick else 3, 2, 2 if args.quick else 3)
+        conc = concurrency(base, *((4, 4) if args.quick else (25, 25)))
+        bad = hostile(base, 30 if args.quick else 400)
+    text = render(cells, kills, conc, bad, args.quick, time.monotonic() - started)
+    Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"cells": [c.__dict__ for c in cells], "kills": kills, "concurrency": conc, "hostile": bad}, indent=2)
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
