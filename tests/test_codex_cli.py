@@ -11,10 +11,13 @@ Skipped only when node or npm is absent; `./dev test` installs tools/codex (npm 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,3 +283,175 @@ async def test_cancel_stops_a_long_codex_turn(
         await asyncio.sleep(0.05)
     assert group_members(pid) == [], "codex processes outlived the cancel"
     assert manifest_of(repo, run_id)["state"] == "cancelled"
+
+
+# --- codex cloud: the real CLI against the emulator, as https://chatgpt.com in a namespace ---
+
+NAMESPACE_HELPER = Path(__file__).with_name("codex_cloud_namespace.py")
+ENV_ID = "env-emulated"
+
+
+def b64url(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def fake_chatgpt_auth(codex_home: Path) -> str:
+    """A ChatGPT sign-in in $CODEX_HOME/auth.json (`codex cloud` refuses API keys): an unsigned
+    JWT with the account claim, freshly "refreshed" so codex doesn't try to refresh it."""
+    claims = {
+        "email": "dev@example.com",
+        "exp": int(time.time()) + 86400,
+        "https://api.openai.com/auth": {
+            "chatgpt_account_id": "acct-emulated",
+            "chatgpt_plan_type": "pro",
+            "chatgpt_user_id": "user-emulated",
+        },
+    }
+    token = f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims)}.c2lnbmF0dXJl"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    auth = {
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": None,
+        "tokens": {
+            "id_token": token,
+            "access_token": token,
+            "refresh_token": "refresh-emulated",
+            "account_id": "acct-emulated",
+        },
+        "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (codex_home / "auth.json").write_text(json.dumps(auth))
+    return token
+
+
+def make_certificates(workdir: Path) -> Path:
+    """A throwaway CA and a chatgpt.com leaf it signed (rustls refuses a self-signed leaf)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=co-sidecar test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "leaf.csr",
+            "-subj", "/CN=chatgpt.com")  # fmt: skip
+    (workdir / "leaf.ext").write_text(
+        "subjectAltName=DNS:chatgpt.com\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext")  # fmt: skip
+    return workdir / "ca.pem"
+
+
+class CloudNamespace:
+    def __init__(self, proc: subprocess.Popen[str], workdir: Path, ca: Path, codex: Path):
+        self.proc = proc
+        self.workdir = workdir
+        self.ca = ca
+        # `cloud.codexCommand`: codex, run inside the namespace.
+        self.codex_command = [
+            "nsenter", "--target", str(proc.pid), "--user", "--mount", "--net",
+            "--preserve-credentials", str(codex),
+        ]  # fmt: skip
+        self.requests: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def cloud_namespace(tmp_path: Path, repo: Path, codex_bin: Path) -> Iterator[CloudNamespace]:
+    missing = [
+        tool for tool in ("unshare", "nsenter", "openssl", "ip", "mount") if not shutil.which(tool)
+    ]
+    if missing:
+        pytest.skip(f"the codex cloud test needs {', '.join(missing)}")
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "--net", "true"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"user/mount/network namespaces unavailable: {probe.stderr.decode().strip()}")
+    workdir = tmp_path / "cloud-ns"
+    workdir.mkdir()
+    ca = make_certificates(workdir)
+    (workdir / "hosts").write_text("127.0.0.1 localhost chatgpt.com\n")
+    token = fake_chatgpt_auth(Path(os.environ["CODEX_HOME"]))
+    proc = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "--net",
+         sys.executable, str(NAMESPACE_HELPER), str(workdir), str(repo), token],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        ready = proc.stdout.readline().strip()
+        assert ready == "ready", f"emulator namespace did not start: {ready!r}"
+        ns = CloudNamespace(proc, workdir, ca, codex_bin)
+        yield ns
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log = workdir / "requests.json"
+    if log.exists():
+        ns.requests.extend(json.loads(log.read_text()))
+
+
+async def test_real_codex_cloud_cli_against_the_emulator(
+    repo: Path, start_server: SessionFactory, cloud_namespace: CloudNamespace
+) -> None:
+    ns = cloud_namespace
+    options = {
+        "cloud": {
+            "adapter": "cli",
+            "codexCommand": ns.codex_command,
+            "envId": ENV_ID,
+            "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
+        }
+    }
+    s = await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    prompt = "-add notes: from the real codex cloud CLI"
+    launched = await s.request("co/launch", {"prompt": prompt, "mode": "cloud"})
+    assert launched["mode"] == "cloud", launched
+    run_id = launched["runId"]
+    state = await s.wait_state(run_id, timeout=30)
+    m = manifest_of(repo, run_id)
+    assert state == "succeeded", m
+
+    # `codex cloud exec` printed https://chatgpt.com/codex/tasks/<id>: the adapter took the id.
+    task_id = m["cloud"]["taskId"]
+    assert task_id.startswith("task_e_"), m["cloud"]
+    diff = await s.request("co/diff", {"runId": run_id})
+    # The emulator runs the demo agent: modify, add, delete and rename.
+    assert {(f["path"], f["status"]) for f in diff["files"]} == {
+        ("README.md", "modified"),
+        ("app.py", "modified"),
+        ("NOTES.md", "added"),
+        ("TODO.md", "deleted"),
+        ("CHANGELOG.md", "renamed"),
+    }
+    applied = await s.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
+    assert applied["applied"] is True, applied
+    assert prompt in (repo / "NOTES.md").read_text()
+
+    # `codex cloud list --json`, through the same adapter and the same codex.
+    from co_sidecar.cloud.cli_adapter import CliCloudClient
+
+    client = CliCloudClient(
+        ns.codex_command, environ={**os.environ, "CODEX_CA_CERTIFICATE": str(ns.ca)}, cwd=str(repo)
+    )
+    items = await client.list_tasks(limit=5)
+    (item,) = [i for i in items if i.id == task_id]
+    assert item.state is not None and item.state.value == "succeeded", item
+    assert item.url == f"https://chatgpt.com/codex/tasks/{task_id}"
+    assert item.title == prompt
+
+    ns.proc.stdin.close()  # type: ignore[union-attr]
+    ns.proc.wait(timeout=15)
+    requests = json.loads((ns.workdir / "requests.json").read_text())
+    paths = [(r["method"], r["path"].split("?")[0]) for r in requests]
+    # The real CLI resolves the environment first, then creates, polls and reads the turn.
+    assert ("GET", "/backend-api/wham/environments") in paths
+    assert ("POST", "/backend-api/wham/tasks") in paths
+    assert ("GET", f"/backend-api/wham/tasks/{task_id}") in paths
+    assert ("GET", "/backend-api/wham/tasks/list") in paths
+    headers = [{k.lower(): v for k, v in r["headers"].items()} for r in requests]
+    assert all(h.get("chatgpt-account-id") == "acct-emulated" for h in headers)
