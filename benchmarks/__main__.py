@@ -70,15 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-baseline", action="store_true", help="record this run as the 'before' figures"
     )
+    parser.add_argument(
+        "--from-json", default=None, help="render the report from saved results; run nothing"
+    )
     args = parser.parse_args(argv)
     output = Path(args.output) if args.output else ROOT / "docs" / "benchmarks.md"
-    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = describe()
-    t0 = time.perf_counter()
-    results = asyncio.run(run_all(QUICK if args.quick else FULL))
-    results.update(
-        machine=machine, quick=args.quick, started=started, took_s=time.perf_counter() - t0
-    )
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+    else:
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        machine = describe()
+        t0 = time.perf_counter()
+        results = asyncio.run(run_all(QUICK if args.quick else FULL))
+        results.update(
+            machine=machine, quick=args.quick, started=started, took_s=time.perf_counter() - t0
+        )
     if args.save_baseline:
         BASELINE.write_text(json.dumps(results, indent=1) + "\n")
     before = json.loads(BASELINE.read_text()) if BASELINE.is_file() else None
