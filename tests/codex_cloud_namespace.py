@@ -8,7 +8,7 @@ to 127.0.0.1 and the emulator serves TLS on 127.0.0.1:443 with a throwaway certi
 codex trusts through CODEX_CA_CERTIFICATE. codex is then run in the same namespace with
 `nsenter`. Nothing can leave the namespace: it has no other interface.
 
-    python codex_cloud_namespace.py WORKDIR REPO TOKEN
+    python codex_cloud_namespace.py WORKDIR REPO TOKEN [FAULTS]
 
 WORKDIR holds hosts, cert.pem, key.pem; the program prints "ready" once serving, serves until
 its stdin closes, then writes the requests it saw to WORKDIR/requests.json.
@@ -59,7 +59,8 @@ def main(argv: list[str]) -> int:
     workdir, repo, token = Path(argv[0]), Path(argv[1]), argv[2]
     subprocess.run(["mount", "--bind", str(workdir / "hosts"), "/etc/hosts"], check=True)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    emulator = emu_mod.Emulator(repo, host="127.0.0.1", port=443, token=token)
+    faults = argv[3] if len(argv) > 3 else None
+    emulator = emu_mod.Emulator(repo, host="127.0.0.1", port=443, token=token, faults=faults)
     handler = type("Handler", (Handler,), {"emulator": emulator})
     server = ThreadingHTTPServer(("127.0.0.1", 443), handler)
     server.daemon_threads = True

@@ -129,6 +129,29 @@ def test_exec_output_parsing():
     )
 
 
+def test_stderr_of_the_real_cli_with_warnings_and_a_backtrace():
+    # What codex 0.169 prints (tests/test_codex_cli.py): a WARNING first when CODEX_HOME is
+    # under /tmp, the anyhow error, and with RUST_BACKTRACE=1 a backtrace of <unknown> frames.
+    stderr = (
+        "WARNING: proceeding, even though we could not create PATH aliases: Refusing to create "
+        'helper binaries under temporary dir "/tmp"\n'
+        "Error: http error: get_task_details failed: GET https://chatgpt.com/backend-api/wham/"
+        'tasks/task_e_x failed: 404 Not Found; body={"detail": "task not found"}\n\n'
+        "Stack backtrace:\n   0: <unknown>\n   1: <unknown>\n  10: <unknown>\n"
+    )
+    error = classify_stderr(stderr, 1, "codex cloud status")
+    assert isinstance(error, CloudNotFound)
+    assert error.message.startswith("codex cloud status: Error: http error: get_task_details")
+    assert "<unknown>" not in error.message and "WARNING" not in error.message
+    caused = (
+        "Error: error sending request for url (https://chatgpt.com/backend-api/wham/environments)"
+        "\n\nCaused by:\n    0: client error (Connect)\n    1: invalid peer certificate: Other\n"
+    )
+    error = classify_stderr(caused, 1, "codex cloud exec")
+    assert error.category == "cloud_unavailable"
+    assert error.message.endswith("(caused by: invalid peer certificate: Other)")
+
+
 async def test_executor_with_cli_adapter_best_of_two(fake_codex):
     make_repo(fake_codex)
     config = Config.model_validate(
@@ -163,3 +186,5 @@ async def test_executor_cli_task_error(fake_codex, monkeypatch):
     ctx = FakeContext(fake_codex, config)
     outcome = await CloudExecutor().execute(ctx)
     assert outcome.state == RunState.FAILED and outcome.error_code == "cloud_task_failed"
+    # "[ERROR] Fake task": the title is not the reason.
+    assert "Fake task" not in outcome.message and "ended in ERROR" in outcome.message

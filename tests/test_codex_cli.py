@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from co_sidecar.cloud.cli_adapter import CliCloudClient
+from co_sidecar.cloud.client import CloudNotFound
 from codex_model_server import ModelServer, Turn
 from conftest import ROOT, SessionFactory, git
 
@@ -356,7 +358,10 @@ class CloudNamespace:
 
 
 @pytest.fixture
-def cloud_namespace(tmp_path: Path, repo: Path, codex_bin: Path) -> Iterator[CloudNamespace]:
+def cloud_namespace(
+    tmp_path: Path, repo: Path, codex_bin: Path, request: pytest.FixtureRequest
+) -> Iterator[CloudNamespace]:
+    faults: str = getattr(request, "param", "")
     missing = [
         tool for tool in ("unshare", "nsenter", "openssl", "ip", "mount") if not shutil.which(tool)
     ]
@@ -374,7 +379,7 @@ def cloud_namespace(tmp_path: Path, repo: Path, codex_bin: Path) -> Iterator[Clo
     token = fake_chatgpt_auth(Path(os.environ["CODEX_HOME"]))
     proc = subprocess.Popen(
         ["unshare", "--user", "--map-root-user", "--mount", "--net",
-         sys.executable, str(NAMESPACE_HELPER), str(workdir), str(repo), token],
+         sys.executable, str(NAMESPACE_HELPER), str(workdir), str(repo), token, faults],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdin is not None
@@ -433,8 +438,6 @@ async def test_real_codex_cloud_cli_against_the_emulator(
     assert prompt in (repo / "NOTES.md").read_text()
 
     # `codex cloud list --json`, through the same adapter and the same codex.
-    from co_sidecar.cloud.cli_adapter import CliCloudClient
-
     client = CliCloudClient(
         ns.codex_command, environ={**os.environ, "CODEX_CA_CERTIFICATE": str(ns.ca)}, cwd=str(repo)
     )
@@ -455,3 +458,38 @@ async def test_real_codex_cloud_cli_against_the_emulator(
     assert ("GET", "/backend-api/wham/tasks/list") in paths
     headers = [{k.lower(): v for k, v in r["headers"].items()} for r in requests]
     assert all(h.get("chatgpt-account-id") == "acct-emulated" for h in headers)
+
+
+@pytest.mark.parametrize("cloud_namespace", ["task:fail"], indirect=True)
+async def test_real_codex_cloud_cli_failed_task(
+    repo: Path, start_server: SessionFactory, cloud_namespace: CloudNamespace
+) -> None:
+    ns = cloud_namespace
+    options = {
+        "cloud": {
+            "adapter": "cli",
+            "codexCommand": ns.codex_command,
+            "envId": ENV_ID,
+            "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
+        }
+    }
+    s = await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    run_id, state = await s.run_to_end("this task fails", mode="cloud")
+    m = manifest_of(repo, run_id)
+    assert state == "failed", m
+    environ = {**os.environ, "CODEX_CA_CERTIFICATE": str(ns.ca), "RUST_BACKTRACE": "1"}
+    client = CliCloudClient(ns.codex_command, environ=environ, cwd=str(repo))
+    task_id = m["cloud"]["taskId"]
+    # `codex cloud status` prints "[ERROR] <title>": the title is the prompt, not a reason.
+    assert m["failureReason"] == (
+        "cloud task failed: the task ended in ERROR; `codex cloud status` gives no reason "
+        "(open the task URL)"
+    )
+    # diff of a failed task: "Error: No diff available ..." then, with RUST_BACKTRACE set, a
+    # stack backtrace; the adapter reads it as "no diff".
+    assert await client.get_diff(task_id) is None
+    # An unknown task: the error line is the message, not the backtrace's last frame.
+    with pytest.raises(CloudNotFound) as info:
+        await client.get_task("task_e_doesnotexist")
+    assert info.value.message.startswith("codex cloud status: Error: http error: get_task_details")
+    assert "404 Not Found" in info.value.message and "<unknown>" not in info.value.message

@@ -71,11 +71,35 @@ def parse_exec_output(stdout: str) -> TaskRef:
     raise CloudProtocolError("`codex cloud exec` printed no task URL or id")
 
 
+def error_text(stderr: str) -> str:
+    """What a failed CLI call printed about its failure, without the noise the real CLI adds
+    (seen with codex 0.169, tests/test_codex_cli.py): `WARNING:` lines (e.g. "could not create
+    PATH aliases" when CODEX_HOME is under /tmp) and, when RUST_BACKTRACE is set, a
+    "Stack backtrace:" of `<unknown>` frames after the error."""
+    text = strip_ansi(stderr).split("Stack backtrace:", 1)[0]
+    lines = [line.rstrip() for line in text.splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith("WARNING:")).strip()
+
+
+def error_summary(text: str) -> str:
+    """One line for an error message: the last `Error: ...` line (with its innermost
+    "Caused by" entry, anyhow's format), else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.lower().startswith("error")]
+    if not errors:
+        return lines[-1] if lines else ""
+    summary = lines[errors[-1]]
+    causes = lines[errors[-1] + 1 :]
+    if causes and causes[0].lower() == "caused by:" and len(causes) > 1:
+        summary += f" (caused by: {re.sub(r'^[0-9]+: ', '', causes[-1])})"
+    return summary
+
+
 def classify_stderr(stderr: str, returncode: int | None, what: str) -> CloudClientError:
     """Turn a failed CLI call into a typed error, from what it printed."""
-    text = strip_ansi(stderr).strip()
+    text = error_text(stderr)
     low = text.lower()
-    tail = text.splitlines()[-1][:300] if text else f"exit status {returncode}"
+    tail = error_summary(text)[:300] if text else f"exit status {returncode}"
     message = f"{what}: {tail}"
     if (
         "not signed in" in low
@@ -93,7 +117,10 @@ def classify_stderr(stderr: str, returncode: int | None, what: str) -> CloudClie
         return CloudRateLimited(message, http_status=429)
     if re.search(r"\b404\b|not found", low):
         return CloudNotFound(message)
-    if re.search(r"\b5\d\d\b|timed out|timeout|connection|network|unavailable|dns", low):
+    # "error sending request" is how the real CLI (reqwest) reports connect and TLS failures.
+    if re.search(
+        r"\b5\d\d\b|timed out|timeout|connection|network|unavailable|dns|error sending request", low
+    ):
         return CloudUnavailable(message)
     if "decode error" in low or "no task id" in low:
         return CloudProtocolError(message)
@@ -176,11 +203,11 @@ class CliCloudClient:
 
     async def get_task(self, task_id: str) -> TaskSnapshot:
         code, out, err = await self._run(["status", task_id], "codex cloud status")
-        label = title = None
+        label = None
         for line in strip_ansi(out).splitlines():
             match = _STATUS_LINE.match(line)
             if match:
-                label, title = match["label"].lower(), match["title"].strip()
+                label = match["label"].lower()
                 break
         # status exits 1 for any task that is not READY: only a missing status line is an error.
         if label is None:
@@ -190,7 +217,12 @@ class CliCloudClient:
         state = map_status(label)
         attempt = AttemptInfo(attempt=1, status=label, state=state)
         if state == RunState.FAILED:
-            attempt.error_message = title or None
+            # The line is `[ERROR] <task title>`: the title is the prompt, not a reason, and
+            # the CLI prints no reason anywhere (status, diff and list alike).
+            attempt.error_message = (
+                f"the task ended in {label.upper()}; `codex cloud status` gives no reason "
+                "(open the task URL)"
+            )
         return TaskSnapshot(
             id=task_id,
             status=label,
