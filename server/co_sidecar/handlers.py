@@ -44,7 +44,7 @@ P = TypeVar("P", bound=BaseModel)
 
 def parse_params(model: type[P], raw: Any) -> P:
     """Validate params; the error names the first bad field in camelCase."""
-    if raw is None:
+    if raw is None or raw == []:  # Lua clients (Neovim) encode an empty table as []
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
@@ -239,7 +239,7 @@ class Handlers:
     async def doctor(self, raw: Any) -> Any:
         from .doctor import doctor as run_doctor
 
-        if raw is not None and not isinstance(raw, dict):
+        if raw is not None and raw != [] and not isinstance(raw, dict):
             raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
         folder = raw.get("workspaceFolder") if raw else None
         if folder is not None and not isinstance(folder, str):
