@@ -323,7 +323,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
 
 def hostile(base: Path, random_inputs: int) -> dict[str, Any]:
     repo = make_repo(base / "hostile" / "ws")
-    known = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006}
+    known = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006, -32007}
     proc = RpcProcess(env=server_env(base / "hostile", CO_MAX_MESSAGE_BYTES="100000"), cwd=repo)
     early = proc.request_raw("co/list", {})
     before_init_ok = early.get("error", {}).get("code") == -32002

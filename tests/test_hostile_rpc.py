@@ -22,7 +22,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 from rpc import RpcProcess, frame  # noqa: E402
 
-KNOWN_ERRORS = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006}
+KNOWN_ERRORS = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006, -32007}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ INVALID_PARAMS = -32602
 
 # Application codes, in the JSON-RPC range reserved for implementations.
 RUN_NOT_FOUND = -32001
-INVALID_STATE = -32002
+INVALID_STATE = -32007  # not -32002: LSP uses that for ServerNotInitialized
 APPLY_REFUSED = -32003
 PREFLIGHT_FAILED = -32004
 PATCH_REFUSED = -32005
@@ -80,8 +80,9 @@ class WorkspaceError(CoError):
 # JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
 RPC_CODES: list[tuple[int, str, str]] = [
     (-32700, "parse error", "the message body is not JSON"),
-    (-32600, "invalid request", "not a JSON-RPC request object"),
+    (-32600, "invalid request", "not a JSON-RPC request object, or larger than CO_MAX_MESSAGE_BYTES (64 MiB)"),
     (-32601, "method not found", "unknown method or command"),
+    (-32002, "server not initialized", "a request before `initialize` (LSP's ServerNotInitialized)"),
     (INVALID_PARAMS, "invalid_params", "a param is missing or wrong; the message names the field (data.field)"),
     (-32603, "internal", "a server bug; the run it concerns is failed, the server stays up"),
     (RUN_NOT_FOUND, "run_not_found", "no run with that runId (data.runId)"),

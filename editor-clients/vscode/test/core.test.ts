@@ -308,7 +308,7 @@ describe("settings and text helpers", () => {
   });
 
   it("formats", () => {
-    assert.equal(describeError({ code: -32002, message: "run is running" }), "not possible in this state: run is running");
+    assert.equal(describeError({ code: -32007, message: "run is running" }), "not possible in this state: run is running");
     assert.equal(formatElapsed(1500), "1.5 s");
     assert.equal(formatElapsed(125_000), "2 min 5 s");
     assert.equal(truncate("a  b\nc", 10), "a b c");

@@ -203,7 +203,7 @@ describe("co-sidecar server over stdio", { skip: haveServer ? false : `no server
       await session.tracker.waitFor(runId, (r) => r.state === "applied", { timeoutMs: 5000 });
       // Applying twice is an error, and changes nothing.
       const again = await rpcError(session.api.apply({ runId }));
-      assert.ok([ErrorCodes.invalidState, ErrorCodes.applyRefused].includes(again.code as -32002), `${again.code}`);
+      assert.ok([ErrorCodes.invalidState, ErrorCodes.applyRefused].includes(again.code as -32007), `${again.code}`);
       assert.equal(session.applyEdits.length, 1);
     });
   });

@@ -33,7 +33,7 @@ end
 M.codes = {
   invalid_params = -32602,
   run_not_found = -32001,
-  invalid_state = -32002,
+  invalid_state = -32007,
   apply_refused = -32003,
   preflight_failed = -32004,
   patch_refused = -32005,

@@ -77,7 +77,7 @@ export const Methods = {
 export const ErrorCodes = {
   invalidParams: -32602,
   runNotFound: -32001,
-  invalidState: -32002,
+  invalidState: -32007,
   applyRefused: -32003,
   preflightFailed: -32004,
   patchRefused: -32005,
