@@ -46,7 +46,6 @@ from .protocol import (
     LaunchParams,
     LaunchResult,
     ListParams,
-    ListResult,
     Mode,
     RouteResult,
     RunState,
@@ -139,6 +138,28 @@ class RunRecord:
     _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
     _last_output_emit: float = 0.0
     _flush_handle: asyncio.TimerHandle | None = None
+    _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """This run's `co/list` row. Cached: every change to the fields it shows goes through
+        `save`, which moves `updatedAt`, so (manifest, updatedAt, state) says when it is stale."""
+        m = self.manifest
+        key = (id(m), m.updated_at, m.state)
+        if self._summary is None or self._summary[0] != key:
+            row = RunSummary(
+                run_id=m.run_id,
+                task_id=m.task_id,
+                state=m.state,
+                mode=m.selected_mode,
+                requested_mode=m.requested_mode,
+                prompt=m.prompt,
+                created_at=m.created_at,
+                updated_at=m.updated_at,
+                failure_reason=m.failure_reason,
+                cloud_task_url=m.cloud.task_url if m.cloud else None,
+            )
+            self._summary = (key, row.wire())
+        return self._summary[1]
 
     # -- RunContext ---------------------------------------------------------
     @property
@@ -214,6 +235,8 @@ class RunRecord:
 
     # -- notifications ------------------------------------------------------
     def flush_output(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # flushing now: the pending timer would emit a second batch
         self._flush_handle = None
         pending, self._pending_output = self._pending_output, []
         if not pending:
@@ -250,8 +273,6 @@ class RunRecord:
         )
 
     def finish(self, outcome: Outcome) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
         self.flush_output()
         self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
         self.manifest.error_code = outcome.error_code
@@ -342,32 +363,19 @@ class RunManager:
             raise RunNotFound(run_id)
         return record
 
-    def list_runs(self, params: ListParams) -> ListResult:
-        records = sorted(self.runs.values(), key=lambda r: r.manifest.run_id, reverse=True)
-        rows: list[RunSummary] = []
-        for record in records:
+    def list_runs(self, params: ListParams) -> dict[str, Any]:
+        """`ListResult` as wire JSON, newest first; rows are cached per record (see `summary`)."""
+        rows: list[dict[str, Any]] = []
+        for record in sorted(self.runs.values(), key=lambda r: r.manifest.run_id, reverse=True):
             m = record.manifest
             if params.state is not None and m.state != params.state:
                 continue
             if params.task_id is not None and m.task_id != params.task_id:
                 continue
-            rows.append(
-                RunSummary(
-                    run_id=m.run_id,
-                    task_id=m.task_id,
-                    state=m.state,
-                    mode=m.selected_mode,
-                    requested_mode=m.requested_mode,
-                    prompt=m.prompt,
-                    created_at=m.created_at,
-                    updated_at=m.updated_at,
-                    failure_reason=m.failure_reason,
-                    cloud_task_url=m.cloud.task_url if m.cloud else None,
-                )
-            )
+            rows.append(record.summary())
             if params.limit is not None and len(rows) >= params.limit:
                 break
-        return ListResult(runs=rows)
+        return {"runs": rows}
 
     # -- route & launch -----------------------------------------------------
     def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
