@@ -101,3 +101,13 @@ async def test_canary_names_the_failing_phase(repo: Path) -> None:
     assert report.ok is False
     assert [(p.name, p.ok) for p in report.phases] == [("preflight", True), ("create", False)]
     assert "401" in report.phases[-1].detail or "auth" in report.phases[-1].detail.lower()
+
+
+async def test_canary_over_json_rpc(repo: Path, start_server: SessionFactory):
+    s = await start_server(repo)
+    report = await s.request("co/canary", {"emulator": True})
+    assert report["ok"] is True, report
+    assert [p["name"] for p in report["phases"]] == ["preflight", "create", "poll", "diff", "apply_check"]
+    failing = await s.request("co/canary", {})
+    assert failing["ok"] is False and failing["phases"][0]["name"] == "preflight"
+    assert git(repo, "status", "--porcelain") == ""

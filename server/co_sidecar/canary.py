@@ -17,15 +17,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from .config import Config, build_config, deep_merge, load_config
 from .manifest import CloudInfo, DiffEvidence, ManifestStore, RunManifest, new_run_id, utc_now
-from .protocol import LaunchParams, RunState, RunUpdate
+from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState, RunUpdate
 from .router import cloud_preflight
 from .runs import RunRecord
+
+PhaseName = Literal["preflight", "create", "poll", "diff", "apply_check"]
 
 CANARY_PROMPT = (
     "co-sidecar canary: create a file named CO_SIDECAR_CANARY.md containing the line 'ok'. "
@@ -33,26 +34,10 @@ CANARY_PROMPT = (
 )
 
 
-@dataclass
-class Phase:
-    name: str
-    ok: bool
-    duration_ms: int
-    detail: str = ""
-
-
-@dataclass
-class CanaryReport:
-    ok: bool = True
-    adapter: str = ""
-    base_url: str = ""
-    task_id: str | None = None
-    task_url: str | None = None
-    phases: list[Phase] = field(default_factory=list)
-
-    def add(self, name: str, ok: bool, started: float, detail: str = "", ended: float | None = None) -> bool:
+class CanaryReport(CanaryResult):
+    def add(self, name: PhaseName, ok: bool, started: float, detail: str = "", ended: float | None = None) -> bool:
         ended = time.monotonic() if ended is None else ended
-        self.phases.append(Phase(name, ok, int((ended - started) * 1000), detail))
+        self.phases.append(CanaryPhase(name=name, ok=ok, duration_ms=int((ended - started) * 1000), detail=detail))
         self.ok = self.ok and ok
         return ok
 
@@ -150,32 +135,23 @@ def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
         remove_scratch(scratch.path, scratch.repo)
 
 
+async def canary(config: Config, workspace: Path, *, emulator: bool) -> CanaryReport:
+    if emulator:
+        with _emulated(config, workspace) as emulated:
+            return await run_canary(emulated, workspace)
+    return await run_canary(config, workspace)
+
+
 def main(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace).resolve()
     config = load_config(workspace)
 
-    async def go() -> CanaryReport:
-        if args.emulator:
-            with _emulated(config, workspace) as emulated:
-                return await run_canary(emulated, workspace)
-        return await run_canary(config, workspace)
-
-    report = asyncio.run(go())
+    report = asyncio.run(canary(config, workspace, emulator=args.emulator))
     if args.format == "json":
-        print(json.dumps(_camel(asdict(report)), indent=2))
+        print(json.dumps(report.wire(), indent=2))
     else:
         print(f"canary against {report.base_url} ({report.adapter} adapter)")
         for phase in report.phases:
             print(f"[{'ok  ' if phase.ok else 'FAIL'}] {phase.name:<12} {phase.duration_ms:>7} ms  {phase.detail}")
         print("canary passed" if report.ok else "canary FAILED")
     return 0 if report.ok else 1
-
-
-def _camel(value: Any) -> Any:
-    from pydantic.alias_generators import to_camel
-
-    if isinstance(value, dict):
-        return {to_camel(k): _camel(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camel(v) for v in value]
-    return value

@@ -206,9 +206,16 @@ def _methods() -> list[dict[str, Any]]:
         {
             "method": "co/doctor",
             "doc": "Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
-            "params": None, "result": p.DoctorResult,
+            "params": p.DoctorParams, "result": p.DoctorResult,
             "example": {},
             "answer": {"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch"}]}},
+        },
+        {
+            "method": "co/canary",
+            "doc": "One minimal task through the whole cloud path: preflight, create, poll, diff, and `git apply --check` in a scratch worktree (never the user's tree). Each phase with its duration and outcome; `ok` is false when any failed. `emulator: true` runs it against an in-process loopback emulator. Same report as `co-sidecar canary --format json`.",
+            "params": p.CanaryParams, "result": p.CanaryResult,
+            "example": {"emulator": True},
+            "answer": {"ok": True, "adapter": "http", "baseUrl": "http://127.0.0.1:40975/backend-api", "taskId": "task_e_f0173000", "taskUrl": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000", "phases": [{"name": "preflight", "ok": True, "durationMs": 0, "detail": ""}, {"name": "create", "ok": True, "durationMs": 180, "detail": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000"}, {"name": "poll", "ok": True, "durationMs": 2044, "detail": "1 polls, 0 retries; cloud task succeeded: 1 of 1 attempt(s) produced a diff"}, {"name": "diff", "ok": True, "durationMs": 4, "detail": "2 files, 525 bytes, sha256 1ec9945e3d5b"}, {"name": "apply_check", "ok": True, "durationMs": 91, "detail": "git apply --check passed in a scratch worktree"}]},
         },
     ]
 
@@ -306,15 +313,11 @@ def protocol_text() -> str:
     seen: set[type[BaseModel]] = set()
     for spec in _methods():
         params, result = spec["params"], spec["result"]
-        if params is not None:
-            params.model_validate(spec["example"])  # examples must stay valid
+        params.model_validate(spec["example"])  # examples must stay valid
         if spec["answer"] is not None:
             result.model_validate(spec["answer"])
         out += [f"### `{spec['method']}`", "", spec["doc"], ""]
-        if params is not None:
-            out += [f"Params: `{params.__name__}`", "", *_field_table(params), ""]
-        else:
-            out += ["Params: `{}` (optionally `workspaceFolder`).", ""]
+        out += [f"Params: `{params.__name__}`", "", *_field_table(params), ""]
         out += [f"Result: `{result.__name__}`" + (" (see docs/manifest.schema.json)" if result.__name__ == "RunManifest" else ""), ""]
         if result.__name__ != "RunManifest":
             out += _field_table(result) + [""]
@@ -323,7 +326,7 @@ def protocol_text() -> str:
         if spec["answer"] is not None:
             out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec["answer"]}, indent=2), "```", ""]
         for model in (params, result):
-            if model is not None and model.__name__ != "RunManifest":
+            if model.__name__ != "RunManifest":
                 nested += _nested_models(model, seen)
     update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None}
     p.RunUpdate.model_validate(update)

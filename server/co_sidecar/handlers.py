@@ -24,7 +24,9 @@ from .jsonrpc import lsp_converter
 from .protocol import (
     FINISHED_STATES,
     ApplyParams,
+    CanaryParams,
     DiffParams,
+    DoctorParams,
     LaunchParams,
     ListParams,
     Mode,
@@ -239,18 +241,19 @@ class Handlers:
     async def doctor(self, raw: Any) -> Any:
         from .doctor import doctor as run_doctor
 
-        if raw is not None and raw != [] and not isinstance(raw, dict):
-            raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
-        folder = raw.get("workspaceFolder") if raw else None
-        if folder is not None and not isinstance(folder, str):
-            raise InvalidParams(
-                "invalid params: workspaceFolder: must be a string", data={"field": "workspaceFolder"}
-            )
+        params = parse_params(DoctorParams, raw)
         try:
-            workspace: Path | None = self.resolve_workspace(folder)
+            workspace: Path | None = self.resolve_workspace(params.workspace_folder)
         except WorkspaceError:
             workspace = None
         return await run_doctor(self.config_for(workspace), workspace)
+
+    async def canary(self, raw: Any) -> Any:
+        from .canary import canary
+
+        params = parse_params(CanaryParams, raw)
+        workspace = self.resolve_workspace(params.workspace_folder)
+        return await canary(self.config_for(workspace), workspace, emulator=params.emulator)
 
     # -- lifecycle -------------------------------------------------------------
     def ensure_all_loaded(self) -> None:

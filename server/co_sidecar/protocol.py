@@ -230,6 +230,33 @@ class RunStateResult(Wire):
     state: RunState
 
 
+class DoctorParams(Wire):
+    workspace_folder: str | None = None
+
+
+class CanaryParams(Wire):
+    workspace_folder: str | None = None
+    emulator: bool = False
+
+
+class CanaryPhase(Wire):
+    name: Literal["preflight", "create", "poll", "diff", "apply_check"]
+    ok: bool
+    duration_ms: int
+    detail: str = ""
+
+
+class CanaryResult(Wire):
+    """`co/canary` and `co-sidecar canary --format json`: each phase of one minimal cloud task."""
+
+    ok: bool = True
+    adapter: str = ""
+    base_url: str = ""
+    task_id: str | None = None
+    task_url: str | None = None
+    phases: list[CanaryPhase] = Field(default_factory=list)
+
+
 class DoctorCheck(Wire):
     name: str
     ok: bool

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor")
+METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor", "canary")
 
 # Framing limits of the stdio transport (see docs/reliability.md).
 MAX_MESSAGE_BYTES = int(os.environ.get("CO_MAX_MESSAGE_BYTES") or 64 * 1024 * 1024)
