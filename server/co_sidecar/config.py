@@ -61,6 +61,12 @@ class PollConfig(Section):
     max_retries: int = doc(5, "Transient errors in a row before the run fails.", ge=0)
     timeout_seconds: float = doc(3600.0, "Overall time before the run is timed_out.", gt=0)
     request_timeout_seconds: float = doc(30.0, "Timeout of one HTTP request or CLI call.", gt=0)
+    shared: bool = doc(
+        True,
+        "http adapter: one task-list call per poll round serves every live run of the account; a "
+        "run fetches its own task details only when the list shows it finished or missing. "
+        "false: one details call per run per poll.",
+    )
 
 
 class CloudConfig(Section):

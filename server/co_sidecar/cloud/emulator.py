@@ -111,7 +111,8 @@ class Turn:
     message: str | None = None
     error: dict[str, str] | None = None
     updated_at: float = 0.0
-    polls_left: int | None = None  # task:instant: completes on this many more detail polls
+    # task:instant: completes on this many more polls (details, or a list page showing it)
+    polls_left: int | None = None
 
     def wire(self, sibling_ids: list[str]) -> dict[str, Any]:
         items: list[dict[str, Any]] = []
@@ -391,7 +392,7 @@ class Emulator:
                 turn.updated_at = time.time()
 
     def tick(self, task: Task) -> None:
-        """One detail poll of `task`: synthetic (`task:instant`) turns count down to completion."""
+        """One poll of `task` (its details, or a list page showing it): `task:instant` turns count down."""
         with self.lock:
             for turn in task.turns:
                 if turn.polls_left is None or turn.status != "in_progress":
@@ -539,9 +540,16 @@ class Emulator:
             ]
         }
 
-    def list_body(self, limit: int) -> dict[str, Any]:
+    def list_body(self, limit: int, cursor: str | None = None) -> dict[str, Any]:
+        """Newest first, `limit` a page; `cursor` (an offset here) names the next page."""
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        limit = max(1, limit)
         with self.lock:
-            tasks = sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)[:limit]
+            ordered = sorted(self.tasks.values(), key=lambda t: t.created_at, reverse=True)
+        tasks = ordered[start : start + limit]
+        following = str(start + limit) if start + limit < len(ordered) else None
+        for task in tasks:  # a listed synthetic task counts this as one of its polls too
+            self.tick(task)
         return {
             "items": [
                 {
@@ -553,7 +561,7 @@ class Emulator:
                 }
                 for t in tasks
             ],
-            "cursor": None,
+            "cursor": following,
         }
 
 
@@ -664,8 +672,9 @@ class _Handler(BaseHTTPRequestHandler):
             fault = self.emulator.fault_for("list")
             if fault and self._apply_fault(fault):
                 return
-            limit = int(parse_qs(url.query).get("limit", ["20"])[0])
-            self._send(200, self.emulator.list_body(limit))
+            query = parse_qs(url.query)
+            limit = int(query.get("limit", ["20"])[0])
+            self._send(200, self.emulator.list_body(limit, query.get("cursor", [None])[0]))
             return
         if len(rest) not in (1, 4) or (
             len(rest) == 4 and (rest[1], rest[3]) != ("turns", "sibling_turns")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..config import CloudConfig
@@ -29,6 +29,7 @@ from .client import (
     TaskSnapshot,
     is_terminal,
 )
+from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
 from .preflight import cloud_preflight, cloud_reachability
 
@@ -207,11 +208,24 @@ class CloudExecutor:
         now = time.monotonic()
         emit = getattr(ctx, "emit", None)
         unchanged = before == (info.status, info.task_url, info.attempt_status)
-        if unchanged and emit is not None and now - self._persisted.get(ctx.run_id, 0.0) < PERSIST_EVERY_S:
+        if (
+            unchanged
+            and emit is not None
+            and now - self._persisted.get(ctx.run_id, 0.0) < PERSIST_EVERY_S
+        ):
             emit(message)
             return
         self._persisted[ctx.run_id] = now
         ctx.save(message)
+
+    @staticmethod
+    def _hub(ctx: RunContext, client: CloudClient) -> PollHub | None:
+        """The adapter's shared list poller, when `cloud.poll.shared` and the adapter has one."""
+        if not ctx.config.cloud.poll.shared:
+            return None
+        make = getattr(client, "poll_hub", None)
+        hub = make() if callable(make) else None
+        return hub if isinstance(hub, PollHub) else None
 
     async def _remote_cancel(self, client: CloudClient, task_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -227,9 +241,18 @@ class CloudExecutor:
         def done(snap: TaskSnapshot) -> bool:
             return is_terminal(snap.state) and snap.all_attempts_done
 
+        def details() -> Awaitable[TaskSnapshot]:
+            return client.get_task(task_id)
+
+        fetch: Callable[[], Awaitable[TaskSnapshot]] = details
+        following = poller
+        hub = self._hub(ctx, client)
+        if hub is not None:  # shared: one list call per round for all runs, details when it matters
+            follower = HubFollower(hub, task_id, details)
+            following, fetch = poller.with_sleep(follower.sleep), follower.fetch
         try:
-            result = await poller.poll(
-                lambda: client.get_task(task_id),
+            result = await following.poll(
+                fetch,
                 done,
                 on_poll=lambda snap: self._on_poll(ctx, snap),
                 on_retry=lambda err, delay: self._on_retry(ctx, err, delay, "poll"),

@@ -37,6 +37,7 @@ from .client import (
     redact,
     validate_attempts,
 )
+from .hub import PollHub
 from .poller import parse_retry_after
 
 USER_AGENT = f"co-sidecar/{__version__}"
@@ -96,6 +97,10 @@ def pooled_client(base: str) -> httpx.AsyncClient:
     return client
 
 
+# One shared list poller per (base URL, token, account), bound to its event loop like the pool.
+_HUBS: dict[tuple[str, str | None, str | None], tuple[asyncio.AbstractEventLoop, PollHub]] = {}
+
+
 async def aclose_all() -> None:
     """Close every pooled client of the running loop (call on server shutdown)."""
     loop = asyncio.get_running_loop()
@@ -103,6 +108,9 @@ async def aclose_all() -> None:
         if owner is loop:
             await client.aclose()
         del _POOL[key]
+    for hub_key, (owner, _hub) in list(_HUBS.items()):
+        if owner is loop:
+            del _HUBS[hub_key]
 
 
 def _text_of(content: Any) -> list[str]:
@@ -370,12 +378,21 @@ class HttpCloudClient:
         raise CloudNotFound(f"attempt {attempt} not available; the task has {len(snap.attempts)}")
 
     async def list_tasks(self, limit: int = 20) -> list[TaskListItem]:
-        data = await self._request(
-            "GET", f"{self.root}/list", params={"limit": limit, "task_filter": "current"}
-        )
+        items, _ = await self.list_page(limit, None)
+        return items
+
+    async def list_page(
+        self, limit: int, cursor: str | None = None
+    ) -> tuple[list[TaskListItem], str | None]:
+        """One page of `GET {tasks}/list?limit=N&task_filter=current[&cursor=C]`, and the next cursor."""
+        params: dict[str, Any] = {"limit": limit, "task_filter": "current"}
+        if cursor:
+            params["cursor"] = cursor
+        data = await self._request("GET", f"{self.root}/list", params=params)
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise CloudProtocolError("task list response has no 'items' list")
+        following = data.get("cursor")
         out = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -390,7 +407,19 @@ class HttpCloudClient:
                     url=task_url(self.base_url, item["id"]),
                 )
             )
-        return out
+        return out, following if isinstance(following, str) and following else None
+
+    def poll_hub(self) -> PollHub:
+        """The shared list poller of this base URL and account (one per event loop)."""
+        loop = asyncio.get_running_loop()
+        creds = self._credentials
+        key = (self.base_url, creds.token if creds else None, creds.account_id if creds else None)
+        cached = _HUBS.get(key)
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        hub = PollHub(self)
+        _HUBS[key] = (loop, hub)
+        return hub
 
     async def cancel(self, task_id: str) -> bool:
         """Best effort: the official client has no cancel call; the emulator honours this one."""

@@ -130,6 +130,12 @@ class Poller:
         self.polls = 0
         self.retries = 0
 
+    def with_sleep(self, sleep: Sleep) -> Poller:
+        """The same policy, cancel event, clock and deadline, waiting with `sleep` instead."""
+        twin = Poller(self.policy, self.cancel, clock=self.clock, sleep=sleep, rand=self.rand)
+        twin.deadline = self.deadline
+        return twin
+
     def remaining(self) -> float:
         return self.deadline - self.clock()
 
