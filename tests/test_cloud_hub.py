@@ -39,7 +39,7 @@ class FakeSource:
         self.block: asyncio.Event | None = None
 
     async def list_page(
-        self, limit: int, cursor: str | None
+        self, limit: int, cursor: str | None, wanted: set[str] | None = None
     ) -> tuple[list[TaskListItem], str | None]:
         self.calls.append((limit, cursor, time.monotonic()))
         if self.block is not None:

@@ -382,9 +382,10 @@ class HttpCloudClient:
         return items
 
     async def list_page(
-        self, limit: int, cursor: str | None = None
+        self, limit: int, cursor: str | None = None, wanted: set[str] | None = None
     ) -> tuple[list[TaskListItem], str | None]:
-        """One page of `GET {tasks}/list?limit=N&task_filter=current[&cursor=C]`, and the next cursor."""
+        """One page of `GET {tasks}/list?limit=N&task_filter=current[&cursor=C]`, and the next
+        cursor; with `wanted`, only those tasks' items are built (the poll hub's case)."""
         params: dict[str, Any] = {"limit": limit, "task_filter": "current"}
         if cursor:
             params["cursor"] = cursor
@@ -396,6 +397,8 @@ class HttpCloudClient:
         out = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            if wanted is not None and item["id"] not in wanted:
                 continue
             raw = _display_status(item)
             out.append(

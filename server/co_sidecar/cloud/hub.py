@@ -50,7 +50,7 @@ MAX_PAGES = 12
 
 class ListSource(Protocol):
     async def list_page(
-        self, limit: int, cursor: str | None
+        self, limit: int, cursor: str | None, wanted: set[str] | None = None
     ) -> tuple[list[TaskListItem], str | None]: ...
 
 
@@ -70,7 +70,7 @@ class _Waiter:
     task_id: str
     due: float
     delay: float
-    future: asyncio.Future[Observation] = field(repr=False)
+    future: asyncio.Future[tuple[Observation, float]] = field(repr=False)
 
 
 @dataclass
@@ -107,20 +107,30 @@ class PollHub:
         self._not_before = 0.0
         self._postpones = 0
         self._disabled_until = 0.0
+        self.last_round = 0.0  # when the latest round started
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def observe(self, task_id: str, delay: float) -> Observation:
+    async def observe(self, task_id: str, delay: float, since: float | None = None) -> Observation:
+        """`observe_timed` without the round's start."""
+        return (await self.observe_timed(task_id, delay, since))[0]
+
+    async def observe_timed(
+        self, task_id: str, delay: float, since: float | None = None
+    ) -> tuple[Observation, float]:
         """Wait `delay` seconds (or until a round within half an interval) for `task_id`'s status.
 
-        Cancelling the awaiting task withdraws this waiter and nobody else.
+        `since`: when the delay started, if not now; a run answered by a round passes that
+        round's start (returned with the observation), so its rounds stay in phase with the others' instead of
+        drifting by the time the round took to deliver. Cancelling the awaiting task
+        withdraws this waiter and nobody else.
         """
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(
-            task_id, self.clock() + max(delay, 0.0), max(delay, 0.0), loop.create_future()
-        )
+        delay = max(delay, 0.0)
+        start = self.clock() if since is None else since
+        waiter = _Waiter(task_id, start + delay, delay, loop.create_future())
         self._waiters.append(waiter)
         self._wake.set()
         if self._runner is None or self._runner.done():
@@ -151,6 +161,7 @@ class PollHub:
 
     async def _round(self, batch: list[_Waiter]) -> None:
         self.stats.rounds += 1
+        self.last_round = self.clock()
         wanted = {w.task_id for w in batch}
         if self.clock() < self._disabled_until:
             self._deliver(batch, {}, Unlisted("list_disabled"))
@@ -184,6 +195,7 @@ class PollHub:
     def _deliver(
         self, batch: list[_Waiter], found: dict[str, TaskListItem], otherwise: Unlisted
     ) -> None:
+        started = self.last_round
         for waiter in batch:
             if waiter.future.done():
                 continue
@@ -191,10 +203,10 @@ class PollHub:
             self.stats.served += 1
             if item is None:
                 self.stats.fallbacks += 1
-                waiter.future.set_result(otherwise)
+                waiter.future.set_result((otherwise, started))
             else:
                 self.stats.listed += 1
-                waiter.future.set_result(item)
+                waiter.future.set_result((item, started))
 
     async def _list(self, wanted: set[str]) -> dict[str, TaskListItem]:
         """Page through the current tasks until every wanted id is seen (or the pages run out)."""
@@ -204,7 +216,7 @@ class PollHub:
         max_pages = min(MAX_PAGES, math.ceil(len(wanted) / SAFE_PAGE_LIMIT) + 2)
         while pages < max_pages:
             try:
-                items, cursor = await self._page(cursor)
+                items, cursor = await self._page(cursor, wanted)
             except CloudProtocolError as exc:
                 if exc.http_status in (400, 422) and self.page_limit > SAFE_PAGE_LIMIT:
                     self.page_limit = SAFE_PAGE_LIMIT  # refused the page size: ask like the CLI
@@ -214,13 +226,15 @@ class PollHub:
             for item in items:
                 if item.id in wanted:
                     found[item.id] = item
-            if not cursor or not items or len(found) == len(wanted):
+            if not cursor or len(found) == len(wanted):
                 break
         return found
 
-    def _page(self, cursor: str | None) -> Awaitable[tuple[list[TaskListItem], str | None]]:
+    def _page(
+        self, cursor: str | None, wanted: set[str]
+    ) -> Awaitable[tuple[list[TaskListItem], str | None]]:
         self.stats.list_calls += 1
-        return self.source.list_page(self.page_limit, cursor)
+        return self.source.list_page(self.page_limit, cursor, wanted)
 
 
 # A run following its task through the hub still re-reads its details at least this often.
@@ -254,6 +268,7 @@ class HubFollower:
         self.last: TaskSnapshot | None = None
         self.last_details_at = clock()
         self._delay: float | None = None
+        self._since: float | None = None  # start of the round that last answered from the list
         self.listed = 0
         self.detailed = 0
 
@@ -262,8 +277,9 @@ class HubFollower:
 
     async def fetch(self) -> TaskSnapshot:
         delay, self._delay = self._delay, None
+        since, self._since = self._since, None
         if delay is not None:
-            seen = await self.hub.observe(self.task_id, delay)
+            seen, round_started = await self.hub.observe_timed(self.task_id, delay, since)
             if (
                 isinstance(seen, TaskListItem)
                 and seen.status
@@ -271,6 +287,7 @@ class HubFollower:
                 and self.clock() - self.last_details_at < REFRESH_DETAILS_S
             ):
                 self.listed += 1
+                self._since = round_started
                 return self._from_list(seen)
         snap = await self.details()
         self.detailed += 1
