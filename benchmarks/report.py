@@ -118,6 +118,9 @@ def _polling_section(p: dict[str, Any], notes: dict[str, str]) -> list[str]:
             lists=h["marginal"]["requests"].get("list", 0),
             extra=h["marginal"]["extra_polls"],
             target=c["marginal"]["self_ms"] / 20,
+            list_share=h["marginal"]["requests"].get("list", 0)
+            * f["http_get_ms"]
+            / max(h["marginal"]["extra_polls"], 1),
         ),
     ]
 
