@@ -28,40 +28,13 @@ from typing import Any
 from co_sidecar.cloud import emulator as emu_mod
 
 
-class Handler(emu_mod._Handler):
-    """The emulator's task routes plus the environment listing `codex cloud` may ask for."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        path = self.path.split("?", 1)[0]
-        if path.startswith("/backend-api/wham/environments"):
-            self._record()
-            envs = [{"id": "env-emulated", "label": "emulated", "is_pinned": True, "repo_map": {}}]
-            self._send(200, envs)
-            return
-        if path == "/backend-api/wham/tasks/list" and self.emulator.token is not None:
-            # The emulator's list items lack `archived` and `has_unread_turn`, which codex
-            # 0.169 requires ("Decode error ... missing field `archived`"): add them until
-            # the emulator does.
-            self._record()
-            if not self._authorized():
-                self._error(401, "invalid bearer token")
-                return
-            body = self.emulator.list_body(20)
-            for item in body.get("items", []):
-                item.setdefault("archived", False)
-                item.setdefault("has_unread_turn", False)
-            self._send(200, body)
-            return
-        super().do_GET()
-
-
 def main(argv: list[str]) -> int:
     workdir, repo, token = Path(argv[0]), Path(argv[1]), argv[2]
     subprocess.run(["mount", "--bind", str(workdir / "hosts"), "/etc/hosts"], check=True)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     faults = argv[3] if len(argv) > 3 else None
     emulator = emu_mod.Emulator(repo, host="127.0.0.1", port=443, token=token, faults=faults)
-    handler = type("Handler", (Handler,), {"emulator": emulator})
+    handler = type("Handler", (emu_mod._Handler,), {"emulator": emulator})
     server = ThreadingHTTPServer(("127.0.0.1", 443), handler)
     server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -245,6 +245,7 @@ class Emulator:
         token: str | None = None,
         task_timeout: float = 600.0,
         hang_seconds: float = 30.0,
+        environments: list[str] | None = None,
     ):
         self.repo = Path(repo).resolve() if repo is not None else Path.cwd()
         self.host = host
@@ -254,6 +255,8 @@ class Emulator:
         self.token = token
         self.task_timeout = task_timeout
         self.hang_seconds = hang_seconds
+        # What `GET .../environments` lists: the real `codex cloud exec --env` resolves its env there.
+        self.environments = environments or ["env-emulated"]
         self.tasks: dict[str, Task] = {}
         self.requests: list[dict[str, Any]] = []  # (method, path, headers) seen, for tests
         self.lock = threading.Lock()
@@ -558,6 +561,8 @@ class Emulator:
                     "updated_at": max(x.updated_at or x.created_at for x in t.turns),
                     "task_status_display": t.status_display(),
                     "pull_requests": [],
+                    "archived": False,
+                    "has_unread_turn": False,
                 }
                 for t in tasks
             ],
@@ -566,6 +571,7 @@ class Emulator:
 
 
 _ROUTE = re.compile(r"^(?:/backend-api/wham|/wham|/api/codex)/tasks(?P<rest>/.*)?$")
+_ENVIRONMENTS = re.compile(r"^(?:/backend-api/wham|/wham|/api/codex)/environments/?$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -660,6 +666,13 @@ class _Handler(BaseHTTPRequestHandler):
             html = f"<html><body><h1>{task.title}</h1><p>{task.latest_status()}</p></body></html>"
             self._send(200, html.encode(), ctype="text/html")
             return
+        if _ENVIRONMENTS.match(url.path):
+            if not self._authorized():
+                self._error(401, "invalid bearer token")
+                return
+            envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
+            self._send(200, envs)
+            return
         match = _ROUTE.match(url.path)
         if not match:
             self._error(404, f"no route for {url.path}")
@@ -705,6 +718,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         self._record()
         url = urlsplit(self.path)
+        if _ENVIRONMENTS.match(url.path):
+            if not self._authorized():
+                self._error(401, "invalid bearer token")
+                return
+            envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
+            self._send(200, envs)
+            return
         match = _ROUTE.match(url.path)
         if not match:
             self._error(404, f"no route for {url.path}")
