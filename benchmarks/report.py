@@ -125,6 +125,11 @@ def _polling_section(p: dict[str, Any], notes: dict[str, str]) -> list[str]:
     ]
 
 
+def _row(lat: dict[str, Any], name: str) -> float:
+    """p99 of a latency row; NaN for rows an older saved run did not have."""
+    return float(lat["rows"].get(name, {}).get("p99_ms", float("nan")))
+
+
 def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
     """(target, figure, verdict) per target; shared by the summary and the before/after table."""
     s, lat, p, d, n = r["startup"], r["latency"], r["polling"], r["diff"], r["notify"]
@@ -136,14 +141,19 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
             _ok(lat["rows"]["co/status"]["p99_ms"] <= 5),
         ],
         [
-            f"co/list p99 ≤ 5 ms, limit 50 ({lat['runs']} runs)",
-            f"{lat['rows']['co/list (limit 50)']['p99_ms']:.2f} ms",
-            _ok(lat["rows"]["co/list (limit 50)"]["p99_ms"] <= 5),
+            f"co/list p99 ≤ 5 ms ({lat['runs']} runs, default page of 100)",
+            f"{_row(lat, 'co/list (default page)'):.2f} ms",
+            _ok(_row(lat, "co/list (default page)") <= 5),
         ],
         [
-            f"co/list p99 ≤ 5 ms, all {lat['runs']} rows",
-            f"{lat['rows']['co/list (all runs)']['p99_ms']:.2f} ms",
-            _ok(lat["rows"]["co/list (all runs)"]["p99_ms"] <= 5),
+            f"co/list p99, limit 50 ({lat['runs']} runs)",
+            f"{_row(lat, 'co/list (limit 50)'):.2f} ms",
+            _ok(_row(lat, "co/list (limit 50)") <= 5),
+        ],
+        [
+            f"co/list p99, all {lat['runs']} rows (limit 10000; beyond the target)",
+            f"{_row(lat, 'co/list (all runs)'):.2f} ms",
+            _ok(_row(lat, "co/list (all runs)") <= 5),
         ],
         ["polling: HTTP ≥ 20× less CPU/poll than CLI", _poll_figure(p), _ok(p["met_ratio"])],
         [

@@ -74,7 +74,7 @@ async def test_serve_over_tcp(repo: Path) -> None:
         assert result.server_info is not None and result.server_info.name == "co-sidecar"
         assert "co.launch" in (result.capabilities.execute_command_provider.commands or [])
         runs = await client.protocol.send_request_async("co/list", {})
-        assert runs == {"runs": []}
+        assert runs == {"runs": [], "total": 0}
         await client.shutdown_async(None)
         client.exit(None)
         await client.stop()

@@ -41,7 +41,7 @@ def errors_with_null_id(server: RpcProcess) -> list[dict[str, Any]]:
 
 def still_answers(server: RpcProcess) -> None:
     assert server.alive()
-    assert server.request("co/list", {}, timeout=10) == {"runs": []}
+    assert server.request("co/list", {}, timeout=10) == {"runs": [], "total": 0}
 
 
 def test_requests_before_initialize_get_server_not_initialized(repo: Path) -> None:
@@ -52,7 +52,7 @@ def test_requests_before_initialize_get_server_not_initialized(repo: Path) -> No
         assert "not initialized" in early["error"]["message"]
         proc.notify("co/whatever", {})  # a notification before initialize is dropped silently
         proc.initialize(repo)
-        assert proc.request("co/list", {}, timeout=10) == {"runs": []}
+        assert proc.request("co/list", {}, timeout=10) == {"runs": [], "total": 0}
     finally:
         proc.close()
 

@@ -332,3 +332,21 @@ async def test_configuration_file_and_did_change_configuration_apply(repo: Path,
     assert state == "failed"
     m = json.loads((repo / ".co-runs" / "adhoc" / second / "manifest.json").read_text())
     assert "configured to fail" in m["failureReason"]
+
+
+async def test_list_pages_default_to_100_with_the_total(repo: Path, start_server: SessionFactory):
+    from co_sidecar.manifest import ManifestStore, RunManifest, new_run_id, utc_now
+
+    store = ManifestStore(repo / ".runs")
+    for i in range(105):
+        now = utc_now()
+        store.save(RunManifest(
+            run_id=new_run_id(), task_id="bulk", prompt=f"p{i}", workspace=str(repo), requested_mode="auto",
+            selected_mode="local", routing_reason="r", state="succeeded", created_at=now, updated_at=now,
+        ))  # fmt: skip
+    s = await start_server(repo)
+    page = await s.request("co/list", {})
+    assert len(page["runs"]) == 100 and page["total"] == 105
+    assert page["runs"][0]["prompt"] == "p104"  # newest first
+    everything = await s.request("co/list", {"limit": 1000})
+    assert len(everything["runs"]) == 105

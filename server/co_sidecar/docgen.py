@@ -172,10 +172,10 @@ def _methods() -> list[dict[str, Any]]:
         },
         {
             "method": "co/list",
-            "doc": "Runs of the workspace folders, newest first, optionally filtered.",
+            "doc": "Runs of the workspace folders, newest first, optionally filtered: a page of at most `limit` rows (default 100) and the `total` that matched.",
             "params": p.ListParams, "result": p.ListResult,
             "example": {"state": "succeeded", "limit": 20},
-            "answer": {"runs": [{"runId": RUN_ID, "taskId": "T-42", "state": "succeeded", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-11-24T10:15:00.123Z", "updatedAt": "2026-11-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}]},
+            "answer": {"runs": [{"runId": RUN_ID, "taskId": "T-42", "state": "succeeded", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-11-24T10:15:00.123Z", "updatedAt": "2026-11-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}], "total": 1},
         },
         {
             "method": "co/cancel",

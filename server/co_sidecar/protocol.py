@@ -93,10 +93,14 @@ class RunIdParams(Wire):
     run_id: str = Field(min_length=1)
 
 
+DEFAULT_LIST_LIMIT = 100
+
+
 class ListParams(Wire):
     state: RunState | None = None
     task_id: str | None = None
-    limit: int | None = Field(default=None, ge=1, le=10_000)
+    # A page, newest first: a picker never wants thousands of rows; `total` says how many matched.
+    limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
 
 
 class DiffParams(Wire):
@@ -221,6 +225,7 @@ class RunSummary(Wire):
 
 class ListResult(Wire):
     runs: list[RunSummary]
+    total: int = 0
 
 
 class RunStateResult(Wire):

@@ -37,6 +37,7 @@ from .manifest import (
     utc_now,
 )
 from .protocol import (
+    DEFAULT_LIST_LIMIT,
     FINISHED_STATES,
     ApplyParams,
     ApplyResult,
@@ -364,18 +365,21 @@ class RunManager:
         return record
 
     def list_runs(self, params: ListParams) -> dict[str, Any]:
-        """`ListResult` as wire JSON, newest first; rows are cached per record (see `summary`)."""
+        """`ListResult` as wire JSON: a page of rows, newest first (cached per record, see
+        `summary`), and the total that matched."""
+        limit = DEFAULT_LIST_LIMIT if params.limit is None else params.limit
         rows: list[dict[str, Any]] = []
+        total = 0
         for record in sorted(self.runs.values(), key=lambda r: r.manifest.run_id, reverse=True):
             m = record.manifest
             if params.state is not None and m.state != params.state:
                 continue
             if params.task_id is not None and m.task_id != params.task_id:
                 continue
-            rows.append(record.summary())
-            if params.limit is not None and len(rows) >= params.limit:
-                break
-        return {"runs": rows}
+            total += 1
+            if len(rows) < limit:
+                rows.append(record.summary())
+        return {"runs": rows, "total": total}
 
     # -- route & launch -----------------------------------------------------
     def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
