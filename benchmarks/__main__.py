@@ -24,7 +24,7 @@ FULL = {
     "latency_runs": 1000,
     "latency_requests": 500,
     "poll_runs": 200,
-    "poll_polls": 10,
+    "poll_polls": 30,
     "diff_sizes": [20, 200, 2000],
     "diff_reps": 3,
     "notify_runs": 4,

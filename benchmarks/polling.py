@@ -27,6 +27,8 @@ from .rpc import PYTHON, Client, cpu_seconds, peak_rss_mb, rss_mb, server_argv, 
 
 TARGET_RATIO = 20.0
 TARGET_RSS_MB = 150.0
+# Batches whose CPU differs by less than this fraction are within run-to-run noise here.
+NOISE_FRACTION = 0.1
 INTERVAL_S = 0.2
 
 FAKE_CODEX = r"""#!/bin/sh
@@ -345,7 +347,14 @@ async def run(runs: int, polls: int) -> dict[str, Any]:
     for key in kinds:
         measured[key]["marginal"] = _marginal(measured[key], measured[f"{key}_1"])
     # The target compares the sidecar's own CPU per poll (the fake `codex` children apart).
-    ratio = cli["marginal"]["self_ms"] / max(http["marginal"]["self_ms"], 1e-9)
+    # A difference of two batches smaller than NOISE_FRACTION of a batch's CPU is noise, not a
+    # measurement: then HTTP's per-poll cost is only bounded above, and the ratio below.
+    http_1 = measured["http_1"]
+    noise_s = NOISE_FRACTION * http_1["cpu_self_s"]
+    measurable = http["cpu_self_s"] - http_1["cpu_self_s"] > noise_s
+    bound_ms = noise_s / max(http["marginal"]["extra_polls"], 1) * 1000
+    http_ms = http["marginal"]["self_ms"] if measurable else bound_ms
+    ratio = cli["marginal"]["self_ms"] / max(http_ms, 1e-9)
     everything = (http, per_task, cli)
     return {
         "runs": runs,
@@ -359,11 +368,14 @@ async def run(runs: int, polls: int) -> dict[str, Any]:
         "cli_1": measured["cli_1"],
         "floor": floor,
         "ratio": ratio,
+        "http_measurable": measurable,
+        "http_bound_ms": bound_ms,
+        "http_ms": http_ms,
         "ratio_per_task": cli["marginal"]["self_ms"]
         / max(per_task["marginal"]["self_ms"], 1e-9),
         "ratio_batch": cli["self_ms_per_poll"] / max(http["self_ms_per_poll"], 1e-9),
         "ratio_with_children": (cli["marginal"]["self_ms"] + cli["marginal"]["children_ms"])
-        / max(http["marginal"]["self_ms"], 1e-9),
+        / max(http_ms, 1e-9),
         "met_ratio": ratio >= TARGET_RATIO,
         "met_rss": max(m["peak_rss_mb"] for m in everything) <= TARGET_RSS_MB,
         "all_succeeded": all(m["succeeded"] == runs for m in measured.values()),

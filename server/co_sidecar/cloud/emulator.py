@@ -654,6 +654,22 @@ class _Handler(BaseHTTPRequestHandler):
         return json.loads(raw or b"{}")
 
     # -- routes --------------------------------------------------------------------
+    def _authorized_or_401(self) -> bool:
+        if self._authorized():
+            return True
+        self._error(401, "invalid bearer token")
+        return False
+
+    def _task_route(self, path: str) -> list[str] | None:
+        """The path segments after `.../tasks`, or None once a 404/401 has been sent."""
+        match = _ROUTE.match(path)
+        if not match:
+            self._error(404, f"no route for {path}")
+            return None
+        if not self._authorized_or_401():
+            return None
+        return match["rest"].strip("/").split("/") if match["rest"] else []
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._record()
         url = urlsplit(self.path)
@@ -667,20 +683,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, html.encode(), ctype="text/html")
             return
         if _ENVIRONMENTS.match(url.path):
-            if not self._authorized():
-                self._error(401, "invalid bearer token")
-                return
-            envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
-            self._send(200, envs)
+            if self._authorized_or_401():
+                envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
+                self._send(200, envs)
             return
-        match = _ROUTE.match(url.path)
-        if not match:
-            self._error(404, f"no route for {url.path}")
+        rest = self._task_route(url.path)
+        if rest is None:
             return
-        if not self._authorized():
-            self._error(401, "invalid bearer token")
-            return
-        rest = (match["rest"] or "").strip("/").split("/") if match["rest"] else []
         if rest == ["list"]:
             fault = self.emulator.fault_for("list")
             if fault and self._apply_fault(fault):
@@ -718,21 +727,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         self._record()
         url = urlsplit(self.path)
-        if _ENVIRONMENTS.match(url.path):
-            if not self._authorized():
-                self._error(401, "invalid bearer token")
-                return
-            envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
-            self._send(200, envs)
+        rest = self._task_route(url.path)
+        if rest is None:
             return
-        match = _ROUTE.match(url.path)
-        if not match:
-            self._error(404, f"no route for {url.path}")
-            return
-        if not self._authorized():
-            self._error(401, "invalid bearer token")
-            return
-        rest = (match["rest"] or "").strip("/").split("/") if match["rest"] else []
         try:
             body = self._body()
         except ValueError:
