@@ -231,6 +231,15 @@ def _git(args: list[str], cwd: Path, timeout: float = 60) -> str:
     return proc.stdout.decode("utf-8", errors="replace")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (hang/delay faults, timeouts) is expected here: no traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class Emulator:
     """The task service. `start()` binds (port 0 = any free port) and serves in a thread."""
 
@@ -283,7 +292,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server = _QuietServer((self.host, self.port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="co-emulator", daemon=True
