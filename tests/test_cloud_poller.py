@@ -237,3 +237,73 @@ async def test_event_sleep_returns_early():
     started = time.monotonic()
     await event_sleep(10, cancel)
     assert time.monotonic() - started < 1
+
+
+async def test_cancel_interrupts_a_hanging_fetch_inside_poll():
+    """The fetch runs in the polling task itself; cancel still cuts it short, and the
+    abandoned fetch sees a CancelledError (its `finally` runs: e.g. a hub waiter withdrawn)."""
+    policy = PollPolicy(interval=0.01, max_interval=0.01, jitter=0, timeout=600)
+    cancel = asyncio.Event()
+    poller = Poller(policy, cancel)
+    cleaned: list[bool] = []
+    calls = 0
+
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            return "pending"
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned.append(True)
+        return "never"
+
+    asyncio.get_running_loop().call_later(0.2, cancel.set)
+    started = time.monotonic()
+    result = await poller.poll(fetch, lambda v: False)
+    assert result.kind == "cancelled" and time.monotonic() - started < 2
+    assert cleaned == [True] and result.polls == 2
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the interruption was taken back
+
+
+async def test_outside_cancellation_of_the_polling_task_propagates():
+    policy = PollPolicy(interval=0.01, max_interval=0.01, jitter=0, timeout=600)
+    poller = Poller(policy, asyncio.Event())
+
+    async def hang() -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    task = asyncio.ensure_future(poller.poll(hang, lambda v: True))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_fetch_error_passes_through_the_guard():
+    policy = PollPolicy(interval=0.01, max_interval=0.01, jitter=0, max_retries=0, timeout=600)
+    poller = Poller(policy, asyncio.Event())
+
+    async def broken() -> str:
+        raise CloudAuthError("no")
+
+    result = await poller.poll(broken, lambda v: True)
+    assert result.kind == "failed" and isinstance(result.error, CloudAuthError)
+
+
+async def test_one_cancel_watcher_per_poll_not_per_fetch():
+    """Polling creates no task per poll: the count of live tasks stays flat while it runs."""
+    policy = PollPolicy(interval=0.001, max_interval=0.001, jitter=0, timeout=600)
+    poller = Poller(policy, asyncio.Event())
+    seen: list[int] = []
+
+    async def fetch() -> int:
+        seen.append(len(asyncio.all_tasks()))
+        return len(seen)
+
+    result = await poller.poll(fetch, lambda v: v >= 20)
+    assert result.kind == "done" and result.polls == 20
+    assert max(seen) == min(seen)

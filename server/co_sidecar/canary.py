@@ -18,11 +18,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .config import Config, build_config, deep_merge, load_config
 from .manifest import CloudInfo, DiffEvidence, ManifestStore, RunManifest, new_run_id, utc_now
-from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState, RunUpdate
+from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState
 from .router import cloud_preflight
 from .runs import RunRecord
 
@@ -63,8 +63,8 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
 
     marks: dict[str, float] = {}
 
-    def on_update(update: RunUpdate) -> None:
-        if update.state == RunState.RUNNING and "create" not in marks:
+    def on_update(update: dict[str, Any]) -> None:  # a RunUpdate's wire dict
+        if update["state"] == RunState.RUNNING and "create" not in marks:
             marks["create"] = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="co-sidecar-canary-") as tmp:

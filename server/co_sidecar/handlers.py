@@ -33,7 +33,6 @@ from .protocol import (
     RouteParams,
     RunIdParams,
     RunState,
-    RunUpdate,
 )
 from .runs import EXECUTING_STATES, RunManager
 
@@ -138,25 +137,30 @@ class Handlers:
         return self._executors[mode]
 
     # -- notifications -------------------------------------------------------
-    def send_run_update(self, update: RunUpdate) -> None:
+    def send_run_update(self, update: dict[str, Any]) -> None:
+        """`update`: a `RunUpdate` as its wire dict (see `RunRecord.emit`)."""
         # $/progress first: a client that reacts to the runUpdate has already seen the progress end.
         self.report_progress(update)
-        self.ls.protocol.notify("co/runUpdate", update.wire())
+        self.ls.send_notification("co/runUpdate", update)
 
-    def report_progress(self, update: RunUpdate) -> None:
-        token = self.run_tokens.get(update.run_id)
+    def report_progress(self, update: dict[str, Any]) -> None:
+        token = self.run_tokens.get(update["runId"])
         if token is None:
             return
-        text = update.message.splitlines()[-1] if update.message else update.state.value
-        if update.state in FINISHED_STATES:
-            self.run_tokens.pop(update.run_id, None)
+        message, state = update["message"], RunState(update["state"])
+        text = message.splitlines()[-1] if message else state.value
+        if state in FINISHED_STATES:
+            self.run_tokens.pop(update["runId"], None)
             self.progress_tokens.pop(token, None)
             self.ls.work_done_progress.end(
-                token, types.WorkDoneProgressEnd(message=f"{update.state.value}: {text}")
+                token, types.WorkDoneProgressEnd(message=f"{state.value}: {text}")
             )
         else:
-            self.ls.work_done_progress.report(
-                token, types.WorkDoneProgressReport(message=f"{update.state.value}: {text}")
+            # What `work_done_progress.report(token, WorkDoneProgressReport(message=...))`
+            # sends, built directly: one goes out with every poll's heartbeat.
+            self.ls.send_notification(
+                "$/progress",
+                {"token": token, "value": {"kind": "report", "message": f"{state.value}: {text}"}},
             )
 
     async def start_progress(

@@ -1,6 +1,6 @@
 """The run lifecycle: registry, state machine, manifests, diff and explicit apply.
 
-No pygls here: the server passes in a sink for `RunUpdate`s and, for the client
+No pygls here: the server passes in a sink for `RunUpdate`s (as wire dicts) and, for the client
 apply strategy, a coroutine that sends `workspace/applyEdit`.
 """
 
@@ -52,13 +52,13 @@ from .protocol import (
     RunState,
     RunStateResult,
     RunSummary,
-    RunUpdate,
 )
 from .router import requested_cloud_branch, requested_cloud_env, route
 
 log = logging.getLogger(__name__)
 
-UpdateSink = Callable[[RunUpdate], None]
+# Takes a `RunUpdate` as its wire dict (camelCase keys, JSON values): see `RunRecord.emit`.
+UpdateSink = Callable[[dict[str, Any]], None]
 ClientApply = Callable[[dict[str, Any], str], Awaitable[tuple[bool, str | None]]]
 ExecutorFactory = Callable[[Mode], Executor]
 
@@ -140,6 +140,7 @@ class RunRecord:
     _last_output_emit: float = 0.0
     _flush_handle: asyncio.TimerHandle | None = None
     _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
+    _created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
 
     def summary(self) -> dict[str, Any]:
         """This run's `co/list` row. Cached: every change to the fields it shows goes through
@@ -254,23 +255,30 @@ class RunRecord:
             self.emit(text, stream=stream)
 
     def emit(self, message: str, *, stream: Stream | None = None) -> None:
+        """Send a `co/runUpdate` to the sink. Every cloud poll sends one, so the wire dict is
+        built directly: the same keys and values as `RunUpdate(...).wire()` (a test holds
+        them to the model), without validating and dumping a model each time."""
         m = self.manifest
         cloud = m.cloud
+        created = self._created
+        if created is None or created[0] != m.created_at:
+            created = self._created = (m.created_at, _timestamp(m.created_at))
+        state = m.state
         self.sink(
-            RunUpdate(
-                run_id=m.run_id,
-                task_id=m.task_id,
-                state=m.state,
-                mode=m.selected_mode,
-                message=message,
-                attempt=None,
-                poll_count=cloud.poll_count if cloud else 0,
-                elapsed_ms=int((time.time() - _timestamp(m.created_at)) * 1000),
-                cloud_task_id=cloud.task_id if cloud else None,
-                cloud_task_url=cloud.task_url if cloud else None,
-                stream=stream,
-                error_code=m.error_code,
-            )
+            {
+                "runId": m.run_id,
+                "taskId": m.task_id,
+                "state": state.value if isinstance(state, RunState) else RunState(state).value,
+                "mode": m.selected_mode,
+                "message": message,
+                "attempt": None,
+                "pollCount": cloud.poll_count if cloud else 0,
+                "elapsedMs": int((time.time() - created[1]) * 1000),
+                "cloudTaskId": cloud.task_id if cloud else None,
+                "cloudTaskUrl": cloud.task_url if cloud else None,
+                "stream": stream,
+                "errorCode": m.error_code,
+            }
         )
 
     def finish(self, outcome: Outcome) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from . import __version__
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from .handlers import Handlers
 
 log = logging.getLogger(__name__)
+# pygls's JSON-RPC logger: `send_notification` leaves the message to pygls when it logs them.
+_PYGLS_RPC_LOG = logging.getLogger("pygls.protocol.json_rpc")
+_CONTENT_TYPE = b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n"
 
 METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor", "canary")
 
@@ -182,6 +186,29 @@ class CoSidecarServer(LanguageServer):
                 self.dispatch(value)
             except Exception:  # never let one message take the server down
                 log.exception("unable to handle message")
+
+    def send_notification(self, method: str, params: dict[str, Any]) -> None:
+        """A notification whose params are plain JSON already (a run's heartbeat, sent on every
+        poll): framed and written here, as pygls's `protocol.notify` would frame and write it,
+        without its message object, converter hook and debug formatting. Falls back to
+        `protocol.notify` whenever pygls would do more than that: no writer yet, no headers
+        (websocket), or its own logger wants the message."""
+        protocol = self.protocol
+        writer = protocol.writer
+        if writer is None or not protocol._include_headers or _PYGLS_RPC_LOG.isEnabledFor(logging.INFO):
+            protocol.notify(method, params)
+            return
+        try:
+            body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+            result = writer.write(b"Content-Length: %d\r\n%s%s" % (len(body), _CONTENT_TYPE, body))
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result)
+        except BrokenPipeError:
+            _PYGLS_RPC_LOG.exception("Error sending data. BrokenPipeError", exc_info=True)
+            raise
+        except Exception as error:  # as pygls's `_send_data` reports a failed write
+            _PYGLS_RPC_LOG.exception("Error sending data", exc_info=True)
+            self._report_server_error(error, JsonRpcInternalError)
 
     def reply_error(self, msg_id: Any, code: int, message: str) -> None:
         log.warning("JSON-RPC error %s for id %r: %s", code, msg_id, message)

@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from ..config import PollConfig
 from .client import CloudClientError
@@ -129,6 +129,7 @@ class Poller:
         self.deadline = (clock() if started_at is None else started_at) + policy.timeout
         self.polls = 0
         self.retries = 0
+        self._watcher: asyncio.Future[Any] | None = None
 
     def with_sleep(self, sleep: Sleep) -> Poller:
         """The same policy, cancel event, clock and deadline, waiting with `sleep` instead."""
@@ -140,24 +141,59 @@ class Poller:
         return self.deadline - self.clock()
 
     async def _guarded(self, fetch: Callable[[], Awaitable[T]]) -> T | Kind:
-        """Await `fetch()` but give up at once on cancel or when the overall deadline passes."""
-        task: asyncio.Task[T] = asyncio.ensure_future(fetch())
-        stopper = asyncio.ensure_future(self.cancel.wait())
+        """Await `fetch()` but give up at once on cancel or when the overall deadline passes.
+
+        The fetch runs in the caller's task (no task of its own per call): a timer for the
+        deadline and the poll's cancel watcher (`_watching`) interrupt it with `Task.cancel`,
+        and that cancellation is taken back (`uncancel`) here, as `asyncio.timeout` does;
+        a cancellation of the caller from outside still propagates.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def interrupt(_: object = None) -> None:
+            nonlocal interrupted
+            if not interrupted:
+                interrupted = True
+                task.cancel()
+
+        with self._watching() as watcher:
+            if watcher.done():
+                return "cancelled"
+            cancelling = task.cancelling()
+            timer = loop.call_later(max(self.remaining(), 0.0), interrupt)
+            watcher.add_done_callback(interrupt)
+            try:
+                value = await fetch()
+            except BaseException:
+                if not interrupted:
+                    raise  # the fetch's own error, or a cancellation from outside
+                if task.uncancel() > cancelling:
+                    raise  # cancelled from outside as well
+                # The abandoned call's outcome no longer matters.
+                return "cancelled" if self.cancel.is_set() else "timed_out"
+            finally:
+                timer.cancel()
+                watcher.remove_done_callback(interrupt)
+            if interrupted and task.uncancel() <= cancelling:
+                # Interrupted just as the fetch returned: cancel or the deadline wins, as before.
+                return "cancelled" if self.cancel.is_set() else "timed_out"
+            return value
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[asyncio.Future[Any]]:
+        """The cancel watcher of the current `poll`/`call` (one task for all its fetches)."""
+        if self._watcher is not None:
+            yield self._watcher
+            return
+        self._watcher = asyncio.ensure_future(self.cancel.wait())
         try:
-            done, _ = await asyncio.wait(
-                {task, stopper},
-                timeout=max(self.remaining(), 0.0),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            yield self._watcher
         finally:
-            stopper.cancel()
-        if task in done:
-            return task.result()  # re-raises the fetch's exception
-        task.cancel()
-        # The abandoned call's outcome no longer matters.
-        with contextlib.suppress(BaseException):
-            await task
-        return "cancelled" if self.cancel.is_set() else "timed_out"
+            self._watcher.cancel()
+            self._watcher = None
 
     async def call(
         self,
@@ -202,6 +238,17 @@ class Poller:
         first_delay: bool = True,
     ) -> PollResult[T]:
         """Poll until `done(value)`; the interval grows by `backoff` per poll up to the cap."""
+        with self._watching():
+            return await self._poll(fetch, done, on_poll, on_retry, first_delay)
+
+    async def _poll(
+        self,
+        fetch: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        on_poll: Callable[[T], None] | None,
+        on_retry: Callable[[CloudClientError, float], None] | None,
+        first_delay: bool,
+    ) -> PollResult[T]:
         step = 0
         if first_delay:
             await self.sleep(
