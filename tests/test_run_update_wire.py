@@ -107,3 +107,32 @@ def test_progress_report_is_what_pygls_would_send() -> None:
     got = _frames(fast.protocol.writer.out.getvalue())  # type: ignore[union-attr]
     want = _frames(slow.protocol.writer.out.getvalue())  # type: ignore[union-attr]
     assert got == want
+
+
+class _Stdout(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+async def test_batching_writer_writes_once_per_loop_turn_in_order() -> None:
+    import asyncio
+
+    from co_sidecar.server import BatchingWriter
+
+    out = _Stdout()
+    writer = BatchingWriter(out)
+    for n in range(5):
+        writer.write(b"%d;" % n)
+    assert out.getvalue() == b""  # not before the turn's callbacks are done
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert out.getvalue() == b"0;1;2;3;4;" and out.flushes == 1
+    writer.write(b"5;")
+    await asyncio.to_thread(writer.write, b"6;")  # off the loop: at once, after what is pending
+    assert out.getvalue() == b"0;1;2;3;4;5;6;"
+    await asyncio.sleep(0)
+    assert out.getvalue() == b"0;1;2;3;4;5;6;"

@@ -46,6 +46,53 @@ _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGN
 _BEFORE_INIT = {"initialize", "shutdown", "exit"}
 
 
+class BatchingWriter:
+    """stdout for pygls, one write per event-loop turn: messages written during a turn (a
+    poll round's 200 heartbeats and progress reports, say) go out together, in order, when the
+    turn's callbacks are done, as one write and one flush instead of one each. Off the loop (a
+    worker thread, shutdown) a write goes out at once, after whatever is pending."""
+
+    def __init__(self, stdout: BinaryIO):
+        self._stdout = stdout
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._pending.append(data)
+            if loop is None:
+                self._write_pending()
+            elif not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            try:
+                self._write_pending()
+            except (BrokenPipeError, ValueError, OSError):
+                # The client is gone (as pygls logs a failed write); the reader sees the end.
+                log.error("connection to the client is lost; dropping output", exc_info=True)
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._stdout.write(data)
+        self._stdout.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._stdout.close()
+
+
 class FramedReader:
     """Reads LSP base-protocol messages from a binary stream, tolerating broken framing.
 
@@ -156,12 +203,12 @@ class CoSidecarServer(LanguageServer):
 
     # -- transport -------------------------------------------------------------
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
-        """pygls' stdio server with our framing reader (see `FramedReader`)."""
-        from pygls.io_ import StdoutWriter
-
+        """pygls' stdio server with our framing reader (see `FramedReader`) and writer
+        (`BatchingWriter`)."""
         self._stop_event = threading.Event()
         reader = FramedReader(stdin or sys.stdin.buffer)
-        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        writer = BatchingWriter(stdout or sys.stdout.buffer)
+        self.protocol.set_writer(writer)
         try:
             asyncio.run(self._serve(reader))
         except BrokenPipeError:
@@ -169,6 +216,7 @@ class CoSidecarServer(LanguageServer):
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
+            writer.flush()  # what the last turn wrote, if the loop stopped before its flush
             self.shutdown()
 
     async def _serve(self, reader: FramedReader) -> None:

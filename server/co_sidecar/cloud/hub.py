@@ -154,8 +154,12 @@ class PollHub:
                     await asyncio.wait_for(self._wake.wait(), start - now)
                 continue  # re-plan: a waiter may have come or gone meanwhile
             slack = 0.5 * min(w.delay for w in self._waiters)
-            batch = [w for w in self._waiters if w.due <= now + slack and not w.future.done()]
-            self._waiters = [w for w in self._waiters if w not in batch and not w.future.done()]
+            batch: list[_Waiter] = []
+            keep: list[_Waiter] = []
+            for w in self._waiters:  # one pass: a round of N waiters is O(N), not O(N²)
+                if not w.future.done():
+                    (batch if w.due <= now + slack else keep).append(w)
+            self._waiters = keep
             if batch:
                 await self._round(batch)
 
