@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .rpc import Client, median, percentile, rss_mb, server_argv, server_env
+from .rpc import Client, git_repo, median, percentile, rss_mb, server_argv, server_env
 
 FLOOD = (
     "import sys, time\n"
@@ -32,19 +31,9 @@ FLOOD = (
 )
 
 
-def _git_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
-    (path / "README.md").write_text("# bench\n")
-    subprocess.run([*run, "add", "-A"], cwd=path, check=True)
-    subprocess.run([*run, "commit", "-qm", "base"], cwd=path, check=True)
-    return path
-
-
 async def run(runs: int, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="co-bench-notify-") as tmp:
-        repo = _git_repo(Path(tmp) / "ws")
+        repo = git_repo(Path(tmp) / "ws")
         options = {
             "local": {
                 "agentCommand": [sys.executable, "-c", FLOOD, str(seconds)],

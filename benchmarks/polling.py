@@ -17,13 +17,12 @@ import contextlib
 import os
 import resource
 import stat
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .rpc import PYTHON, Client, cpu_seconds, peak_rss_mb, rss_mb, server_argv, server_env
+from .rpc import PYTHON, Client, cpu_seconds, git_repo, peak_rss_mb, rss_mb, server_argv, server_env
 
 TARGET_RATIO = 20.0
 TARGET_RSS_MB = 150.0
@@ -57,16 +56,6 @@ diff)
 *) echo "unexpected: $*" >&2; exit 2 ;;
 esac
 """
-
-
-def _git_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
-    (path / "README.md").write_text("# bench\n")
-    subprocess.run([*run, "add", "-A"], cwd=path, check=True)
-    subprocess.run([*run, "commit", "-qm", "base"], cwd=path, check=True)
-    return path
 
 
 async def _start_emulator(
@@ -132,7 +121,7 @@ async def _measure(
     adapter: str, runs: int, polls: int, tmp: Path, shared: bool = True
 ) -> dict[str, Any]:
     name = adapter if adapter == "cli" or shared else f"{adapter}-per-task"
-    repo = _git_repo(tmp / f"ws-{name}")
+    repo = git_repo(tmp / f"ws-{name}")
     cloud: dict[str, Any] = {
         "envId": "bench",
         "adapter": adapter,
@@ -234,7 +223,7 @@ async def floors(tmp: Path, count: int) -> dict[str, float]:
 
     repo = tmp / "ws-floor"
     if not repo.exists():
-        _git_repo(repo)
+        git_repo(repo)
     emulator, base_url = await _start_emulator(repo, 10**9)
     try:
         async with httpx.AsyncClient() as client:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -206,6 +207,17 @@ def rss_mb(pid: int) -> float:
 
 def peak_rss_mb(pid: int) -> float:
     return status_kb(pid, "VmHWM") / 1024
+
+
+def git_repo(path: Path) -> Path:
+    """A one-commit git repository for the server to work in."""
+    path.mkdir(parents=True)
+    run = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
+    (path / "README.md").write_text("# bench\n")
+    subprocess.run([*run, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*run, "commit", "-qm", "base"], cwd=path, check=True)
+    return path
 
 
 def server_argv() -> list[str]:
