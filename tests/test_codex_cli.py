@@ -27,7 +27,7 @@ import pytest
 from co_sidecar.cloud.cli_adapter import CliCloudClient
 from co_sidecar.cloud.client import CloudNotFound
 from codex_model_server import ModelServer, Turn
-from conftest import ROOT, SessionFactory, git
+from conftest import ROOT, Session, SessionFactory, git
 
 CODEX_DIR = ROOT / "tools" / "codex"
 CODEX_BIN = CODEX_DIR / "node_modules" / ".bin"
@@ -400,10 +400,8 @@ def cloud_namespace(
         ns.requests.extend(json.loads(log.read_text()))
 
 
-async def test_real_codex_cloud_cli_against_the_emulator(
-    repo: Path, start_server: SessionFactory, cloud_namespace: CloudNamespace
-) -> None:
-    ns = cloud_namespace
+async def start_cli_cloud_server(repo: Path, start_server: SessionFactory, ns: CloudNamespace) -> Session:
+    """The sidecar with the CLI adapter running the real `codex` inside the namespace."""
     options = {
         "cloud": {
             "adapter": "cli",
@@ -412,7 +410,14 @@ async def test_real_codex_cloud_cli_against_the_emulator(
             "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
         }
     }
-    s = await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    return await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+
+
+async def test_real_codex_cloud_cli_against_the_emulator(
+    repo: Path, start_server: SessionFactory, cloud_namespace: CloudNamespace
+) -> None:
+    ns = cloud_namespace
+    s = await start_cli_cloud_server(repo, start_server, ns)
     prompt = "-add notes: from the real codex cloud CLI"
     launched = await s.request("co/launch", {"prompt": prompt, "mode": "cloud"})
     assert launched["mode"] == "cloud", launched
@@ -465,15 +470,7 @@ async def test_real_codex_cloud_cli_failed_task(
     repo: Path, start_server: SessionFactory, cloud_namespace: CloudNamespace
 ) -> None:
     ns = cloud_namespace
-    options = {
-        "cloud": {
-            "adapter": "cli",
-            "codexCommand": ns.codex_command,
-            "envId": ENV_ID,
-            "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
-        }
-    }
-    s = await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    s = await start_cli_cloud_server(repo, start_server, ns)
     run_id, state = await s.run_to_end("this task fails", mode="cloud")
     m = manifest_of(repo, run_id)
     assert state == "failed", m
