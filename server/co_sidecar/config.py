@@ -117,7 +117,8 @@ def _parse_bool(text: str) -> bool:
     return text.strip().lower() not in {"", "0", "false", "no", "off", "disabled", "never"}
 
 
-def _parse_argv(text: str) -> list[str]:
+def parse_argv(text: str) -> list[str]:
+    """An argv given as text: a JSON list of strings, or shell-style words."""
     text = text.strip()
     if text.startswith("["):
         value = json.loads(text)
@@ -133,7 +134,7 @@ def normalize_fallback(word: str) -> str:
 
 # (variable, config key, parser); the first variable found wins for a key.
 ENV_VARS: list[tuple[str, str, Callable[[str], Any]]] = [
-    ("CO_AGENT_COMMAND", "local.agentCommand", _parse_argv),
+    ("CO_AGENT_COMMAND", "local.agentCommand", parse_argv),
     ("CO_LOCAL_TIMEOUT_SECONDS", "local.timeoutSeconds", float),
     ("CO_RUNS_ROOT", "runs.root", str),
     ("CO_CLOUD_ENABLED", "cloud.enabled", _parse_bool),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -23,14 +22,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from . import __version__
+from .config import parse_argv
 from .jsonrpc import plain_converter
 
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
-
-
-def _agent_argv(text: str) -> list[str]:
-    text = text.strip()
-    return json.loads(text) if text.startswith("[") else shlex.split(text)
 
 
 def run_task(args: argparse.Namespace) -> int:
@@ -42,7 +37,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
     server_cmd = shlex.split(args.server) if args.server else [sys.executable, "-m", "co_sidecar", "serve"]
     options: dict[str, Any] = {}
     if args.agent:
-        options["local"] = {"agentCommand": _agent_argv(args.agent)}
+        options["local"] = {"agentCommand": parse_argv(args.agent)}
 
     client = LanguageClient("co-sidecar-run", __version__, converter_factory=plain_converter)
     updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
