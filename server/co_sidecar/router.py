@@ -26,19 +26,21 @@ def requested_cloud_branch(params: LaunchParams, config: Config) -> str | None:
     return params.cloud.branch or config.cloud.branch
 
 
+def cloud_disabled_issue() -> Issue:
+    return Issue(
+        code="cloud_disabled",
+        message="cloud execution is turned off (cloud.enabled = false / CO_CLOUD_ENABLED=0)",
+        fix="set cloud.enabled = true to allow cloud runs",
+    )
+
+
 def cloud_preflight(
     params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
 ) -> list[Issue]:
     """Every reason a cloud run cannot start now; empty means ready. Cheap and network-free."""
     if not config.cloud.enabled:
         # The feature guard: answer without importing anything cloud-related.
-        return [
-            Issue(
-                code="cloud_disabled",
-                message="cloud execution is turned off (cloud.enabled = false / CO_CLOUD_ENABLED=0)",
-                fix="set cloud.enabled = true to allow cloud runs",
-            )
-        ]
+        return [cloud_disabled_issue()]
     from .cloud.preflight import cloud_preflight as check
 
     return check(

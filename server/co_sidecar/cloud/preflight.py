@@ -12,7 +12,6 @@ from ..config import CloudConfig, Config
 from ..protocol import Issue
 from .auth import is_loopback, load_credentials
 
-CLOUD_DISABLED = "cloud_disabled"
 CLOUD_ENV_MISSING = "cloud_env_missing"
 CLOUD_CREDENTIALS_MISSING = "cloud_credentials_missing"
 CLOUD_CLI_MISSING = "cloud_cli_missing"
@@ -58,8 +57,9 @@ def cloud_preflight(
     """Problems that would stop a cloud run, found without network calls."""
     cloud = _cloud(config)
     if not cloud.enabled:
-        return [Issue(code=CLOUD_DISABLED, message="cloud mode is disabled (cloud.enabled = false)",
-                      fix="set cloud.enabled = true")]  # fmt: skip
+        from ..router import cloud_disabled_issue  # the router answers the guard the same way
+
+        return [cloud_disabled_issue()]
     issues: list[Issue] = []
     if not (env_id or cloud.env_id):
         issues.append(
