@@ -19,6 +19,19 @@ from pytest_lsp.client import register_lsp_features
 from co_sidecar.jsonrpc import plain_converter
 
 ROOT = Path(__file__).resolve().parents[1]
+CODEX_PACKAGE = ROOT / "tests" / "codex"
+
+
+def codex_bin_dir() -> Path:
+    """Where the pinned Codex CLI (tests/codex) is installed: $CO_CODEX_BIN_DIR (./dev test
+    sets it), else the cache ./dev test installs into, keyed by the lockfile's sha256."""
+    if os.environ.get("CO_CODEX_BIN_DIR"):
+        return Path(os.environ["CO_CODEX_BIN_DIR"])
+    import hashlib
+
+    digest = hashlib.sha256((CODEX_PACKAGE / "package-lock.json").read_bytes()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "co-sidecar" / f"codex-{digest}" / "node_modules" / ".bin"
 DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
 

@@ -1,11 +1,12 @@
-"""The local agent path with the REAL Codex CLI (tools/codex, pinned), offline.
+"""The local agent path with the REAL Codex CLI (tests/codex, pinned), offline.
 
 `codex` from tools/codex/node_modules is put first on PATH and `local.agentCommand` is left
 unset, so co-sidecar runs its default argv. $CODEX_HOME/config.toml points codex at a scripted
 model on loopback (tests/codex_model_server.py) that answers each model turn from a script:
 edit with apply_patch, run a shell command, fail, or stall. See docs/codex-cli.md.
 
-Skipped only when node or npm is absent; `./dev test` installs tools/codex (npm ci).
+Skipped only when node or npm is absent; `./dev test` installs tests/codex (npm ci) into
+~/.cache/co-sidecar/codex-<lockfile hash>/ (conftest.codex_bin_dir).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ import pytest
 from co_sidecar.cloud.cli_adapter import CliCloudClient
 from co_sidecar.cloud.client import CloudNotFound
 from codex_model_server import ModelServer, Turn
-from conftest import ROOT, Session, SessionFactory, git
+from conftest import CODEX_PACKAGE, Session, SessionFactory, codex_bin_dir, git
 
-CODEX_DIR = ROOT / "tools" / "codex"
-CODEX_BIN = CODEX_DIR / "node_modules" / ".bin"
-CODEX_VERSION = json.loads((CODEX_DIR / "package.json").read_text())["dependencies"][
+CODEX_BIN = codex_bin_dir()
+CODEX_VERSION = json.loads((CODEX_PACKAGE / "package.json").read_text())["dependencies"][
     "@openai/codex"
 ]
 # A model slug codex 0.169 knows, so it offers its apply_patch tool (unknown slugs get
@@ -42,7 +42,7 @@ SIDECAR_SECRET = "sidecar-cloud-token-must-not-leak"
 
 if shutil.which("node") is None or shutil.which("npm") is None:
     pytest.skip(
-        "node and npm are needed to run the real Codex CLI (tools/codex)", allow_module_level=True
+        "node and npm are needed to run the real Codex CLI (tests/codex)", allow_module_level=True
     )
 
 
@@ -52,13 +52,13 @@ def codex_bin() -> Path:
     if not codex.exists():
         pytest.fail(
             f"the pinned Codex CLI is not installed: {codex} is missing. "
-            "Run ./dev test (it installs it), or: cd tools/codex && npm ci"
+            "Run ./dev test (it installs it into that cache)"
         )
     out = subprocess.run([str(codex), "--version"], capture_output=True, text=True, timeout=30)
     if out.stdout.strip() != f"codex-cli {CODEX_VERSION}":
         pytest.fail(
-            f"tools/codex has {out.stdout.strip() or out.stderr.strip()!r}, "
-            f"not the pinned {CODEX_VERSION}: cd tools/codex && rm -rf node_modules && npm ci"
+            f"{codex} is {out.stdout.strip() or out.stderr.strip()!r}, not the pinned "
+            f"{CODEX_VERSION}: remove {CODEX_BIN.parent.parent} and run ./dev test"
         )
     return codex
 

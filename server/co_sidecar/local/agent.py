@@ -14,7 +14,7 @@ from ..protocol import Issue
 from .scratch import NO_COMMITS, has_commit, repo_toplevel
 
 PROMPT_PLACEHOLDER = "{prompt}"
-# Codex CLI 0.169 (tools/codex, tests/test_codex_cli.py) rejects the `--full-auto` of older
+# Codex CLI 0.169 (tests/codex, tests/test_codex_cli.py) rejects the `--full-auto` of older
 # releases ("unexpected argument"), and a bare `codex exec` runs read-only: apply_patch is
 # refused, codex still exits 0, and the run "succeeds" with no changes. `--sandbox
 # workspace-write` is what `--full-auto` meant (exec never asks for approval) and older CLIs
