@@ -275,9 +275,22 @@ class ModeReadiness(Wire):
     issues: list[Issue] = Field(default_factory=list)
 
 
+class CodexCliInfo(Wire):
+    """The Codex CLI doctor found (`codex` on PATH, or cloud.codexCommand)."""
+
+    path: str | None = None
+    version: str | None = None  # what `codex --version` printed, e.g. "codex-cli 0.169.0"
+    signed_in: bool | None = None  # `codex login status`; None when it could not tell
+    sign_in_detail: str = ""
+    # Whether local runs use it: local.agentCommand unset and codex on PATH.
+    local_default: bool = False
+    exec_args: list[str] = Field(default_factory=list)  # the exec form for this version
+
+
 class DoctorResult(Wire):
     checks: list[DoctorCheck]
     fallback_policy: Literal["allow", "deny"]
     default_mode: Mode
     local: ModeReadiness
     cloud: ModeReadiness
+    codex: CodexCliInfo | None = None
