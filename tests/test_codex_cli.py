@@ -143,21 +143,19 @@ async def test_default_codex_exec_edits_streams_and_applies(
     repo: Path, start_server: SessionFactory, codex_bin: Path, model_server: ModelServer
 ) -> None:
     s = await start_server(repo, options={}, env=server_env())
-    launched = await s.request("co/launch", {"prompt": PROMPT, "mode": "local"})
+    launched = await s.request(
+        "co/launch", {"prompt": PROMPT, "mode": "local", "workDoneToken": "codex-run"}
+    )
     run_id = launched["runId"]
     state = await s.wait_state(run_id, timeout=20)
     m = manifest_of(repo, run_id)
     assert state == "succeeded", (m.get("failureReason"), m["executor"].get("stderrTail"))
 
-    # The default argv ran: codex exec in workspace-write, the prompt after "--".
+    # The default argv ran: codex exec --json in workspace-write, rooted in the scratch copy,
+    # the prompt after "--".
     assert m["executor"]["argv"] == [
-        "codex",
-        "exec",
-        "--sandbox",
-        "workspace-write",
-        "--",
-        "{prompt}",
-    ]
+        "codex", "exec", "--json", "--sandbox", "workspace-write", "-C", "{workdir}", "--", "{prompt}",
+    ]  # fmt: skip
     assert m["executor"]["exitCode"] == 0
 
     # codex talked to our model: turn 1 offered apply_patch and carried the prompt verbatim;
@@ -177,16 +175,47 @@ async def test_default_codex_exec_edits_streams_and_applies(
     everything = json.dumps([(r.path, r.headers, r.body) for r in model_server.requests])
     assert SIDECAR_SECRET not in everything
 
-    # codex's own output, streamed as runUpdates: its banner and tool log on stderr, the final
-    # message on stdout.
+    # codex's steps, live and in order: the edit, the command, its output, its exit, the answer.
     updates = s.updates_for(run_id)
-    stderr = output_lines(updates, "stderr")
-    assert any(line.startswith(f"OpenAI Codex v{CODEX_VERSION}") for line in stderr)
-    assert "sandbox: workspace-write [workdir, /tmp, $TMPDIR]" in stderr
-    assert "apply patch" in stderr
-    assert output_lines(updates, "stdout") == ["Done: main() returns 2."]
-    states = [u["state"] for u in updates if not u.get("stream")]
+    seen = [
+        (u["event"]["kind"], u["message"]) if u.get("event") else ("output", line)
+        for u in updates
+        if u.get("event") or u.get("stream") == "stdout"
+        for line in ([u["message"]] if u.get("event") else u["message"].split("\n"))
+    ]
+    assert [s for s in seen if s[0] != "output" or "pyenv" not in s[1]] == [
+        ("thread.started", f"codex session {m['codex']['threadId']}"),
+        ("turn.started", "codex is working"),
+        ("file_change", "editing app.py"),
+        ("file_change", "edited 1 file: app.py"),
+        ("command_execution", "$ git status --short"),
+        ("output", " M app.py"),
+        ("command_execution", "exit 0: git status --short"),
+        ("agent_message", "Done: main() returns 2."),
+        ("turn.completed", seen[-1][1]),
+    ]
+    command = next(u["event"] for u in updates if u.get("message") == "exit 0: git status --short")
+    assert (command["command"], command["exitCode"], command["status"]) == (
+        "git status --short", 0, "completed",
+    )  # fmt: skip
+    # $/progress shows the current step, in the same order.
+    reports = [r.message for r in s.client.progress_reports["codex-run"] if getattr(r, "message", None)]
+    assert "running: $ git status --short" in reports
+    assert reports.index("running: edited 1 file: app.py") < reports.index("running: $ git status --short")
+    # codex's stderr is still output (its banner-free stderr in --json mode: a stdin notice).
+    assert any("Reading additional input from stdin" in line for line in output_lines(updates, "stderr"))
+    states = [u["state"] for u in updates if not u.get("stream") and not u.get("event")]
     assert states[-1] == "succeeded" and "running" in states
+
+    # The manifest keeps what codex reported, and the whole stream beside it.
+    codex = m["codex"]
+    assert codex["cliVersion"] == f"codex-cli {CODEX_VERSION}"
+    assert codex["finalMessage"] == "Done: main() returns 2."
+    assert (codex["commandsRun"], codex["filesChanged"]) == (1, 1)
+    assert set(codex["usage"]) == {"inputTokens", "cachedInputTokens", "outputTokens", "reasoningOutputTokens"}
+    events = (repo / ".runs" / codex["eventsPath"]).read_text().splitlines()
+    assert json.loads(events[0]) == {"type": "thread.started", "thread_id": codex["threadId"]}
+    assert json.loads(events[-1])["type"] == "turn.completed"
 
     # The diff is exactly the edit the model made.
     diff = await s.request("co/diff", {"runId": run_id})
@@ -208,10 +237,12 @@ async def test_default_codex_exec_edits_streams_and_applies(
             "stream disconnected before completion: scripted model exploded",
         ),
         ([Turn.http_error(400, "scripted bad request")], "scripted bad request"),
+        # codex's own words for a 500 (request_max_retries = 0: it gives up at once).
+        ([Turn.http_error(500, "scripted internal error")], "high demand"),
     ],
     indirect=["model_server"],
 )
-async def test_failing_model_fails_the_run_with_codex_stderr(
+async def test_failing_model_fails_the_run_with_codex_message(
     repo: Path,
     start_server: SessionFactory,
     codex_bin: Path,
@@ -219,12 +250,20 @@ async def test_failing_model_fails_the_run_with_codex_stderr(
     expected: str,
 ) -> None:
     s = await start_server(repo, options={}, env=server_env())
+    started = time.monotonic()
     run_id, state = await s.run_to_end("this will fail", mode="local")
     m = manifest_of(repo, run_id)
     assert state == "failed", m
+    assert time.monotonic() - started < 15  # no retries: codex gives up at once
     assert m["executor"]["exitCode"] == 1
-    assert m["failureReason"].startswith("agent exited with code 1: ")
-    assert "ERROR: " in m["failureReason"] and expected in m["failureReason"]
+    # Codex's message from its turn.failed event, not its stderr.
+    assert m["failureReason"].startswith("codex: ") and expected in m["failureReason"], m
+    assert m["errorCode"] == "local_agent_failed"
+    final = s.updates_for(run_id)[-1]
+    assert (final["state"], final["errorCode"]) == ("failed", "local_agent_failed")
+    assert expected in final["message"]
+    turn_failed = [u for u in s.updates_for(run_id) if (u.get("event") or {}).get("kind") == "turn.failed"]
+    assert len(turn_failed) == 1 and expected in turn_failed[0]["event"]["text"]
     assert len(model_server.model_requests) == 1  # no retries configured
     assert "diff" not in m or not m["diff"]
 
@@ -285,6 +324,57 @@ async def test_cancel_stops_a_long_codex_turn(
         await asyncio.sleep(0.05)
     assert group_members(pid) == [], "codex processes outlived the cancel"
     assert manifest_of(repo, run_id)["state"] == "cancelled"
+
+
+def processes_running(marker: str) -> list[int]:
+    """Pids of live processes whose command line contains `marker`, anywhere on the machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if marker in cmdline and stat[stat.rindex(")") + 2] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+SLEEP = "sleep 37.25"  # an unusual duration: the marker of the command codex starts
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("model_server", [[Turn.shell(SLEEP)]], indirect=True)
+async def test_cancel_mid_command_leaves_no_process(
+    repo: Path, start_server: SessionFactory, codex_bin: Path, model_server: ModelServer
+) -> None:
+    s = await start_server(repo, options={}, env=server_env())
+    launched = await s.request("co/launch", {"prompt": "sleep a while", "mode": "local"})
+    run_id = launched["runId"]
+    for _ in range(300):  # wait for the step that says codex started the command
+        if any(u["message"] == f"$ {SLEEP}" for u in s.updates_for(run_id)):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail(f"no '$ {SLEEP}' step: {s.updates_for(run_id)}")
+    for _ in range(100):
+        if processes_running(SLEEP):
+            break
+        await asyncio.sleep(0.05)
+    assert processes_running(SLEEP), "codex never started the command"
+
+    result = await s.request("co/cancel", {"runId": run_id})
+    assert result["state"] == "cancelled"
+    assert await s.wait_state(run_id, timeout=10) == "cancelled"
+    pid = manifest_of(repo, run_id)["executor"]["pid"]
+    for _ in range(60):
+        if not processes_running(SLEEP) and not group_members(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert processes_running(SLEEP) == [], "the command codex started outlived the cancel"
+    assert group_members(pid) == [], "codex outlived the cancel"
 
 
 # --- codex cloud: the real CLI against the emulator, as https://chatgpt.com in a namespace ---

@@ -22,13 +22,12 @@ from co_sidecar.config import Config
 from co_sidecar.errors import PreflightFailed, WorkspaceError
 from co_sidecar.execution import Outcome, Stream
 from co_sidecar.local import (
-    DEFAULT_CODEX_ARGV,
     LocalExecutor,
     capture_patch,
     create_scratch,
     local_preflight,
+    plan_agent,
     remove_scratch,
-    resolve_agent_argv,
     sweep_scratch,
 )
 from co_sidecar.local import agent as agent_mod
@@ -135,6 +134,9 @@ class FakeContext:
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     states: list[tuple[RunState, str]] = field(default_factory=list)
     outputs: list[tuple[Stream, str]] = field(default_factory=list)
+    # Output lines and steps in the order they were reported: ("out", line) / ("step", message).
+    reports: list[tuple[str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     saves: int = 0
     patch: bytes | None = None
 
@@ -147,6 +149,12 @@ class FakeContext:
 
     def output(self, stream: Stream, line: str) -> None:
         self.outputs.append((stream, line))
+        if stream == "stdout":
+            self.reports.append(("out", line))
+
+    def step(self, message: str, event: dict[str, Any]) -> None:
+        self.reports.append(("step", message))
+        self.events.append(event)
 
     def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
         self.patch = patch
@@ -284,24 +292,80 @@ def test_sweep_removes_stale_scratches(repo: Path, scratch_root: Path) -> None:
 # --- agent argv and preflight ------------------------------------------------
 
 
-def test_resolve_agent_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_codex(bindir: Path, version: str, body: str = "") -> Path:
+    """A `codex` on PATH that answers --version with `version` and runs `body` for exec
+    (Python; `args` is its argv after the program)."""
+    bindir.mkdir(exist_ok=True)
+    fake = bindir / "codex"
+    fake.write_text(
+        f"#!{PY}\nimport json, sys, time\nargs = sys.argv[1:]\n"
+        f"if args == ['--version']:\n    print({version!r}); sys.exit(0)\n" + textwrap.dedent(body)
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_plan_agent_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     prompt = "fix it; rm -rf ~"
-    assert resolve_agent_argv(["a", "--p", "{prompt}", "x{prompt}"], prompt) == [
-        "a", "--p", prompt, "x{prompt}",
-    ]  # fmt: skip
-    assert resolve_agent_argv(["a"], prompt) == ["a"]  # prompt still in $CO_PROMPT
-    monkeypatch.setattr(agent_mod.shutil, "which", lambda name: "/usr/bin/codex")
-    assert resolve_agent_argv(None, prompt) == [
-        "codex", "exec", "--sandbox", "workspace-write", "--", prompt,
-    ]  # fmt: skip
-    assert DEFAULT_CODEX_ARGV[-1] == "{prompt}"
-    monkeypatch.setattr(agent_mod.shutil, "which", lambda name: None)
+    plan = plan_agent(Config.model_validate({"local": {"agentCommand": ["a", "--p", "{prompt}", "x{prompt}", "{workdir}"]}}).local)
+    assert plan.argv(prompt, "/scratch") == ["a", "--p", prompt, "x{prompt}", "/scratch"]
+    assert plan.output == "text" and plan.codex_version is None
+    assert plan_agent(Config.model_validate({"local": {"agentCommand": ["a"]}}).local).argv(prompt, "/s") == ["a"]  # prompt still in $CO_PROMPT
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(PreflightFailed) as info:
-        resolve_agent_argv(None, prompt)
+        plan_agent(Config().local)
     assert info.value.category == "local_agent_missing"
     assert "local.agentCommand" in info.value.message and "Codex CLI" in info.value.message
     with pytest.raises(PreflightFailed):
-        resolve_agent_argv([], prompt)
+        plan_agent(Config.model_validate({"local": {"agentCommand": []}}).local)
+
+
+@pytest.mark.parametrize(
+    ("version", "flags", "output"),
+    [
+        ("codex-cli 0.169.0", ["--json"], "codex-json"),  # the pinned CLI (tests/codex)
+        ("codex-cli 0.200.1", ["--json"], "codex-json"),  # newer than the table: current form
+        ("codex-cli 0.46.0", ["--json"], "codex-json"),
+        ("codex-cli 0.42.3", ["--experimental-json"], "codex-json"),
+        ("codex-cli 0.30.0", [], "text"),  # no event stream yet: lines stay output
+        ("something odd", ["--json"], "codex-json"),  # unparsable: current form
+    ],
+)
+def test_default_codex_form_follows_the_version_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str, flags: list[str], output: str
+) -> None:
+    fake_codex(tmp_path / "bin", version)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    plan = plan_agent(Config().local)
+    assert plan.template == [
+        "codex", "exec", *flags, "--sandbox", "workspace-write", "-C", "{workdir}", "--", "{prompt}",
+    ]  # fmt: skip
+    assert plan.output == output
+    assert plan.codex_version == (version if version[0] == "c" else version)
+    # local.codex shapes the default; local.output overrides the choice.
+    shaped = Config.model_validate(
+        {"local": {"output": "text", "codex": {"model": "gpt-x", "profile": "fast", "sandbox": "read-only", "extraArgs": ["-c", "k=v"]}}}
+    ).local
+    plan = plan_agent(shaped)
+    assert plan.template == [
+        "codex", "exec", *flags, "--sandbox", "read-only", "-C", "{workdir}",
+        "--model", "gpt-x", "--profile", "fast", "-c", "k=v", "--", "{prompt}",
+    ]  # fmt: skip
+    assert plan.output == "text"
+
+
+def test_configured_codex_with_json_is_read_as_events(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_codex(tmp_path / "bin", "codex-cli 0.169.0")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    local = Config.model_validate({"local": {"agentCommand": ["codex", "exec", "--json", "{prompt}"]}}).local
+    plan = plan_agent(local)
+    assert (plan.output, plan.codex_version) == ("codex-json", "codex-cli 0.169.0")
+    local = Config.model_validate({"local": {"agentCommand": ["codex", "exec", "{prompt}"]}}).local
+    assert plan_agent(local).output == "text"
+    local = Config.model_validate({"local": {"agentCommand": ["my-agent"], "output": "codex-json"}}).local
+    assert plan_agent(local).output == "codex-json"
 
 
 def test_local_preflight(repo: Path, tmp_path: Path) -> None:
@@ -594,25 +658,101 @@ async def test_escaped_daemon_holding_pipes_does_not_hang(
             os.kill(int(pidfile.read_text()), 9)
 
 
-async def test_default_codex_argv_end_to_end(
+CODEX_EVENTS_BODY = """
+import json, pathlib, sys, os
+json.dump(args, open(os.environ["SEEN"], "w"))
+def emit(**event): print(json.dumps(event), flush=True)
+workdir = args[args.index("-C") + 1]
+emit(type="thread.started", thread_id="th-1")
+emit(type="turn.started")
+print("a line that is not an event", flush=True)
+emit(type="item.started", item={"id": "i0", "type": "command_execution", "command": "/bin/bash -lc 'ls -1'", "aggregated_output": "", "exit_code": None, "status": "in_progress"})
+emit(type="item.completed", item={"id": "i0", "type": "command_execution", "command": "/bin/bash -lc 'ls -1'", "aggregated_output": "README.md\\nsrc\\n", "exit_code": 0, "status": "completed"})
+emit(type="item.completed", item={"id": "i1", "type": "error", "message": "Model metadata for `x` not found"})
+pathlib.Path(workdir, "NEW.md").write_text("new\\n")
+emit(type="item.completed", item={"id": "i2", "type": "file_change", "changes": [{"path": workdir + "/NEW.md", "kind": "add"}], "status": "completed"})
+emit(type="item.completed", item={"id": "i3", "type": "hologram", "status": "completed"})
+emit(type="surprise.event", detail=1)
+emit(type="item.completed", item={"id": "i4", "type": "agent_message", "text": "Added NEW.md."})
+if "fail" in args[-1]:
+    emit(type="error", message="stream disconnected")
+    emit(type="turn.failed", error={"message": "the model is unavailable"})
+    sys.exit(1)
+emit(type="turn.completed", usage={"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 30, "reasoning_output_tokens": 5})
+"""
+
+
+async def test_default_codex_events_become_steps(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     seen = tmp_path / "codex-argv.json"
-    fake = bindir / "codex"
-    fake.write_text(
-        f"#!{PY}\nimport json, sys\njson.dump(sys.argv[1:], open({str(seen)!r}, 'w'))\n"
-    )
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    fake_codex(tmp_path / "bin", "codex-cli 0.169.0", CODEX_EVENTS_BODY)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SEEN", str(seen))
+    monkeypatch.setattr(agent_mod, "AGENT_ENV_ALLOW", (*agent_mod.AGENT_ENV_ALLOW, "SEEN"))
     ctx = make_ctx(repo, tmp_path, None, prompt="-h; long prompt")
     outcome = await LocalExecutor().execute(ctx)
     assert outcome.state == RunState.SUCCEEDED, outcome
-    assert json.loads(seen.read_text()) == [
-        "exec", "--sandbox", "workspace-write", "--", "-h; long prompt",
-    ]  # fmt: skip
-    assert ctx.manifest.executor.argv == DEFAULT_CODEX_ARGV  # template, not the prompt
+    argv = json.loads(seen.read_text())
+    assert argv[:5] == ["exec", "--json", "--sandbox", "workspace-write", "-C"]
+    assert argv[6:] == ["--", "-h; long prompt"]
+    assert os.path.isabs(argv[5]) and argv[5] != str(repo)  # -C: the scratch copy
+    assert ctx.manifest.executor.argv[:7] == [
+        "codex", "exec", "--json", "--sandbox", "workspace-write", "-C", "{workdir}",
+    ]  # fmt: skip  (the template, not the prompt or the scratch path)
+
+    # Steps and output in the order codex printed them; unknown types shown, not fatal.
+    assert ctx.reports == [
+        ("step", "codex session th-1"),
+        ("step", "codex is working"),
+        ("out", "a line that is not an event"),
+        ("step", "$ ls -1"),
+        ("out", "README.md"),
+        ("out", "src"),
+        ("step", "exit 0: ls -1"),
+        ("step", "warning: Model metadata for `x` not found"),
+        ("step", "edited 1 file: NEW.md"),
+        ("step", "hologram completed"),
+        ('step', 'surprise.event: {"type": "surprise.event", "detail": 1}'),
+        ("step", "Added NEW.md."),
+        ("step", "turn completed: 120 tokens in, 30 out"),
+    ]
+    command = ctx.events[2]
+    assert command == {
+        "kind": "command_execution", "type": "item.started", "itemId": "i0", "status": "in_progress",
+        "command": "ls -1", "exitCode": None, "files": None, "text": None,
+    }  # fmt: skip
+    assert ctx.events[3]["exitCode"] == 0
+    assert ctx.events[5]["files"] == [{"path": "NEW.md", "kind": "add"}]
+
+    codex = ctx.manifest.codex
+    assert codex is not None
+    assert (codex.cli_version, codex.thread_id, codex.final_message) == ("codex-cli 0.169.0", "th-1", "Added NEW.md.")
+    assert (codex.commands_run, codex.files_changed) == (1, 1)
+    assert codex.usage.model_dump() == {"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 30, "reasoning_output_tokens": 5}
+    assert codex.warnings == ["Model metadata for `x` not found"]  # a warning, not a failure
+    events = (tmp_path / "runs" / codex.events_path).read_text().splitlines()
+    assert [json.loads(e)["type"] for e in events][:3] == ["thread.started", "turn.started", "item.started"]
+    assert len(events) == 10 and not codex.events_truncated
+    assert b"NEW.md" in (ctx.patch or b"")
+
+
+async def test_codex_turn_failed_fails_with_codex_message(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_codex(tmp_path / "bin", "codex-cli 0.169.0", CODEX_EVENTS_BODY)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SEEN", str(tmp_path / "seen.json"))
+    monkeypatch.setattr(agent_mod, "AGENT_ENV_ALLOW", (*agent_mod.AGENT_ENV_ALLOW, "SEEN"))
+    ctx = make_ctx(repo, tmp_path, None, prompt="please fail", maxOutputBytes=1024)
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome == Outcome(RunState.FAILED, "codex: the model is unavailable", "local_agent_failed")
+    assert ctx.reports[-2:] == [("step", "error: stream disconnected"), ("step", "turn failed: the model is unavailable")]
+    codex = ctx.manifest.codex
+    assert codex is not None and codex.events_truncated  # 1 KiB of events: the rest counted
+    lines = (tmp_path / "runs" / codex.events_path).read_text().splitlines()
+    assert json.loads(lines[-1])["type"] == "co.truncated"
+    assert sum(len(line) + 1 for line in lines[:-1]) <= 1024
 
 
 async def test_concurrent_runs_on_one_repo(

@@ -34,12 +34,29 @@ def doc(default: Any = None, text: str = "", **kw: Any) -> Any:
     return Field(default=default, description=text, **kw)
 
 
+class CodexLocalConfig(Section):
+    model: str | None = doc(None, "`--model` for the default Codex agent (unset: codex's own default).")
+    profile: str | None = doc(None, "`--profile` (a profile of $CODEX_HOME/config.toml) for the default Codex agent.")
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = doc(
+        "workspace-write", "`--sandbox` of the default Codex agent (read-only produces no diff)."
+    )
+    extra_args: list[str] = doc(list, "More arguments for `codex exec`, before the prompt (e.g. [\"-c\", \"model_reasoning_effort=high\"]).")
+
+
 class LocalConfig(Section):
     agent_command: list[str] | None = doc(
         None,
-        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT). '
-        "Default: codex exec --sandbox workspace-write -- {prompt} when codex is on PATH.",
+        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT), '
+        '"{workdir}" the scratch directory it runs in. Default when codex is on PATH: '
+        "codex exec --json --sandbox workspace-write -C {workdir} -- {prompt} (the form the installed "
+        "version accepts, see docs/codex.md; shaped by local.codex).",
     )
+    output: Literal["auto", "text", "codex-json"] = doc(
+        "auto",
+        "How to read the agent's stdout: codex-json parses `codex exec --json` events into steps; "
+        "text forwards lines. auto: codex-json for the default Codex agent or a codex command with --json.",
+    )
+    codex: CodexLocalConfig = doc(CodexLocalConfig, "The default Codex agent's flags.")
     timeout_seconds: float = doc(1800.0, "Kill the agent's process group after this long.", gt=0)
     keep_scratch: bool = doc(False, "Keep the scratch worktree after the run (its path is in the manifest).")
     max_concurrent: int = doc(4, "Local runs at once per workspace; more wait in state queued.", ge=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from .config import Config
 from .manifest import DiffEvidence, RunManifest
@@ -54,6 +54,9 @@ class RunContext(Protocol):
 
     def output(self, stream: Stream, line: str) -> None:
         """One line of agent output: kept in the tail, forwarded as a rate-limited runUpdate."""
+
+    def step(self, message: str, event: dict[str, Any]) -> None:
+        """One agent step (an `AgentEvent` wire dict): a runUpdate after any pending output."""
 
     def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
         """Store a patch beside the manifest; returns its evidence (path, sha256, stats)."""

@@ -64,6 +64,28 @@ class ExecutorInfo(Model):
     pid: int | None = None
 
 
+class TokenUsage(Model):
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+
+
+class CodexRunInfo(Model):
+    """What a Codex agent (`codex exec --json`) reported during a local run."""
+
+    cli_version: str | None = None  # `codex --version`, e.g. "codex-cli 0.169.0"
+    thread_id: str | None = None
+    final_message: str | None = None  # the last agent_message
+    usage: TokenUsage = Field(default_factory=TokenUsage)  # summed over the run's turns
+    commands_run: int = 0
+    files_changed: int = 0  # distinct paths of completed file changes
+    warnings: list[str] = Field(default_factory=list)  # error items (they don't fail the run)
+    # The full event stream, relative to the runs root, bounded by local.maxOutputBytes.
+    events_path: str | None = None
+    events_truncated: bool = False
+
+
 class DiffEvidence(Model):
     patch_path: str
     sha256: str
@@ -143,6 +165,7 @@ class RunManifest(Model):
     diff: DiffEvidence | None = None
     apply: ApplyOutcome | None = None
     cloud: CloudInfo | None = None
+    codex: CodexRunInfo | None = None
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -191,6 +191,29 @@ class ApplyResult(Wire):
     conflicts: list[Conflict] = Field(default_factory=list)
 
 
+class FileChange(Wire):
+    path: str  # relative to the workspace when it is inside it
+    kind: str  # "add" | "update" | "delete" (codex's words)
+
+
+class AgentEvent(Wire):
+    """One step of a Codex agent (`codex exec --json`), as `co/runUpdate.event`.
+
+    `kind` is the item type for item events (command_execution, file_change, agent_message,
+    reasoning, mcp_tool_call, web_search, todo_list, error, or any newer type as codex names
+    it) and the event type otherwise (thread.started, turn.started, turn.completed,
+    turn.failed, error). `type` is codex's event type (item.started, item.updated, ...)."""
+
+    kind: str
+    type: str
+    item_id: str | None = None
+    status: str | None = None
+    command: str | None = None
+    exit_code: int | None = None
+    files: list[FileChange] | None = None
+    text: str | None = None
+
+
 class RunUpdate(Wire):
     """The `co/runUpdate` notification."""
 
@@ -206,6 +229,9 @@ class RunUpdate(Wire):
     cloud_task_url: str | None = None
     stream: Literal["stdout", "stderr"] | None = None
     error_code: str | None = None
+    # Set when the update reports one agent step (local.output = codex-json); `message` is
+    # its one-line human form.
+    event: AgentEvent | None = None
 
 
 class RunSummary(Wire):

@@ -210,6 +210,10 @@ class RunRecord:
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(wait, self.flush_output)
 
+    def step(self, message: str, event: dict[str, Any]) -> None:
+        self.flush_output()  # output printed before this step is shown before it
+        self.emit(message, event=event)
+
     def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
         name = "patch.diff" if attempt is None else f"attempt-{attempt}.diff"
         path = self.run_dir / name
@@ -254,7 +258,9 @@ class RunRecord:
                 text = f"[{dropped} earlier lines omitted]\n{text}"
             self.emit(text, stream=stream)
 
-    def emit(self, message: str, *, stream: Stream | None = None) -> None:
+    def emit(
+        self, message: str, *, stream: Stream | None = None, event: dict[str, Any] | None = None
+    ) -> None:
         """Send a `co/runUpdate` to the sink. Every cloud poll sends one, so the wire dict is
         built directly: the same keys and values as `RunUpdate(...).wire()` (a test holds
         them to the model), without validating and dumping a model each time."""
@@ -278,6 +284,7 @@ class RunRecord:
                 "cloudTaskUrl": cloud.task_url if cloud else None,
                 "stream": stream,
                 "errorCode": m.error_code,
+                "event": event,
             }
         )
 

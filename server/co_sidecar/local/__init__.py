@@ -3,11 +3,11 @@
 from .agent import (
     AGENT_ENV_ALLOW,
     AGENT_ENV_DENY,
-    DEFAULT_CODEX_ARGV,
+    AgentPlan,
     agent_env,
-    agent_template,
+    codex_exec_argv,
     local_preflight,
-    resolve_agent_argv,
+    plan_agent,
 )
 from .executor import LocalExecutor
 from .scratch import (
@@ -22,16 +22,16 @@ from .scratch import (
 __all__ = [
     "AGENT_ENV_ALLOW",
     "AGENT_ENV_DENY",
-    "DEFAULT_CODEX_ARGV",
+    "AgentPlan",
     "LocalExecutor",
     "Scratch",
     "agent_env",
-    "agent_template",
+    "codex_exec_argv",
     "capture_patch",
     "create_scratch",
     "local_preflight",
     "remove_scratch",
-    "resolve_agent_argv",
+    "plan_agent",
     "scratch_root",
     "sweep_scratch",
 ]

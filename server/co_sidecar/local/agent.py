@@ -5,22 +5,23 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ..config import Config
+from ..codex_cli import ExecForm, cli_version, exec_form
+from ..config import CodexLocalConfig, Config, LocalConfig
 from ..errors import PreflightFailed, WorkspaceError
 from ..protocol import Issue
 from .scratch import NO_COMMITS, has_commit, repo_toplevel
 
 PROMPT_PLACEHOLDER = "{prompt}"
-# Codex CLI 0.169 (tests/codex, tests/test_codex_cli.py) rejects the `--full-auto` of older
-# releases ("unexpected argument"), and a bare `codex exec` runs read-only: apply_patch is
-# refused, codex still exits 0, and the run "succeeds" with no changes. `--sandbox
-# workspace-write` is what `--full-auto` meant (exec never asks for approval) and older CLIs
-# accept it too. `--` keeps a prompt that starts with "-" or names a subcommand ("resume",
-# "review") the prompt.
-DEFAULT_CODEX_ARGV = ["codex", "exec", "--sandbox", "workspace-write", "--", PROMPT_PLACEHOLDER]
+# The scratch directory the agent runs in (its cwd), for agents that take it as a flag.
+WORKDIR_PLACEHOLDER = "{workdir}"
+AgentOutput = Literal["text", "codex-json"]
+JSON_FLAGS = frozenset({"--json", "--experimental-json"})
 AGENT_MISSING = (
     'no local agent: set `local.agentCommand` (e.g. ["my-agent", "{prompt}"]) '
     "or install the Codex CLI (`codex` on PATH)"
@@ -31,7 +32,8 @@ AGENT_MISSING = (
 # never reach it. The agent keeps what it needs to run and to authenticate
 # itself: HOME/CODEX_HOME (codex's auth.json), CODEX_API_KEY (the API key `codex exec`
 # reads; it ignores OPENAI_API_KEY for its own auth, but a custom provider's `env_key` may
-# name it), OPENAI_BASE_URL, proxies and CA bundles. Patterns use fnmatch; add more with
+# name it), OPENAI_BASE_URL, proxies and CA bundles, and the `env_key` variables of the
+# providers in the user's $CODEX_HOME/config.toml. Patterns use fnmatch; add more with
 # `local.envAllow`.
 AGENT_ENV_ALLOW: tuple[str, ...] = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ",
@@ -47,32 +49,94 @@ AGENT_ENV_ALLOW: tuple[str, ...] = (
 AGENT_ENV_DENY = frozenset({"CODEX_CLOUD_TOKEN"})
 
 
-def agent_template(configured: list[str] | None) -> list[str]:
+def codex_exec_argv(codex: CodexLocalConfig, form: ExecForm) -> list[str]:
+    """The default agent: `codex exec` as the installed version accepts it (codex_cli.EXEC_FORMS).
+
+    Codex 0.169 (tests/codex, tests/test_codex_cli.py) rejects the `--full-auto` of older
+    releases, and a bare `codex exec` runs read-only (apply_patch is refused, codex still exits
+    0, and the run "succeeds" with no changes): `--sandbox workspace-write` is what
+    `--full-auto` meant. `-C` roots codex in the scratch copy; `--` keeps a prompt that starts
+    with "-" or names a subcommand ("resume", "review") the prompt."""
+    argv = ["codex", "exec"]
+    if form.json_flag:
+        argv.append(form.json_flag)
+    argv += ["--sandbox", codex.sandbox, "-C", WORKDIR_PLACEHOLDER]
+    if codex.model:
+        argv += ["--model", codex.model]
+    if codex.profile:
+        argv += ["--profile", codex.profile]
+    return [*argv, *codex.extra_args, "--", PROMPT_PLACEHOLDER]
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """What the local executor runs: the argv template ("{prompt}"/"{workdir}" unexpanded: the
+    manifest keeps it so), how to read its stdout, and the Codex CLI version when it is codex."""
+
+    template: list[str]
+    output: AgentOutput
+    codex_version: str | None = None
+
+    def argv(self, prompt: str, workdir: str) -> list[str]:
+        """Each exact "{prompt}" element becomes the prompt as one argument, "{workdir}" the
+        scratch directory. Never a shell string. Without a "{prompt}" element the agent still
+        gets the prompt in $CO_PROMPT."""
+        values = {PROMPT_PLACEHOLDER: prompt, WORKDIR_PLACEHOLDER: workdir}
+        return [values.get(arg, arg) for arg in self.template]
+
+
+def is_codex(program: str) -> bool:
+    return Path(program).name == "codex"
+
+
+def plan_agent(local: LocalConfig, environ: Mapping[str, str] | None = None) -> AgentPlan:
     """The configured argv, or codex's default when unset and `codex` is on PATH."""
+    configured = local.agent_command
     if configured is None:
-        if shutil.which("codex") is None:
+        found = cli_version("codex", environ)
+        if found is None:
             raise PreflightFailed(AGENT_MISSING, category="local_agent_missing")
-        return list(DEFAULT_CODEX_ARGV)
-    if not configured or not configured[0]:
+        form = exec_form(found.version)
+        template = codex_exec_argv(local.codex, form)
+        auto: AgentOutput = "codex-json" if form.json_flag else "text"
+        version = found.text or None
+    elif not configured or not configured[0]:
         raise PreflightFailed(
             '`local.agentCommand` is empty: give the agent\'s argv, e.g. ["my-agent", "{prompt}"]',
             category="local_agent_missing",
         )
-    return list(configured)
+    else:
+        template = list(configured)
+        codex = is_codex(template[0])
+        auto = "codex-json" if codex and JSON_FLAGS & set(template) else "text"
+        found = cli_version(template[0], environ) if codex else None
+        version = found.text or None if found else None
+    output = auto if local.output == "auto" else local.output
+    return AgentPlan(template, output, version)
 
 
-def resolve_agent_argv(configured: list[str] | None, prompt: str) -> list[str]:
-    """The argv to run: `configured` (or codex's default) with each exact "{prompt}" element
-    replaced by the prompt as one argument. Never a shell string. Without a "{prompt}" element
-    the agent still gets the prompt in $CO_PROMPT."""
-    return [prompt if arg == PROMPT_PLACEHOLDER else arg for arg in agent_template(configured)]
+def codex_provider_keys(environ: Mapping[str, str]) -> list[str]:
+    """The variables the user's Codex config names as provider keys (`env_key` of each
+    `[model_providers.X]` in $CODEX_HOME/config.toml): codex reads its API key from them."""
+    home = environ.get("CODEX_HOME") or os.path.join(environ.get("HOME", "~"), ".codex")
+    try:
+        with open(os.path.join(os.path.expanduser(home), "config.toml"), "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    providers = data.get("model_providers")
+    if not isinstance(providers, dict):
+        return []
+    keys = (p.get("env_key") for p in providers.values() if isinstance(p, dict))
+    return [k for k in keys if isinstance(k, str) and k]
 
 
 def agent_env(
     environ: Mapping[str, str], extra_allow: Iterable[str], extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """The agent's environment: allowlisted names from `environ`, then `extra` (CO_* values)."""
-    patterns = [*AGENT_ENV_ALLOW, *extra_allow]
+    """The agent's environment: allowlisted names from `environ` (with the provider keys the
+    user's Codex config names), then `extra` (CO_* values)."""
+    patterns = [*AGENT_ENV_ALLOW, *codex_provider_keys(environ), *extra_allow]
     env = {
         name: value
         for name, value in environ.items()
@@ -114,7 +178,7 @@ def local_preflight(config: Config, workspace: Path) -> list[Issue]:
                 Issue(code=exc.category, message=exc.message, fix="run `git init` and commit once")
             )
     try:
-        argv = resolve_agent_argv(config.local.agent_command, "")
+        argv = plan_agent(config.local).template
     except PreflightFailed as exc:
         issues.append(
             Issue(code="local_agent_missing", message=exc.message, fix="set local.agentCommand")

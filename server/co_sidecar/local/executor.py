@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CoError
-from ..execution import Outcome, RunContext, Stream
+from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
-from .agent import agent_env, agent_template, resolve_agent_argv
+from .agent import AgentPlan, agent_env, plan_agent
+from .codex_events import CodexEventReader
 from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
 
 CHUNK_BYTES = 64 * 1024
@@ -25,6 +28,7 @@ EXIT_POLL_SECONDS = 0.05
 # After the agent exits, how long to wait for its pipes to reach EOF (a straggler may hold them).
 DRAIN_SECONDS = 5.0
 FAILURE_TAIL_LINES = 20
+EVENTS_FILE = "events.jsonl"
 
 
 class Tail:
@@ -43,8 +47,8 @@ class Tail:
         return self.buf.decode("utf-8", "replace")
 
 
-async def pump(reader: asyncio.StreamReader, stream: Stream, ctx: RunContext, tail: Tail) -> None:
-    """Forward `reader` to ctx.output line by line, reading fixed-size chunks."""
+async def pump(reader: asyncio.StreamReader, on_line: Callable[[str], None], tail: Tail) -> None:
+    """Hand `reader`'s lines to `on_line`, reading fixed-size chunks."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     while chunk := await reader.read(CHUNK_BYTES):
@@ -52,13 +56,62 @@ async def pump(reader: asyncio.StreamReader, stream: Stream, ctx: RunContext, ta
         pending += decoder.decode(chunk)
         *lines, pending = pending.split("\n")
         for line in lines:
-            ctx.output(stream, line.removesuffix("\r"))
+            on_line(line.removesuffix("\r"))
         while len(pending) > MAX_LINE_CHARS:
-            ctx.output(stream, pending[:MAX_LINE_CHARS])
+            on_line(pending[:MAX_LINE_CHARS])
             pending = pending[MAX_LINE_CHARS:]
     pending += decoder.decode(b"", final=True)
     if pending:
-        ctx.output(stream, pending.removesuffix("\r"))
+        on_line(pending.removesuffix("\r"))
+
+
+class EventLog:
+    """events.jsonl beside the manifest: codex's events as they came, up to `limit` bytes; then
+    one closing line saying how many were left out."""
+
+    def __init__(self, path: Path, limit: int):
+        self.path = path
+        self.limit = limit
+        self.written = 0
+        self.dropped = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("ab")
+
+    def add(self, line: str) -> None:
+        data = line.encode("utf-8", "replace") + b"\n"
+        if self.written + len(data) > self.limit:
+            self.dropped += 1
+            return
+        self.handle.write(data)
+        self.written += len(data)
+
+    def close(self) -> None:
+        if self.dropped:
+            note = {"type": "co.truncated", "droppedEvents": self.dropped, "limitBytes": self.limit}
+            self.handle.write(json.dumps(note).encode() + b"\n")
+        self.handle.close()
+
+
+class CodexSteps:
+    """The stdout handler for `local.output = codex-json`: each event becomes a step update,
+    other lines stay agent output, and every event is kept in events.jsonl."""
+
+    def __init__(self, ctx: RunContext, reader: CodexEventReader, log: EventLog):
+        self.ctx = ctx
+        self.reader = reader
+        self.log = log
+
+    def __call__(self, line: str) -> None:
+        step = self.reader.feed(line)
+        if step is None:
+            self.ctx.output("stdout", line)
+            return
+        self.log.add(line)
+        for out in step.output:
+            self.ctx.output("stdout", out)
+        self.ctx.step(step.message, step.event.wire())
+        if step.event.kind == "thread.started":
+            self.ctx.save()  # the thread id is worth having on disk at once
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -111,12 +164,9 @@ class LocalExecutor:
         started = time.monotonic()
         scratch: Scratch | None = None
         try:
-            argv = resolve_agent_argv(ctx.config.local.agent_command, ctx.prompt)
+            plan = await asyncio.to_thread(plan_agent, ctx.config.local)
             # The manifest keeps the template: the prompt is stored once, in manifest.prompt.
-            info.argv = agent_template(ctx.config.local.agent_command)
-            # A relative program path means "relative to the workspace", not to the scratch.
-            if os.sep in argv[0] and not os.path.isabs(argv[0]):
-                argv[0] = str(Path(ctx.workspace) / argv[0])
+            info.argv = plan.template
             if ctx.cancel_event.is_set():
                 return Outcome(RunState.CANCELLED, "cancelled before the agent started")
             scratch = await asyncio.to_thread(
@@ -126,7 +176,11 @@ class LocalExecutor:
             ctx.save()
             if ctx.cancel_event.is_set():  # cancelled while the scratch was being made
                 return Outcome(RunState.CANCELLED, "cancelled before the agent started")
-            return await self._run(ctx, argv, scratch)
+            argv = plan.argv(ctx.prompt, str(scratch.cwd))
+            # A relative program path means "relative to the workspace", not to the scratch.
+            if os.sep in argv[0] and not os.path.isabs(argv[0]):
+                argv[0] = str(Path(ctx.workspace) / argv[0])
+            return await self._run(ctx, argv, scratch, plan)
         except CoError as exc:
             code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
             return Outcome(RunState.FAILED, exc.message, code)
@@ -143,7 +197,9 @@ class LocalExecutor:
         root = Path(ctx.config.runs.root)
         return root if root.is_absolute() else Path(ctx.workspace) / root
 
-    async def _run(self, ctx: RunContext, argv: list[str], scratch: Scratch) -> Outcome:
+    async def _run(
+        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan
+    ) -> Outcome:
         cfg = ctx.config.local
         info = ctx.manifest.executor
         env = agent_env(
@@ -177,10 +233,21 @@ class LocalExecutor:
         ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {proc.pid})")
 
         tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
+        on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
+        codex: CodexEventReader | None = None
+        log: EventLog | None = None
+        if plan.output == "codex-json":
+            codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
+            log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
+            codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
+            ctx.manifest.codex = codex.info
+            on_stdout = CodexSteps(ctx, codex, log)
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
-            asyncio.create_task(pump(proc.stdout, "stdout", ctx, tails["stdout"])),
-            asyncio.create_task(pump(proc.stderr, "stderr", ctx, tails["stderr"])),
+            asyncio.create_task(pump(proc.stdout, on_stdout, tails["stdout"])),
+            asyncio.create_task(
+                pump(proc.stderr, lambda line: ctx.output("stderr", line), tails["stderr"])
+            ),
         ]
         exited = asyncio.create_task(leader_exit(proc))
         cancelled = asyncio.create_task(ctx.cancel_event.wait())
@@ -221,11 +288,17 @@ class LocalExecutor:
             info.exit_code = proc.returncode
             info.stdout_tail = tails["stdout"].text()
             info.stderr_tail = tails["stderr"].text()
+            if log is not None and codex is not None:
+                log.close()
+                codex.info.events_truncated = log.dropped > 0
             ctx.save()
         if outcome is not None:
             return outcome
 
         code = proc.returncode
+        if codex is not None and codex.failure is not None:
+            # Codex's own words (turn.failed or a top-level error), not its stderr banner.
+            return Outcome(RunState.FAILED, f"codex: {codex.failure}", "local_agent_failed")
         if code != 0:
             tail = last_lines(info.stderr_tail) or last_lines(info.stdout_tail)
             if code is not None and code < 0:
