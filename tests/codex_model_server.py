@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -270,3 +271,33 @@ class ModelServer:
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+# A model slug codex 0.169 knows, so it offers its apply_patch tool (unknown slugs get
+# fallback metadata without it).
+MODEL = "gpt-5.5"
+
+
+def write_codex_config(home: Path, model: ModelServer) -> Path:
+    """`home`/config.toml ($CODEX_HOME) pointing codex at `model`.
+
+    A custom provider speaking the Responses API over plain HTTP: the built-in `openai` provider
+    tries a WebSocket first (five reconnects before it falls back). Its key comes from
+    CODEX_API_KEY, the variable `codex exec` itself reads, so the sidecar's env allowlist is
+    what's tested, not a `local.envAllow` addition. No retries: a failure fails at once.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "config.toml"
+    config.write_text(
+        f'model = "{MODEL}"\n'
+        'model_provider = "scripted"\n'
+        "\n"
+        "[model_providers.scripted]\n"
+        'name = "scripted model (tests/codex_model_server.py)"\n'
+        f'base_url = "{model.base_url}"\n'
+        'env_key = "CODEX_API_KEY"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+    )
+    return config

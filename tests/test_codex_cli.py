@@ -27,16 +27,13 @@ import pytest
 
 from co_sidecar.cloud.cli_adapter import CliCloudClient
 from co_sidecar.cloud.client import CloudNotFound
-from codex_model_server import ModelServer, Turn
+from codex_model_server import MODEL, ModelServer, Turn, write_codex_config
 from conftest import CODEX_PACKAGE, Session, SessionFactory, codex_bin_dir, git
 
 CODEX_BIN = codex_bin_dir()
 CODEX_VERSION = json.loads((CODEX_PACKAGE / "package.json").read_text())["dependencies"][
     "@openai/codex"
 ]
-# A model slug codex 0.169 knows, so it offers its apply_patch tool (unknown slugs get
-# fallback metadata without it).
-MODEL = "gpt-5.5"
 API_KEY = "sk-scripted-dummy"
 SIDECAR_SECRET = "sidecar-cloud-token-must-not-leak"
 
@@ -63,37 +60,11 @@ def codex_bin() -> Path:
     return codex
 
 
-def write_codex_config(model: ModelServer) -> Path:
-    """$CODEX_HOME/config.toml (CODEX_HOME is per test, see conftest) for the scripted model.
-
-    A custom provider speaking the Responses API over plain HTTP: the built-in `openai` provider
-    tries a WebSocket first (five reconnects before it falls back). Its key comes from
-    CODEX_API_KEY, the variable `codex exec` itself reads, so the sidecar's env allowlist is
-    what's tested, not a `local.envAllow` addition. No retries: a failure fails at once.
-    """
-    home = Path(os.environ["CODEX_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "config.toml"
-    config.write_text(
-        f'model = "{MODEL}"\n'
-        'model_provider = "scripted"\n'
-        "\n"
-        "[model_providers.scripted]\n"
-        'name = "scripted model (tests/codex_model_server.py)"\n'
-        f'base_url = "{model.base_url}"\n'
-        'env_key = "CODEX_API_KEY"\n'
-        'wire_api = "responses"\n'
-        "request_max_retries = 0\n"
-        "stream_max_retries = 0\n"
-    )
-    return config
-
-
 @pytest.fixture
 def model_server(request: pytest.FixtureRequest) -> Iterator[ModelServer]:
     turns: list[Turn] = request.param
     with ModelServer(turns) as model:
-        write_codex_config(model)
+        write_codex_config(Path(os.environ["CODEX_HOME"]), model)
         yield model
 
 

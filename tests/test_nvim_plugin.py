@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from codex_model_server import ModelServer, Turn, write_codex_config
+from conftest import codex_bin_dir
+
 HERE = Path(__file__).resolve().parent
 NVIM_DIR = HERE / "nvim"
 AGENT = NVIM_DIR / "agent.py"
@@ -90,7 +93,14 @@ def assert_untouched(repo: Path) -> None:
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 
-def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float = 45) -> dict:
+def run_nvim(
+    repo: Path,
+    body: str,
+    *,
+    setup: dict | None = None,
+    timeout: float = 45,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Run `body` (Lua, with `T` = tests/nvim/helper.lua) inside T.main in a headless Neovim."""
     if NVIM is None:
         pytest.fail(
@@ -126,6 +136,7 @@ def run_nvim(repo: Path, body: str, *, setup: dict | None = None, timeout: float
         "XDG_DATA_HOME": str(work / "xdg-data"),
         "XDG_STATE_HOME": str(work / "xdg-state"),
         "XDG_CACHE_HOME": str(work / "xdg-cache"),
+        **(env or {}),
     }
     cmd = [
         NVIM,
@@ -671,3 +682,50 @@ def test_cloud_run_against_the_emulator(repo: Path) -> None:
     assert r["server_state"] == "applied"
     assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\n"
     assert (repo / "created.txt").read_text() == "created by agent\n"
+
+
+CODEX_PATCH = """*** Begin Patch
+*** Update File: src.txt
+@@
+-line 10
++line 10 changed by codex
+*** End Patch
+"""
+
+
+def test_real_codex_steps_are_shown_live(repo: Path) -> None:
+    """The default agent is the real Codex CLI (tests/codex): its steps reach Neovim as they
+    happen, as notifications and in the run's state, before the run ends."""
+    bindir = codex_bin_dir()
+    if shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run the real Codex CLI (tests/codex)")
+    if not (bindir / "codex").exists():
+        pytest.fail(f"the pinned Codex CLI is not installed in {bindir}: run ./dev test")
+    turns = [Turn.apply_patch(CODEX_PATCH), Turn.shell("sleep 1; echo checked"), Turn.message("Changed line 10.")]
+    with ModelServer(turns) as model:
+        write_codex_config(repo.parent / "codex-home", model)
+        result = run_nvim(
+            repo,
+            """
+            local id = T.start('mode=local change line 10')
+            T.wait('the command step', function()
+              local run = T.state.runs[id]
+              return run and run.step and run.step.kind == 'command_execution'
+            end, 30000)
+            T.result.step = T.state.runs[id].step
+            T.result.state_at_step = T.state.runs[id].state
+            T.wait_state(id, 'succeeded')
+            T.result.run_id = id
+            """,
+            setup={"settings": {"local": {"timeoutSeconds": 60}}},
+            env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CODEX_API_KEY": "sk-scripted"},
+            timeout=60,
+        )
+    step = result["result"]["step"]
+    assert step["kind"] == "command_execution" and step["command"] == "sleep 1; echo checked"
+    assert result["result"]["state_at_step"] == "running"  # seen live, not after the fact
+    steps = [u["message"] for u in result["updates"] if u.get("event")]
+    assert steps[:2] == [steps[0], "codex is working"] and steps[0].startswith("codex session ")
+    assert "$ sleep 1; echo checked" in steps and "Changed line 10." in steps
+    msgs = notes(result)
+    assert any(m.endswith(": edited 1 file: src.txt") or m.endswith(": $ sleep 1; echo checked") for m in msgs), msgs

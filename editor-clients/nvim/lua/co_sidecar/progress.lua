@@ -97,7 +97,13 @@ function M.on_run_update(_, params, ctx)
     run.message = message
   end
 
-  if util.present(params.stream) then
+  if util.present(params.event) then
+    run.step = params.event
+  end
+
+  -- Agent output and agent steps (a Codex agent's commands, edits, messages) are shown the
+  -- same way: throttled, newest first.
+  if util.present(params.stream) or util.present(params.event) then
     if message and message ~= '' then
       notify_output(params.runId, message)
     end

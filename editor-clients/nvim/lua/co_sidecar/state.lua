@@ -7,7 +7,8 @@ local M = {}
 ---@field state string?
 ---@field mode string?
 ---@field prompt string?
----@field message string?       last state message or output line
+---@field message string?       last state message, output line or agent step
+---@field step table?           last agent step (co/runUpdate.event: kind, command, exitCode, ...)
 ---@field elapsedMs integer?
 ---@field updated number?       vim.uv.now() of the last update
 ---@field started_here boolean? launched from this Neovim
