@@ -201,6 +201,27 @@ async def test_default_codex_exec_edits_streams_and_applies(
 
 
 @pytest.mark.parametrize(
+    "model_server",
+    [[Turn.apply_patch(PATCH), Turn.shell("git status --short"), Turn.message("Done: main() returns 2.")]],
+    indirect=True,
+)
+def test_co_sidecar_run_prints_codex_steps_then_applies(
+    repo: Path, codex_bin: Path, model_server: ModelServer
+) -> None:
+    env = {**os.environ, **server_env(), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "co_sidecar", "run", "make main return 2", "--workspace", str(repo), "--mode", "local", "--apply"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    order = ["edited 1 file: app.py", "$ git status --short", "exit 0: git status --short", "codex: Done: main() returns 2."]
+    positions = [next(i for i, line in enumerate(lines) if line == want) for want in order]
+    assert positions == sorted(positions), proc.stdout
+    assert (repo / "app.py").read_text() == "def main():\n    return 2\n"
+
+
+@pytest.mark.parametrize(
     ("model_server", "expected"),
     [
         (

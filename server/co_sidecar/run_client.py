@@ -99,7 +99,10 @@ async def _launch_and_follow(
             polls = f" polls={update['pollCount']}" if update.get("pollCount") else ""
             status.update(f"[bold]{state}[/bold] {elapsed:.1f}s{polls}")
             message = update.get("message") or ""
-            if update.get("stream"):
+            if update.get("event"):
+                console.print(f"  {_step_markup(update['event'], message)}")
+                status.update(f"[bold]{state}[/bold] {elapsed:.1f}s  {escape(message)}")
+            elif update.get("stream"):
                 style = "dim" if update["stream"] == "stdout" else "yellow"
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
@@ -127,6 +130,23 @@ async def _launch_and_follow(
         return 0
     console.print(f"[red]not applied: {escape(result.get('failureReason') or '')}[/red]")
     return 1
+
+
+def _step_markup(event: dict[str, Any], message: str) -> str:
+    """One agent step (co/runUpdate.event) as a styled line."""
+    kind = event.get("kind")
+    text = escape(message)
+    if kind == "command_execution":
+        if event.get("type") != "item.completed":
+            return f"[cyan]{text}[/cyan]"
+        return f"[green]{text}[/green]" if event.get("exitCode") == 0 else f"[red]{text}[/red]"
+    if kind == "file_change":
+        return f"[magenta]{text}[/magenta]"
+    if kind == "agent_message":
+        return f"[bold]codex:[/bold] {text}"
+    if kind in ("error", "turn.failed") or event.get("status") == "failed":
+        return f"[yellow]{text}[/yellow]"
+    return f"[dim]{text}[/dim]"
 
 
 def _print_diff(diff: dict[str, Any], console: Console) -> None:
