@@ -3,7 +3,7 @@
 `codex` from tools/codex/node_modules is put first on PATH and `local.agentCommand` is left
 unset, so co-sidecar runs its default argv. $CODEX_HOME/config.toml points codex at a scripted
 model on loopback (tests/codex_model_server.py) that answers each model turn from a script:
-edit with apply_patch, run a shell command, fail, or stall. See docs/codex-cli.md.
+edit with apply_patch, run a shell command, fail, or stall. See docs/codex.md.
 
 Skipped only when node or npm is absent; `./dev test` installs tests/codex (npm ci) into
 ~/.cache/co-sidecar/codex-<lockfile hash>/ (conftest.codex_bin_dir).
