@@ -265,6 +265,8 @@ def _field_table(model: type[BaseModel]) -> list[str]:
             for attr in ("ge", "le", "gt", "lt", "min_length", "max_length"):
                 if getattr(meta, attr, None) is not None:
                     notes.append(f"{attr}={getattr(meta, attr)}")
+        if field.description:
+            notes.append(field.description)
         rows.append(f"| `{alias}` | {_type_name(field.annotation)} | {default} | {', '.join(notes)} |")
     return rows
 
@@ -328,8 +330,10 @@ def protocol_text() -> str:
         for model in (params, result):
             if model.__name__ != "RunManifest":
                 nested += _nested_models(model, seen)
-    update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None}
+    update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None, "event": None}
     p.RunUpdate.model_validate(update)
+    step = {**update, "mode": "local", "message": "exit 0: pytest -q", "pollCount": 0, "elapsedMs": 5230, "cloudTaskId": None, "cloudTaskUrl": None, "event": {"kind": "command_execution", "type": "item.completed", "itemId": "item_3", "status": "completed", "command": "pytest -q", "exitCode": 0, "files": None, "text": None}}
+    p.RunUpdate.model_validate(step)
     out += [
         "## Notifications (server → client)",
         "",
@@ -343,6 +347,17 @@ def protocol_text() -> str:
         "",
         "```json",
         json.dumps({"jsonrpc": "2.0", "method": "co/runUpdate", "params": update}, indent=2),
+        "```",
+        "",
+        "When the agent is Codex (`local.output` codex-json, docs/codex.md), each of its steps is a",
+        "runUpdate with `event` set and a one-line `message` (`$ <command>`, `exit 0: <command>`,",
+        "`edited 2 files: a.py, b.py`, the agent's message, `turn failed: ...`); the command's output",
+        "comes between its `$` and `exit` steps as ordinary `stream` output.",
+        "",
+        *_field_table(p.AgentEvent),
+        "",
+        "```json",
+        json.dumps({"jsonrpc": "2.0", "method": "co/runUpdate", "params": step}, indent=2),
         "```",
         "",
         "### `$/progress`",

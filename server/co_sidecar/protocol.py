@@ -204,14 +204,14 @@ class AgentEvent(Wire):
     it) and the event type otherwise (thread.started, turn.started, turn.completed,
     turn.failed, error). `type` is codex's event type (item.started, item.updated, ...)."""
 
-    kind: str
-    type: str
-    item_id: str | None = None
-    status: str | None = None
-    command: str | None = None
-    exit_code: int | None = None
-    files: list[FileChange] | None = None
-    text: str | None = None
+    kind: str = Field(description="item type (command_execution, file_change, ...) or event type")
+    type: str = Field(description="codex's event type: item.started, item.completed, turn.failed, ...")
+    item_id: str | None = Field(default=None, description="codex's item id: the same across an item's events")
+    status: str | None = Field(default=None, description="in_progress, completed, failed, declined (codex's words)")
+    command: str | None = Field(default=None, description="command_execution: the command, without codex's shell wrapper")
+    exit_code: int | None = Field(default=None, description="command_execution: its exit code once completed")
+    files: list[FileChange] | None = Field(default=None, description="file_change: the paths and how each changed")
+    text: str | None = Field(default=None, description="agent message, reasoning, warning, failure, plan or unknown event as text")
 
 
 class RunUpdate(Wire):
