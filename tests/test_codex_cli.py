@@ -260,20 +260,24 @@ async def test_failing_model_fails_the_run_with_codex_message(
     assert "diff" not in m or not m["diff"]
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of the process group `pgid` (Linux /proc)."""
-    members = []
+def live_processes() -> Iterator[tuple[int, list[str], str]]:
+    """(pid, /proc/PID/stat fields after the name, command line) of every live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield int(entry.name), fields, cmdline
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of the process group `pgid`."""
+    return [pid for pid, fields, _ in live_processes() if int(fields[2]) == pgid]
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -320,18 +324,7 @@ async def test_cancel_stops_a_long_codex_turn(
 
 def processes_running(marker: str) -> list[int]:
     """Pids of live processes whose command line contains `marker`, anywhere on the machine."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if marker in cmdline and stat[stat.rindex(")") + 2] != "Z":
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, _, cmdline in live_processes() if marker in cmdline]
 
 
 SLEEP = "sleep 37.25"  # an unusual duration: the marker of the command codex starts
