@@ -13,10 +13,11 @@ import pytest
 from co_sidecar.cloud.cli_adapter import CliCloudClient, classify_stderr, parse_exec_output
 from co_sidecar.cloud.client import CloudAuthError, CloudNotFound, CloudPreflightError
 from co_sidecar.cloud.executor import CloudExecutor
+from co_sidecar.cloud.preflight import workspace_branch
 from co_sidecar.config import Config
 from co_sidecar.manifest import CloudInfo
 from co_sidecar.protocol import RunState
-from test_cloud_support import FakeContext, make_repo
+from test_cloud_support import FakeContext, git, make_repo
 
 FAKE_CODEX = r"""#!PYTHON
 import json, os, sys
@@ -25,9 +26,29 @@ from pathlib import Path
 state = Path(os.environ["FAKE_CODEX_DIR"])
 with open(state / "argv.log", "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\n")
+with open(state / "calls.log", "a") as log:
+    log.write(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:]}) + "\n")
 mode = os.environ.get("FAKE_CODEX_MODE", "")
+if sys.argv[1:] == ["--version"]:
+    print("codex-cli 0.169.0")
+    sys.exit(0)
+if sys.argv[1:3] == ["login", "status"] and mode == "api_key":  # what 0.169 says for a key
+    print("API key configured - ***\nAuthentication is checked when you send a request.", file=sys.stderr)
+    sys.exit(0)
+if sys.argv[1:3] == ["login", "status"]:
+    print("Not logged in" if mode == "signed_out" else "Logged in using ChatGPT", file=sys.stderr)
+    sys.exit(1 if mode == "signed_out" else 0)
+# Like the real CLI: every `codex cloud` call appends to error.log in its working directory.
+with open("error.log", "a") as log:
+    log.write("startup: base_url=https://chatgpt.com/backend-api\nauth: account_id=acct-fake\n")
 if mode == "signed_out":
     print("Not signed in. Please run 'codex login' to sign in with ChatGPT, then re-run 'codex cloud'.", file=sys.stderr)
+    sys.exit(1)
+offline = state / "offline.count"  # FAKE_CODEX_OFFLINE=N: the first N calls find no network
+n_offline = int(offline.read_text()) if offline.exists() else 0
+if n_offline < int(os.environ.get("FAKE_CODEX_OFFLINE", "0")):
+    offline.write_text(str(n_offline + 1))
+    sys.stderr.write(os.environ["FAKE_CODEX_OFFLINE_TEXT"])
     sys.exit(1)
 args = sys.argv[1:]
 assert args[0] == "cloud", args
@@ -188,3 +209,181 @@ async def test_executor_cli_task_error(fake_codex, monkeypatch):
     assert outcome.state == RunState.FAILED and outcome.error_code == "cloud_task_failed"
     # "[ERROR] Fake task": the title is not the reason.
     assert "Fake task" not in outcome.message and "ended in ERROR" in outcome.message
+
+
+# --- what the real codex 0.169 prints (probed with the pinned CLI, tests/codex) ----------------
+
+WARNING = (
+    "WARNING: proceeding, even though we could not create PATH aliases: Refusing to create "
+    'helper binaries under temporary dir "/tmp" (codex_home: AbsolutePathBuf("/tmp/h"))\n'
+)
+BACKTRACE = "\nStack backtrace:\n" + "".join(f"  {i:2}: <unknown>\n" for i in range(14))
+SIGNED_OUT = (
+    WARNING + "Not signed in. Please run 'codex login' to sign in with ChatGPT, then re-run "
+    "'codex cloud'.\n"
+)
+# `codex cloud exec` with no network: the environment lookup is its first request.
+NO_NETWORK_EXEC = (
+    WARNING + "Error: error sending request for url (https://chatgpt.com/backend-api/wham/"
+    "environments)\n\nCaused by:\n    0: client error (Connect)\n    1: dns error\n"
+    "    2: failed to lookup address information: Try again\n" + BACKTRACE
+)
+NO_NETWORK_STATUS = (
+    WARNING + "Error: http error: get_task_details failed: error sending request for url "
+    "(https://chatgpt.com/backend-api/wham/tasks/task_e_x)\n" + BACKTRACE
+)
+# The create itself lost mid-request: the task may exist, so it must not be created again.
+LOST_CREATE = (
+    "Error: error sending request for url (https://chatgpt.com/backend-api/wham/tasks)\n\n"
+    "Caused by:\n    0: connection closed before message completed\n"
+)
+UNKNOWN_ENV = (
+    WARNING + "Error: environment 'nope' not found; run `codex cloud` to list available "
+    "environments\n" + BACKTRACE
+)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "what", "category", "message", "connect"),
+    [
+        (
+            SIGNED_OUT,
+            "codex cloud exec",
+            "cloud_auth",
+            "codex cloud exec: Not signed in. Please run 'codex login' to sign in with ChatGPT, "
+            "then re-run 'codex cloud'.",
+            False,
+        ),
+        (
+            NO_NETWORK_EXEC,
+            "codex cloud exec",
+            "cloud_unavailable",
+            "codex cloud exec: Error: error sending request for url (https://chatgpt.com/"
+            "backend-api/wham/environments) (caused by: failed to lookup address information: "
+            "Try again)",
+            True,
+        ),
+        (
+            NO_NETWORK_STATUS,
+            "codex cloud status",
+            "cloud_unavailable",
+            "codex cloud status: Error: http error: get_task_details failed: error sending "
+            "request for url (https://chatgpt.com/backend-api/wham/tasks/task_e_x)",
+            False,
+        ),
+        (
+            LOST_CREATE,
+            "codex cloud exec",
+            "cloud_unavailable",
+            "codex cloud exec: Error: error sending request for url (https://chatgpt.com/"
+            "backend-api/wham/tasks) (caused by: connection closed before message completed)",
+            False,
+        ),
+        (
+            UNKNOWN_ENV,
+            "codex cloud exec",
+            "cloud_preflight",
+            "codex cloud exec: Error: environment 'nope' not found; run `codex cloud` to list "
+            "available environments",
+            False,
+        ),
+    ],
+    ids=["signed-out", "no-network-exec", "no-network-status", "lost-create", "unknown-env"],
+)
+def test_classify_the_real_cli_texts(stderr, what, category, message, connect):
+    error = classify_stderr(stderr, 1, what)
+    assert error.category == category
+    assert error.message == message  # one line: no WARNING, no backtrace
+    assert bool(error.data.get("connect")) is connect
+    assert error.transient is (category == "cloud_unavailable")
+
+
+def test_a_panic_backtrace_is_trimmed_too():
+    stderr = "thread 'main' panicked at src/lib.rs:1:1:\nboom\nstack backtrace:\n   0: foo\n"
+    assert classify_stderr(stderr, 101, "codex cloud list").message == "codex cloud list: boom"
+
+
+def cli_config(**cloud: object) -> Config:
+    return Config.model_validate(
+        {
+            "cloud": {
+                "adapter": "cli",
+                "envId": "env_test",
+                "poll": {"intervalSeconds": 0.02, "maxIntervalSeconds": 0.05, "jitter": 0},
+                **cloud,
+            }
+        }
+    )
+
+
+def calls_log(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "calls.log").read_text().splitlines()]
+
+
+async def test_every_cli_call_runs_in_the_run_dir_with_the_workspace_branch(fake_codex):
+    repo = make_repo(fake_codex)
+    git(["checkout", "-q", "-b", "feature/x"], repo)
+    ctx = FakeContext(fake_codex, cli_config())
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    private = ctx.run_dir / "cli"
+    calls = [c for c in calls_log(fake_codex) if c["argv"][0] == "cloud"]
+    assert [c["argv"][1] for c in calls] == ["exec", "status", "status", "status", "diff"]
+    assert {c["cwd"] for c in calls} == {str(private)}
+    # The branch is named, as the workspace has it (the CLI would read its own cwd's).
+    assert calls[0]["argv"][:6] == ["cloud", "exec", "--env", "env_test", "--branch", "feature/x"]
+    assert ctx.manifest.cloud is not None and ctx.manifest.cloud.branch == "feature/x"
+    # The CLI's error.log (with the account id) stays in the run's directory.
+    assert "acct-fake" in (private / "error.log").read_text()
+    assert git(["status", "--porcelain", "--untracked-files=all"], repo) == ""
+
+
+async def test_a_configured_branch_wins_over_the_workspace_branch(fake_codex):
+    make_repo(fake_codex)
+    ctx = FakeContext(fake_codex, cli_config(branch="release"))
+    assert (await CloudExecutor().execute(ctx)).state == RunState.SUCCEEDED
+    exec_call = next(c for c in calls_log(fake_codex) if c["argv"][:2] == ["cloud", "exec"])
+    assert exec_call["argv"][4:6] == ["--branch", "release"]
+
+
+async def test_no_network_before_create_is_retried(fake_codex, monkeypatch):
+    make_repo(fake_codex)
+    monkeypatch.setenv("FAKE_CODEX_OFFLINE", "2")
+    monkeypatch.setenv("FAKE_CODEX_OFFLINE_TEXT", NO_NETWORK_EXEC)
+    ctx = FakeContext(fake_codex, cli_config())
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert ctx.manifest.cloud is not None and ctx.manifest.cloud.retries == 2
+    assert any("cloud_unavailable, retrying" in m for m in ctx.messages)
+
+
+async def test_a_create_lost_mid_request_is_not_repeated(fake_codex, monkeypatch):
+    make_repo(fake_codex)
+    monkeypatch.setenv("FAKE_CODEX_OFFLINE", "1")
+    monkeypatch.setenv("FAKE_CODEX_OFFLINE_TEXT", LOST_CREATE)
+    ctx = FakeContext(fake_codex, cli_config())
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.FAILED and outcome.error_code == "cloud_unavailable"
+    assert [c["argv"][1] for c in calls_log(fake_codex) if c["argv"][0] == "cloud"] == ["exec"]
+
+
+async def test_signed_out_at_create_fails_fast_with_cloud_auth(fake_codex, monkeypatch):
+    make_repo(fake_codex)
+    monkeypatch.setenv("FAKE_CODEX_MODE", "signed_out")
+    ctx = FakeContext(fake_codex, cli_config())
+    outcome = await CloudExecutor().execute(ctx)
+    assert outcome.state == RunState.FAILED and outcome.error_code == "cloud_auth"
+    assert "codex login" in outcome.message and "WARNING" not in outcome.message
+
+
+def test_workspace_branch_resolves_as_the_cli_does(tmp_path):
+    origin = make_repo(tmp_path)
+    git(["branch", "-m", "main", "trunk"], origin)
+    assert workspace_branch(origin) == "trunk"
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(origin), str(clone)], tmp_path)
+    git(["checkout", "-q", "--detach"], clone)
+    assert workspace_branch(clone) == "trunk"  # detached: origin's default branch
+    git(["checkout", "-q", "--detach"], origin)
+    assert workspace_branch(origin) == "main"  # no origin, no main or master
+    assert workspace_branch(tmp_path / "not-a-repo-dir") == "main"

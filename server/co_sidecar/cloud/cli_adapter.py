@@ -15,6 +15,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 
 from ..config import CloudConfig
@@ -71,12 +73,32 @@ def parse_exec_output(stdout: str) -> TaskRef:
     raise CloudProtocolError("`codex cloud exec` printed no task URL or id")
 
 
+_BACKTRACE = re.compile(r"^\s*stack backtrace:", re.IGNORECASE | re.MULTILINE)
+# reqwest's words for a request that never reached the server: no connection, no name.
+_NO_CONNECTION = re.compile(
+    r"client error \(connect\)|dns error|failed to lookup address|connection refused|"
+    r"tcp connect error|network (?:is )?unreachable|no route to host|name or service not known",
+    re.IGNORECASE,
+)
+_TRANSPORT = re.compile(
+    r"error sending request|client error \(|dns error|failed to lookup address|"
+    r"connection (?:refused|reset|closed|aborted)|timed out|timeout|network (?:is )?unreachable|"
+    r"no route to host|invalid peer certificate|certificate",
+    re.IGNORECASE,
+)
+# `codex cloud exec` resolves the environment (GET .../environments) before it creates.
+_ENVIRONMENTS_URL = re.compile(
+    r"error sending request for url \([^)]*/environments\)", re.IGNORECASE
+)
+
+
 def error_text(stderr: str) -> str:
     """What a failed CLI call printed about its failure, without the noise the real CLI adds
     (seen with codex 0.169, tests/test_codex_cli.py): `WARNING:` lines (e.g. "could not create
-    PATH aliases" when CODEX_HOME is under /tmp) and, when RUST_BACKTRACE is set, a
-    "Stack backtrace:" of `<unknown>` frames after the error."""
-    text = strip_ansi(stderr).split("Stack backtrace:", 1)[0]
+    PATH aliases" when CODEX_HOME is under /tmp) and the "Stack backtrace:" of `<unknown>`
+    frames anyhow prints after the error when RUST_BACKTRACE is set (a panic's lowercase
+    "stack backtrace:" alike)."""
+    text = _BACKTRACE.split(strip_ansi(stderr), 1)[0]
     lines = [line.rstrip() for line in text.splitlines()]
     return "\n".join(line for line in lines if not line.lstrip().startswith("WARNING:")).strip()
 
@@ -96,31 +118,44 @@ def error_summary(text: str) -> str:
 
 
 def classify_stderr(stderr: str, returncode: int | None, what: str) -> CloudClientError:
-    """Turn a failed CLI call into a typed error, from what it printed."""
+    """Turn a failed CLI call into a typed error, from what it printed.
+
+    The texts of the real CLI (codex 0.169): signed out, `codex cloud exec|status|list` print
+    "Not signed in. Please run 'codex login' ..." (`cloud_auth`); with no network,
+    "Error: error sending request for url (https://.../wham/environments)" and its causes
+    (client error (Connect), dns error, ...) (`cloud_unavailable`, transient; `connect` in
+    the error's data when the request provably never reached the service, so even a create
+    may be retried); an unknown `--env`, "Error: environment 'x' not found; run `codex
+    cloud` to list available environments" (`cloud_preflight`, with that text)."""
     text = error_text(stderr)
     low = text.lower()
     tail = error_summary(text)[:300] if text else f"exit status {returncode}"
     message = f"{what}: {tail}"
     if (
         "not signed in" in low
+        or "not logged in" in low
         or "codex login" in low
         or re.search(r"\b(401|403)\b|unauthori[sz]ed|forbidden", low)
     ):
         return CloudAuthError(message)
+    if _TRANSPORT.search(text) and not re.search(r"failed: [1-5]\d\d\b", low):
+        # A transport failure (no HTTP status answered): before the environment and 404
+        # checks, since its URL may name /environments and its causes say "not found".
+        connect = bool(_NO_CONNECTION.search(text) or _ENVIRONMENTS_URL.search(text))
+        return CloudUnavailable(message, data={"connect": True} if connect else None)
     if "environment" in low and (
         "not found" in low or "ambiguous" in low or "no cloud environments" in low
     ):
         return CloudPreflightError(message)
     if "attempts must be" in low or "unexpected argument" in low or "unrecognized" in low:
         return CloudPreflightError(message)
+    if returncode == 127:  # the shell's "command not found" (e.g. a launcher without node)
+        return CloudPreflightError(message)
     if re.search(r"\b429\b|rate limit|too many requests", low):
         return CloudRateLimited(message, http_status=429)
     if re.search(r"\b404\b|not found", low):
         return CloudNotFound(message)
-    # "error sending request" is how the real CLI (reqwest) reports connect and TLS failures.
-    if re.search(
-        r"\b5\d\d\b|timed out|timeout|connection|network|unavailable|dns|error sending request", low
-    ):
+    if re.search(r"\b5\d\d\b|timed out|timeout|connection|network|unavailable|dns", low):
         return CloudUnavailable(message)
     if "decode error" in low or "no task id" in low:
         return CloudProtocolError(message)
@@ -128,7 +163,12 @@ def classify_stderr(stderr: str, returncode: int | None, what: str) -> CloudClie
 
 
 class CliCloudClient:
-    """`CloudClient` over `codex cloud ...`; `command` is the configured `cloud.codexCommand`."""
+    """`CloudClient` over `codex cloud ...`; `command` is the configured `cloud.codexCommand`.
+
+    Every call runs in `cwd`, which must be private: the real CLI appends an `error.log`
+    (with the account id) to its working directory, and takes its default branch from the
+    repository there (the executor passes the run's own directory and an explicit branch).
+    Without `cwd`, a temporary directory is made on first use and removed by `aclose`."""
 
     adapter = "cli"
 
@@ -144,6 +184,14 @@ class CliCloudClient:
         self.timeout = timeout
         self.environ = dict(os.environ if environ is None else environ)
         self.cwd = cwd
+        self._own_cwd: str | None = None
+
+    def _workdir(self) -> str:
+        if self.cwd is not None:
+            return self.cwd
+        if self._own_cwd is None:
+            self._own_cwd = tempfile.mkdtemp(prefix="co-sidecar-codex-cloud-")
+        return self._own_cwd
 
     @classmethod
     def from_config(
@@ -166,7 +214,7 @@ class CliCloudClient:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.environ,
-                cwd=self.cwd,
+                cwd=self._workdir(),
             )
         except FileNotFoundError:
             raise CloudPreflightError(f"{what}: `{self.command[0]}` not found on PATH") from None
@@ -277,4 +325,6 @@ class CliCloudClient:
         return False
 
     async def aclose(self) -> None:
-        return None
+        if self._own_cwd is not None:
+            shutil.rmtree(self._own_cwd, ignore_errors=True)
+            self._own_cwd = None

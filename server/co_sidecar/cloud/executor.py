@@ -31,7 +31,7 @@ from .client import (
 )
 from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
-from .preflight import cloud_preflight, cloud_reachability
+from .preflight import cloud_preflight, cloud_reachability, workspace_branch
 
 __all__ = ["CloudExecutor", "cloud_preflight", "cloud_reachability", "make_client"]
 
@@ -47,6 +47,17 @@ def make_client(
     from .http import HttpCloudClient
 
     return HttpCloudClient.from_config(cloud, environ)
+
+
+def _private_cwd(ctx: RunContext) -> str | None:
+    """Where the CLI adapter runs `codex cloud`: `<run dir>/cli`, never the user's workspace
+    (the real CLI appends an error.log to its working directory). The runs root ignores
+    itself in git, so nothing shows in `git status`. Only the CLI adapter needs it."""
+    if ctx.config.cloud.adapter != "cli":
+        return None
+    private = ctx.run_dir / "cli"
+    private.mkdir(parents=True, exist_ok=True)
+    return str(private)
 
 
 # Unchanged polls write the manifest at most this often (each still sends a runUpdate).
@@ -91,7 +102,11 @@ class CloudExecutor:
         info.env_id = env_id
         info.branch = info.branch or cloud.branch
         info.attempts = info.attempts or 1
-        client = self._client or make_client(cloud, self._environ, str(ctx.workspace))
+        if cloud.adapter == "cli" and not info.branch:
+            # The CLI's own default is the branch of its working directory, which is private
+            # (below): name the workspace's branch, resolved as the CLI would there.
+            info.branch = await asyncio.to_thread(workspace_branch, ctx.workspace)
+        client = self._client or make_client(cloud, self._environ, _private_cwd(ctx))
         info.adapter = client.adapter
         poller = self._poller(ctx)
         started = time.monotonic()
@@ -124,7 +139,7 @@ class CloudExecutor:
             return self._fail(
                 ctx, CLOUD_PREFLIGHT, "cannot resume: the manifest has no cloud task id"
             )
-        client = self._client or make_client(ctx.config.cloud, self._environ, str(ctx.workspace))
+        client = self._client or make_client(ctx.config.cloud, self._environ, _private_cwd(ctx))
         info.adapter = info.adapter or client.adapter
         started = time.monotonic()
         try:

@@ -47,6 +47,33 @@ def branch_on_origin(workspace: Path, branch: str) -> bool | None:
         return None
 
 
+def _git(workspace: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
+            ["git", *args], cwd=workspace, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = proc.stdout.strip()
+    return out if proc.returncode == 0 and out else None
+
+
+def workspace_branch(workspace: Path) -> str:
+    """The branch a cloud task starts from when none is configured, resolved in the workspace
+    as `codex cloud exec` resolves it in its working directory: the current branch, else the
+    default branch (origin's HEAD, else a local main or master), else "main"."""
+    current = _git(workspace, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if current:
+        return current
+    remote_head = _git(workspace, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    if remote_head and "/" in remote_head:
+        return remote_head.split("/", 1)[1]
+    for name in ("main", "master"):
+        if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"):
+            return name
+    return "main"
+
+
 def cloud_preflight(
     config: Config | CloudConfig,
     workspace: Path | None,
@@ -70,12 +97,12 @@ def cloud_preflight(
             )
         )
     if cloud.adapter == "cli":
-        program = cloud.codex_command[0] if cloud.codex_command else "codex"
-        if shutil.which(program) is None:
+        command = list(cloud.codex_command) or ["codex"]
+        if shutil.which(command[0], path=(environ or {}).get("PATH")) is None:
             issues.append(
                 Issue(
                     code=CLOUD_CLI_MISSING,
-                    message=f"`{program}` not found on PATH (cloud.adapter = cli)",
+                    message=f"`{command[0]}` not found on PATH (cloud.adapter = cli)",
                     fix="install the Codex CLI, set cloud.codexCommand, or use cloud.adapter = http",
                 )
             )
