@@ -13,7 +13,7 @@ import pytest
 from co_sidecar.cloud.cli_adapter import CliCloudClient, classify_stderr, parse_exec_output
 from co_sidecar.cloud.client import CloudAuthError, CloudNotFound, CloudPreflightError
 from co_sidecar.cloud.executor import CloudExecutor
-from co_sidecar.cloud.preflight import workspace_branch
+from co_sidecar.cloud.preflight import cloud_preflight, workspace_branch
 from co_sidecar.config import Config
 from co_sidecar.manifest import CloudInfo
 from co_sidecar.protocol import RunState
@@ -387,3 +387,20 @@ def test_workspace_branch_resolves_as_the_cli_does(tmp_path):
     git(["checkout", "-q", "--detach"], origin)
     assert workspace_branch(origin) == "main"  # no origin, no main or master
     assert workspace_branch(tmp_path / "not-a-repo-dir") == "main"
+
+
+@pytest.mark.parametrize(
+    ("mode", "codes"),
+    [("", []), ("signed_out", ["cloud_auth"]), ("api_key", ["cloud_auth"])],
+)
+def test_preflight_asks_codex_login_status(fake_codex, monkeypatch, repo, mode, codes):
+    monkeypatch.setenv("FAKE_CODEX_MODE", mode)
+    environ = {**os.environ, "CODEX_HOME": str(fake_codex / f"home-{mode}")}
+    issues = cloud_preflight(cli_config(), repo, environ=environ)
+    assert [i.code for i in issues] == codes
+    if codes:
+        assert "codex login" in (issues[0].fix or "")
+        expected = "API key" if mode == "api_key" else "Not logged in"
+        assert expected in issues[0].message, issues[0].message
+    assert [c["argv"] for c in calls_log(fake_codex)] == [["login", "status"]]
+    assert calls_log(fake_codex)[0]["cwd"] != str(repo)

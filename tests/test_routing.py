@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,37 @@ def test_client_layer_accepts_nested_or_flat() -> None:
     assert client_layer({"coSidecar": {"mode": "cloud"}}) == {"mode": "cloud"}
     assert client_layer({"mode": "cloud"}) == {"mode": "cloud"}
     assert client_layer(None) == {}
+
+
+def fake_login_status(tmp_path: Path, answer: str, code: int) -> dict[str, str]:
+    """An environ whose `codex login status` prints `answer` and exits `code` (as codex 0.169)."""
+    bindir = tmp_path / f"bin-{code}"
+    bindir.mkdir()
+    script = bindir / "codex"
+    script.write_text(f"#!/bin/sh\necho {shlex.quote(answer)} >&2\nexit {code}\n")
+    script.chmod(0o755)
+    home = tmp_path / f"home-{code}"
+    home.mkdir()
+    return {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CODEX_HOME": str(home)}
+
+
+@pytest.mark.parametrize("policy", ["allow", "deny"])
+def test_cli_adapter_signed_out_is_cloud_auth(repo: Path, tmp_path: Path, policy: str) -> None:
+    environ = fake_login_status(tmp_path, "Not logged in", 1)
+    config = build_config({"cloud": {"envId": "e", "adapter": "cli", "fallback": policy}})
+    decision = route(params(mode="cloud"), config, repo, environ)
+    assert [i.code for i in decision.issues] == ["cloud_auth"]
+    assert "codex login" in (decision.issues[0].fix or "")
+    if policy == "deny":
+        assert decision.denied and decision.mode == "cloud"
+        assert "(cloud_auth) and the fallback policy is deny" in decision.reason
+    else:
+        assert decision.mode == "local" and decision.fallback is not None
+        assert "(cloud_auth); falling back to local" in decision.reason
+
+
+def test_cli_adapter_signed_in_routes_cloud(repo: Path, tmp_path: Path) -> None:
+    environ = fake_login_status(tmp_path, "Logged in using ChatGPT", 0)
+    config = build_config({"cloud": {"envId": "e", "adapter": "cli", "fallback": "deny"}})
+    decision = route(params(mode="cloud"), config, repo, environ)
+    assert decision.mode == "cloud" and not decision.issues and not decision.denied

@@ -122,6 +122,7 @@ PREFLIGHT_CODES: list[tuple[str, str]] = [
     ("cloud_env_missing", "no environment id (cloud.envId, CODEX_CLOUD_ENV_ID, metadata.cloudEnvId, or the request)"),
     ("cloud_credentials_missing", "no CODEX_CLOUD_TOKEN and no $CODEX_HOME/auth.json (not needed for a loopback emulator)"),
     ("cloud_cli_missing", "cloud.adapter = cli but the codex CLI is not on PATH"),
+    ("cloud_auth", "cloud.adapter = cli and `codex login status` says not signed in (or an API key: codex cloud needs ChatGPT)"),
     ("cloud_branch_missing", "the requested branch is not on origin"),
     ("local_agent_missing", "no agent command can run"),
     ("local_not_git_repo", "the workspace is not a git repository"),
