@@ -111,3 +111,46 @@ async def test_canary_over_json_rpc(repo: Path, start_server: SessionFactory):
     failing = await s.request("co/canary", {})
     assert failing["ok"] is False and failing["phases"][0]["name"] == "preflight"
     assert git(repo, "status", "--porcelain") == ""
+
+
+FAKE_CODEX = """#!/bin/sh
+case "$1 $2" in
+  "--version "*) echo "codex-cli 0.169.0" ;;
+  "login status") echo "Not logged in" >&2; exit 1 ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_doctor_shows_the_codex_cli(repo: Path, tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "codex").write_text(FAKE_CODEX)
+    (bindir / "codex").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CO_CLOUD_ADAPTER": "cli",
+           "CODEX_CLOUD_ENV_ID": "e"}  # fmt: skip
+    doctor = [sys.executable, "-m", "co_sidecar", "doctor", "--workspace", str(repo)]
+    out = subprocess.run([*doctor, "--format", "json"], capture_output=True, text=True, env=env, timeout=60)
+    report = json.loads(out.stdout)
+    assert report["codex"] == {
+        "path": str(bindir / "codex"),
+        "version": "codex-cli 0.169.0",
+        "signedIn": False,
+        "signInDetail": "Not logged in",
+        "localDefault": True,  # local.agentCommand unset and codex on PATH
+        "execArgs": ["exec", "--json", "--sandbox", "workspace-write"],
+    }
+    assert [i["code"] for i in report["cloud"]["issues"]] == ["cloud_auth"]
+    text = subprocess.run(doctor, capture_output=True, text=True, env=env, timeout=60).stdout
+    assert f"codex: codex-cli 0.169.0 at {bindir / 'codex'}" in text
+    assert "  sign-in: not signed in (Not logged in)" in text
+    assert "  local default agent: yes: codex exec --json --sandbox workspace-write ..." in text
+    assert "[FAIL] cloud: the Codex CLI is not signed in (`codex login status`: Not logged in)" in text
+    assert "fix: run `codex login`" in text
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_doctor_text_without_codex() -> None:
+    from co_sidecar.cli import _codex_lines
+
+    assert _codex_lines(None).startswith("codex: not found on PATH")

@@ -8,8 +8,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .protocol import CodexCliInfo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,8 +122,28 @@ def doctor(args: argparse.Namespace) -> int:
             if check.fix and not check.ok:
                 print(f"       fix: {check.fix}")
         print(f"default mode: {result.default_mode}; cloud fallback policy: {result.fallback_policy}")
+        print(_codex_lines(result.codex))
     wanted = result.cloud if args.cloud else result.local
     return 0 if wanted.ok else 1
+
+
+def _codex_lines(codex: CodexCliInfo | None) -> str:
+    if codex is None:
+        return "codex: not found on PATH (the default local agent and cloud.adapter = cli use it)"
+    signed = {True: "signed in", False: "not signed in", None: "sign-in unknown"}[codex.signed_in]
+    detail = f" ({codex.sign_in_detail})" if codex.sign_in_detail else ""
+    local = (
+        f"yes: codex {' '.join(codex.exec_args)} ..."
+        if codex.local_default
+        else "no (local.agentCommand is set, or this codex is not the one on PATH)"
+    )
+    return "\n".join(
+        [
+            f"codex: {codex.version or 'version unknown'} at {codex.path}",
+            f"  sign-in: {signed}{detail}",
+            f"  local default agent: {local}",
+        ]
+    )
 
 
 if __name__ == "__main__":

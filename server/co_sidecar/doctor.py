@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
-from .protocol import DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
+from .protocol import CodexCliInfo, DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
 from .router import cloud_preflight
+
+
+def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | None:
+    """The Codex CLI: `cloud.codexCommand` when the cloud adapter is the CLI (and it is a bare
+    program), else `codex` on PATH; its version, sign-in state, and whether local runs use it
+    by default. None when it is not installed."""
+    from .codex_cli import cli_version, exec_form, login_status
+
+    command = ["codex"]
+    if config.cloud.adapter == "cli" and config.cloud.codex_command:
+        command = list(config.cloud.codex_command)
+    program = command[0] if len(command) == 1 else "codex"  # a wrapper (nsenter ...): codex
+    found = cli_version(program, environ)
+    if found is None:
+        return None
+    status = login_status(command, environ)
+    form = exec_form(found.version)
+    sandbox = config.local.codex.sandbox
+    exec_args = ["exec", *([form.json_flag] if form.json_flag else []), "--sandbox", sandbox]
+    local_default = config.local.agent_command is None and cli_version("codex", environ) is not None
+    return CodexCliInfo(
+        path=found.path,
+        version=found.text or None,
+        signed_in=status.signed_in,
+        sign_in_detail=status.detail,
+        local_default=local_default,
+        exec_args=exec_args,
+    )
 
 
 def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
@@ -33,6 +62,8 @@ async def doctor(
             fix=None if shutil.which("git") else "install git",
         )
     ]
+    # Before the cloud preflight: its `codex login status` is then answered from the cache.
+    codex = await asyncio.to_thread(codex_info, config, environ)
     local = local_issues(config, workspace)
     probe = LaunchParams(prompt="doctor", mode="cloud")
     cloud = cloud_preflight(probe, config, workspace, environ) if workspace else []
@@ -55,4 +86,5 @@ async def doctor(
         default_mode=config.mode,
         local=ModeReadiness(ok=not local, issues=local),
         cloud=ModeReadiness(ok=not cloud, issues=cloud),
+        codex=codex,
     )
