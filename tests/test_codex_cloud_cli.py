@@ -1,0 +1,212 @@
+"""The cloud CLI adapter with the REAL Codex CLI (tests/codex, pinned): the sign-in preflight
+end to end over stdio, how the CLI's own texts are classified, and where it runs.
+
+A fresh CODEX_HOME (conftest gives each test its own) means signed out: `codex login status`
+says "Not logged in" and `codex cloud ...` "Not signed in". The namespace test runs the real
+`codex cloud` against the emulator as https://chatgpt.com (tests/codex_cloud_namespace.py).
+
+Skipped only when node or npm is absent; fails when npm exists but the CLI is not installed
+(`./dev test` installs it, conftest.codex_bin_dir).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from co_sidecar.cloud.cli_adapter import CliCloudClient
+from co_sidecar.cloud.client import CloudAuthError, CloudUnavailable
+from conftest import SessionFactory, agent_command, codex_bin_dir, git
+
+if shutil.which("node") is None or shutil.which("npm") is None:
+    pytest.skip(
+        "node and npm are needed to run the real Codex CLI (tests/codex)", allow_module_level=True
+    )
+
+import test_codex_cli as real  # noqa: E402 - after the skip: it needs the CLI too
+
+# The pinned CLI (fails the test when it is not installed) and the emulator namespace.
+codex_bin = real.codex_bin
+cloud_namespace = real.cloud_namespace
+
+CODEX_BIN = codex_bin_dir()
+SIGNED_OUT_CLOUD = (
+    "Not signed in. Please run 'codex login' to sign in with ChatGPT, then re-run 'codex cloud'."
+)
+
+
+def real_codex_env() -> dict[str, str]:
+    return {"PATH": f"{CODEX_BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def cli_options(fallback: str) -> dict[str, Any]:
+    return {
+        "local": {"agentCommand": agent_command(), "envAllow": ["DEMO_AGENT_*"]},
+        "cloud": {"adapter": "cli", "envId": "env-x", "fallback": fallback},
+    }
+
+
+def fresh_codex_home() -> Path:
+    home = Path(os.environ["CODEX_HOME"])  # per test (conftest), empty: signed out
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@pytest.mark.parametrize("home", ["empty", "missing"])
+async def test_signed_out_real_cli_falls_back_to_local_under_allow(
+    repo: Path, start_server: SessionFactory, codex_bin: Path, home: str
+) -> None:
+    if home == "empty":
+        fresh_codex_home()
+    s = await start_server(repo, cli_options("allow"), env=real_codex_env())
+    launched = await s.request("co/launch", {"prompt": "add notes", "mode": "cloud"})
+    assert launched["mode"] == "local", launched
+    assert "cloud preflight failed (cloud_auth); falling back to local" in launched["reason"]
+    [issue] = launched["fallback"]["issues"]
+    assert issue["code"] == "cloud_auth" and "codex login" in issue["fix"]
+    # codex's own words: "Not logged in", or why it cannot read a CODEX_HOME that is missing.
+    assert ("Not logged in" if home == "empty" else "does not exist") in issue["message"]
+    assert await s.wait_state(launched["runId"]) == "succeeded"
+    m = real.manifest_of(repo, launched["runId"])
+    assert m["selectedMode"] == "local" and m["fallback"]["issues"][0]["code"] == "cloud_auth"
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+async def test_signed_out_real_cli_fails_fast_under_deny_and_doctor_says_why(
+    repo: Path, start_server: SessionFactory, codex_bin: Path
+) -> None:
+    fresh_codex_home()
+    s = await start_server(repo, cli_options("deny"), env=real_codex_env())
+    launched = await s.request("co/launch", {"prompt": "add notes", "mode": "cloud"})
+    assert launched["mode"] == "cloud" and launched["state"] == "failed", launched
+    reason = launched["reason"]
+    assert "cloud preflight failed (cloud_auth) and the fallback policy is deny" in reason
+    m = real.manifest_of(repo, launched["runId"])
+    assert m["state"] == "failed" and "cloud_auth" in m["failureReason"]
+    assert not (m.get("cloud") or {}).get("taskId")  # no `codex cloud exec` was tried
+
+    doctor = await s.request("co/doctor", {})
+    assert [i["code"] for i in doctor["cloud"]["issues"]] == ["cloud_auth"]
+    assert doctor["codex"] == {
+        "path": str(codex_bin),
+        "version": f"codex-cli {real.CODEX_VERSION}",
+        "signedIn": False,
+        "signInDetail": "Not logged in",
+        "localDefault": False,  # local.agentCommand is set
+        "execArgs": ["exec", "--json", "--sandbox", "workspace-write"],
+    }
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+async def test_real_cli_texts_are_classified(codex_bin: Path, tmp_path: Path) -> None:
+    home = fresh_codex_home()
+    client = CliCloudClient([str(codex_bin)], timeout=30)
+    with pytest.raises(CloudAuthError) as signed_out:
+        await client.create_task("p", "env-x", "main")
+    assert signed_out.value.message == f"codex cloud exec: {SIGNED_OUT_CLOUD}"
+    # The CLI's error.log went to the client's own temporary directory, removed on close.
+    private = client._own_cwd
+    assert private is not None and (Path(private) / "error.log").exists()
+    await client.aclose()
+    assert not Path(private).exists()
+
+    # Signed in (a fake ChatGPT auth.json) with no network: a network namespace with no
+    # interface up, where chatgpt.com is 127.0.0.1 (so no DNS timeout: the connect fails at
+    # once). The environment lookup fails before any task exists, so it is retryable.
+    isolate = ["unshare", "--user", "--map-root-user", "--mount", "--net"]
+    probe = subprocess.run([*isolate, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user/mount/network namespaces unavailable: {probe.stderr.decode().strip()}")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost chatgpt.com\n")
+    real.fake_chatgpt_auth(home)
+    offline = CliCloudClient(
+        [*isolate, "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+         str(codex_bin)],
+        timeout=60,
+        environ={**os.environ, "RUST_BACKTRACE": "1"},
+    )  # fmt: skip
+    try:
+        with pytest.raises(CloudUnavailable) as unavailable:
+            await offline.create_task("p", "env-x", "main")
+    finally:
+        await offline.aclose()
+    error = unavailable.value
+    assert error.message.startswith(
+        "codex cloud exec: Error: error sending request for url "
+        "(https://chatgpt.com/backend-api/wham/environments)"
+    ), error.message
+    assert error.transient and error.data.get("connect") is True
+    assert error.message.endswith("(caused by: Network unreachable (os error 101))")
+    assert "<unknown>" not in error.message and "backtrace" not in error.message.lower()
+
+
+WRAPPER = """#!{python}
+import json, os, sys
+with open({log!r}, "a") as log:
+    log.write(json.dumps({{"cwd": os.getcwd(), "argv": sys.argv[1:]}}) + "\\n")
+# nsenter into a mount namespace starts in its root directory, and its --wd leaves a cwd that
+# getcwd() calls "(unreachable)/..." (codex then cannot load its config): cd once inside.
+os.execvp("nsenter", [*{nsenter!r}, "sh", "-c", 'cd "$0" && exec "$@"', os.getcwd(), {codex!r},
+                      *sys.argv[1:]])
+"""
+
+
+async def test_real_cli_runs_in_the_run_dir_with_an_explicit_branch(
+    repo: Path, start_server: SessionFactory, cloud_namespace: Any, tmp_path: Path
+) -> None:
+    ns = cloud_namespace
+    log = tmp_path / "codex-calls.log"
+    wrapper = tmp_path / "codex-in-namespace"
+    nsenter, codex = ns.codex_command[:-1], ns.codex_command[-1]
+    wrapper.write_text(
+        WRAPPER.format(python=sys.executable, log=str(log), nsenter=nsenter, codex=codex)
+    )
+    wrapper.chmod(0o755)
+    options = {
+        "cloud": {
+            "adapter": "cli",
+            "codexCommand": [str(wrapper)],
+            "envId": real.ENV_ID,
+            "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
+        }
+    }
+    s = await start_server(repo, options=options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    run_id, state = await s.run_to_end("add notes", mode="cloud")
+    m = real.manifest_of(repo, run_id)
+    assert state == "succeeded", m
+    private = repo / ".runs" / "adhoc" / run_id / "cli"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    cloud_calls = [c for c in calls if c["argv"][:1] == ["cloud"]]
+    assert [c["argv"][1] for c in cloud_calls][:1] == ["exec"] and len(cloud_calls) >= 3
+    assert {c["cwd"] for c in cloud_calls} == {str(private)}
+    # The workspace's branch, named: the CLI would have read the branch of its own cwd.
+    assert cloud_calls[0]["argv"][2:6] == ["--env", real.ENV_ID, "--branch", "main"]
+    assert m["cloud"]["branch"] == "main"
+    # The sign-in preflight ran too, never in the workspace.
+    [login] = [c for c in calls if c["argv"] == ["login", "status"]]
+    assert not login["cwd"].startswith(str(repo))
+    # The real CLI's error.log, with the account id, is in the run's directory only.
+    assert "acct-emulated" in (private / "error.log").read_text()
+    assert not (repo / "error.log").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+    # An unknown environment: the CLI's text, as cloud_preflight, without its backtrace.
+    launched = await s.request(
+        "co/launch", {"prompt": "p", "mode": "cloud", "cloud": {"envId": "nope"}}
+    )
+    assert await s.wait_state(launched["runId"]) == "failed"
+    failed = real.manifest_of(repo, launched["runId"])
+    assert failed["errorCode"] == "cloud_preflight", failed
+    assert failed["failureReason"] == (
+        "creating the cloud task failed: codex cloud exec: Error: environment 'nope' not found; "
+        "run `codex cloud` to list available environments"
+    )
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
