@@ -15,6 +15,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -424,11 +425,17 @@ class CloudNamespace:
         self.proc = proc
         self.workdir = workdir
         self.ca = ca
-        # `cloud.codexCommand`: codex, run inside the namespace.
-        self.codex_command = [
-            "nsenter", "--target", str(proc.pid), "--user", "--mount", "--net",
-            "--preserve-credentials", str(codex),
-        ]  # fmt: skip
+        # `cloud.codexCommand`: codex, run inside the namespace by a wrapper. nsenter into a
+        # mount namespace starts in its root directory (codex would leave its error.log in /),
+        # and its --wd leaves a cwd codex cannot resolve: cd to the caller's directory inside.
+        wrapper = workdir / "codex-in-namespace"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"exec nsenter --target {proc.pid} --user --mount --net --preserve-credentials "
+            f"""sh -c 'cd "$0" && exec "$@"' "$(pwd)" {shlex.quote(str(codex))} "$@"\n"""
+        )
+        wrapper.chmod(0o755)
+        self.codex_command = [str(wrapper)]
         self.requests: list[dict[str, Any]] = []
 
 

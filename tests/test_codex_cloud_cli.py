@@ -152,10 +152,8 @@ WRAPPER = """#!{python}
 import json, os, sys
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"cwd": os.getcwd(), "argv": sys.argv[1:]}}) + "\\n")
-# nsenter into a mount namespace starts in its root directory, and its --wd leaves a cwd that
-# getcwd() calls "(unreachable)/..." (codex then cannot load its config): cd once inside.
-os.execvp("nsenter", [*{nsenter!r}, "sh", "-c", 'cd "$0" && exec "$@"', os.getcwd(), {codex!r},
-                      *sys.argv[1:]])
+# The namespace's own wrapper (tests/test_codex_cli.py) takes codex there, in this directory.
+os.execv({inner!r}, [{inner!r}, *sys.argv[1:]])
 """
 
 
@@ -165,10 +163,8 @@ async def test_real_cli_runs_in_the_run_dir_with_an_explicit_branch(
     ns = cloud_namespace
     log = tmp_path / "codex-calls.log"
     wrapper = tmp_path / "codex-in-namespace"
-    nsenter, codex = ns.codex_command[:-1], ns.codex_command[-1]
-    wrapper.write_text(
-        WRAPPER.format(python=sys.executable, log=str(log), nsenter=nsenter, codex=codex)
-    )
+    (inner,) = ns.codex_command
+    wrapper.write_text(WRAPPER.format(python=sys.executable, log=str(log), inner=inner))
     wrapper.chmod(0o755)
     options = {
         "cloud": {
