@@ -149,6 +149,8 @@ function onRunUpdate(update: RunUpdate): void {
   const run = tracker.handleUpdate(update);
   if (update.stream) {
     for (const line of update.message.split(/\r?\n/)) if (line) runOutput.appendLine(`[${shortRunId(run.runId)}] ${line}`);
+  } else if (update.event) {
+    runOutput.appendLine(`[${shortRunId(run.runId)}] ${update.message}`);
   } else {
     runOutput.appendLine(
       `[${shortRunId(run.runId)}] ${stateLabel(update.state)}${update.message ? `: ${update.message}` : ""}`,

@@ -179,6 +179,18 @@ describe("RunTracker", () => {
     assert.equal(seen.length, 5);
   });
 
+  it("keeps a Codex agent's latest step as the run's message and step", () => {
+    const t = new RunTracker();
+    t.handleUpdate(update("running"));
+    const event = { kind: "command_execution", type: "item.started", itemId: "i1", status: "in_progress", command: "pytest -q" };
+    t.handleUpdate(update("running", { message: "$ pytest -q", event }));
+    t.handleUpdate(update("running", { stream: "stdout", message: "3 passed" }));
+    const run = t.get("r1")!;
+    assert.equal(run.message, "$ pytest -q");
+    assert.deepEqual(run.step, event);
+    assert.deepEqual(run.output, ["3 passed"]);
+  });
+
   it("accepts updates before the launch response and merges the response later", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 
@@ -26,6 +26,7 @@ import {
   Session,
   Workspace,
   makeWorkspace,
+  python,
   serverCommand,
   settingsFor,
   startSession,
@@ -293,6 +294,51 @@ describe("co-sidecar server over stdio", { skip: haveServer ? false : `no server
     const report = await session.api.doctor();
     assert.ok(Array.isArray(report.checks) && report.checks.length > 0);
     assert.equal(typeof report.local.ok, "boolean");
+  });
+});
+
+// An agent that speaks `codex exec --json` (local.output = codex-json): its events become steps.
+const CODEX_JSON_AGENT = `
+import json, pathlib
+def emit(**event): print(json.dumps(event), flush=True)
+emit(type="thread.started", thread_id="th-vscode")
+emit(type="turn.started")
+emit(type="item.started", item={"id": "c1", "type": "command_execution", "command": "/bin/bash -lc 'ls'", "aggregated_output": "", "exit_code": None, "status": "in_progress"})
+emit(type="item.completed", item={"id": "c1", "type": "command_execution", "command": "/bin/bash -lc 'ls'", "aggregated_output": "a.txt\\n", "exit_code": 0, "status": "completed"})
+pathlib.Path("STEPS.md").write_text("steps\\n")
+emit(type="item.completed", item={"id": "f1", "type": "file_change", "changes": [{"path": str(pathlib.Path("STEPS.md").resolve()), "kind": "add"}], "status": "completed"})
+emit(type="item.completed", item={"id": "m1", "type": "agent_message", "text": "Wrote STEPS.md."})
+emit(type="turn.completed", usage={"input_tokens": 3, "output_tokens": 1})
+`;
+
+describe("a Codex agent's steps", { skip: haveServer ? false : `no server at ${serverExe}` }, () => {
+  it("arrive as runUpdates with event, in order, and the tracker keeps the latest", async () => {
+    const ws = makeWorkspace();
+    const agent = path.join(path.dirname(ws.dir), "codex_json_agent.py");
+    writeFileSync(agent, CODEX_JSON_AGENT);
+    const session = await startSession(ws, settingsFor(ws, { local: { agentCommand: [python(), agent], output: "codex-json" } }));
+    try {
+      const runId = await launchAndFinish(session, "write the steps");
+      const steps = session.updates.filter((u) => u.runId === runId && u.event).map((u) => u.message);
+      assert.deepEqual(steps, [
+        "codex session th-vscode",
+        "codex is working",
+        "$ ls",
+        "exit 0: ls",
+        "edited 1 file: STEPS.md",
+        "Wrote STEPS.md.",
+        "turn completed: 3 tokens in, 1 out",
+      ]);
+      const output = session.updates.filter((u) => u.runId === runId && u.stream === "stdout").map((u) => u.message);
+      assert.deepEqual(output, ["a.txt"]);
+      const command = session.updates.find((u) => u.runId === runId && u.message === "exit 0: ls")!.event!;
+      assert.equal(command.command, "ls");
+      assert.equal(command.exitCode, 0);
+      assert.equal(session.tracker.get(runId)!.step!.kind, "turn.completed");
+    } finally {
+      await session.close();
+      ws.cleanup();
+    }
   });
 });
 

@@ -144,6 +144,20 @@ export interface RunUpdate {
   cloudTaskUrl?: string | null;
   stream?: "stdout" | "stderr" | null;
   errorCode?: string | null;
+  /** One step of a Codex agent (`message` is its one-line form); docs/codex.md. */
+  event?: AgentEvent | null;
+}
+
+/** `co/runUpdate.event`: a Codex agent's step (kind is the item or event type). */
+export interface AgentEvent {
+  kind: string;
+  type: string;
+  itemId?: string | null;
+  status?: string | null;
+  command?: string | null;
+  exitCode?: number | null;
+  files?: { path: string; kind: string }[] | null;
+  text?: string | null;
 }
 
 export interface RunSummary {

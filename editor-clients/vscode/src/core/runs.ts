@@ -6,7 +6,7 @@
  * accepted and `noteLaunched` merges the response in whenever it comes.
  */
 
-import { LaunchResult, Mode, RunState, RunUpdate, STATE_ORDER, isActive, isFinished } from "./protocol";
+import { AgentEvent, LaunchResult, Mode, RunState, RunUpdate, STATE_ORDER, isActive, isFinished } from "./protocol";
 
 export interface TrackedRun {
   runId: string;
@@ -14,8 +14,10 @@ export interface TrackedRun {
   state: RunState;
   mode?: Mode | null;
   prompt?: string;
-  /** The last state-change message (not agent output). */
+  /** The last state-change message or agent step (not agent output). */
   message: string;
+  /** The last agent step (a Codex agent's command, edit, message, ...). */
+  step?: AgentEvent;
   /** Distinct states in the order they were first seen. */
   states: RunState[];
   /** Agent output lines (`stream` updates), newest last, bounded. */
@@ -62,6 +64,7 @@ export class RunTracker {
     } else if (update.message && !stale) {
       run.message = update.message;
     }
+    if (update.event && !stale) run.step = update.event;
     this.setState(run, update.state);
     this.emit(run, update);
     return run;
