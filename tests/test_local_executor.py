@@ -544,6 +544,26 @@ def test_agent_env_passes_codex_api_key_not_the_cloud_token() -> None:
     assert "CODEX_CLOUD_TOKEN" not in agent_mod.agent_env(environ, ["CODEX_*"], {})
 
 
+def test_agent_env_passes_the_provider_keys_of_the_users_codex_config(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'model_provider = "corp"\n'
+        '[model_providers.corp]\nbase_url = "https://llm.corp/v1"\nenv_key = "CORP_LLM_KEY"\n'
+        '[model_providers.other]\nenv_key = "OTHER_KEY"\n'
+        '[model_providers.broken]\nenv_key = 3\n'
+    )
+    environ = {
+        "CODEX_HOME": str(tmp_path), "CORP_LLM_KEY": "c", "OTHER_KEY": "o",
+        "UNRELATED_SECRET": "u", "CODEX_CLOUD_TOKEN": "t",
+    }  # fmt: skip
+    env = agent_mod.agent_env(environ, [], {})
+    assert env == {"CODEX_HOME": str(tmp_path), "CORP_LLM_KEY": "c", "OTHER_KEY": "o"}
+    # A provider naming the sidecar's cloud token still does not get it.
+    (tmp_path / "config.toml").write_text('[model_providers.x]\nenv_key = "CODEX_CLOUD_TOKEN"\n')
+    assert "CODEX_CLOUD_TOKEN" not in agent_mod.agent_env(environ, [], {})
+    (tmp_path / "config.toml").write_text("not toml [")
+    assert agent_mod.agent_env(environ, [], {}) == {"CODEX_HOME": str(tmp_path)}
+
+
 async def test_env_allowlist_and_prompt_verbatim(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

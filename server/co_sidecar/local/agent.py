@@ -118,9 +118,13 @@ def plan_agent(local: LocalConfig, environ: Mapping[str, str] | None = None) -> 
 def codex_provider_keys(environ: Mapping[str, str]) -> list[str]:
     """The variables the user's Codex config names as provider keys (`env_key` of each
     `[model_providers.X]` in $CODEX_HOME/config.toml): codex reads its API key from them."""
-    home = environ.get("CODEX_HOME") or os.path.join(environ.get("HOME", "~"), ".codex")
+    home = environ.get("CODEX_HOME") or (
+        os.path.join(environ["HOME"], ".codex") if environ.get("HOME") else None
+    )
+    if home is None:
+        return []
     try:
-        with open(os.path.join(os.path.expanduser(home), "config.toml"), "rb") as handle:
+        with open(os.path.join(home, "config.toml"), "rb") as handle:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError):
         return []
