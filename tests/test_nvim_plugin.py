@@ -717,7 +717,8 @@ def test_real_codex_steps_are_shown_live(repo: Path) -> None:
             T.wait_state(id, 'succeeded')
             T.result.run_id = id
             """,
-            setup={"settings": {"local": {"timeoutSeconds": 60}}},
+            # No throttling here: every step becomes a notification, so the test can name them.
+            setup={"settings": {"local": {"timeoutSeconds": 60}}, "notify": {"output": True, "throttle_ms": 0}},
             env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CODEX_API_KEY": "sk-scripted"},
             timeout=60,
         )
@@ -728,4 +729,7 @@ def test_real_codex_steps_are_shown_live(repo: Path) -> None:
     assert steps[:2] == [steps[0], "codex is working"] and steps[0].startswith("codex session ")
     assert "$ sleep 1; echo checked" in steps and "Changed line 10." in steps
     msgs = notes(result)
-    assert any(m.endswith(": edited 1 file: src.txt") or m.endswith(": $ sleep 1; echo checked") for m in msgs), msgs
+    done = next(i for i, m in enumerate(msgs) if re.match(r"co-sidecar: run \w+ succeeded", m))
+    shown = [m.split(": ", 2)[2] for m in msgs[:done] if re.match(r"co-sidecar: run \w+: ", m)]
+    for step in ("edited 1 file: src.txt", "$ sleep 1; echo checked", "exit 0: sleep 1; echo checked"):
+        assert step in shown, msgs  # notified, and before the run ended
