@@ -41,8 +41,11 @@ Keys are the same everywhere: camelCase, grouped by section. In TOML:
 mode = "local"
 
 [local]
-agentCommand = ["codex", "exec", "--sandbox", "workspace-write", "--", "{prompt}"]
 timeoutSeconds = 900
+
+[local.codex]              # the default agent, the Codex CLI (docs/codex.md)
+model = "gpt-5.5"
+extraArgs = ["-c", "model_reasoning_effort=high"]
 
 [cloud]
 envId = "env_123"
