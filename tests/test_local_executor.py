@@ -757,6 +757,33 @@ async def test_default_codex_events_become_steps(
     assert b"NEW.md" in (ctx.patch or b"")
 
 
+async def test_a_flood_of_item_updates_is_coalesced(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flood = """
+import json
+def emit(**e): print(json.dumps(e), flush=True)
+item = {"id": "t1", "type": "todo_list", "items": []}
+emit(type="item.started", item=item)
+for i in range(3000):
+    item["items"] = [{"text": f"step {i}", "completed": False}]
+    emit(type="item.updated", item=item)
+emit(type="item.completed", item=item)
+emit(type="turn.completed", usage={})
+"""
+    fake_codex(tmp_path / "bin", "codex-cli 0.169.0", flood)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    ctx = make_ctx(repo, tmp_path, None)
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    types = [e["type"] for e in ctx.events]
+    assert types[0] == "item.started" and types[-2:] == ["item.completed", "turn.completed"]
+    assert 1 <= types.count("item.updated") < 300, types.count("item.updated")
+    codex = ctx.manifest.codex
+    assert codex is not None  # every event is still on disk
+    assert len((tmp_path / "runs" / codex.events_path).read_text().splitlines()) == 3003
+
+
 async def test_codex_turn_failed_fails_with_codex_message(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ EXIT_POLL_SECONDS = 0.05
 DRAIN_SECONDS = 5.0
 FAILURE_TAIL_LINES = 20
 EVENTS_FILE = "events.jsonl"
+STEP_UPDATE_INTERVAL_S = 0.1
 
 
 class Tail:
@@ -100,6 +101,7 @@ class CodexSteps:
         self.ctx = ctx
         self.reader = reader
         self.log = log
+        self._last_update: dict[str | None, float] = {}  # item id -> when its update was shown
 
     def __call__(self, line: str) -> None:
         step = self.reader.feed(line)
@@ -109,6 +111,14 @@ class CodexSteps:
         self.log.add(line)
         for out in step.output:
             self.ctx.output("stdout", out)
+        if step.event.type == "item.updated":
+            # An item that updates in a flood (a todo list, a long command) is shown at most
+            # once per STEP_UPDATE_INTERVAL_S; its start and end always are, and its output
+            # lines above still go out (batched like any output).
+            now = time.monotonic()
+            if now - self._last_update.get(step.event.item_id, -STEP_UPDATE_INTERVAL_S) < STEP_UPDATE_INTERVAL_S:
+                return
+            self._last_update[step.event.item_id] = now
         self.ctx.step(step.message, step.event.wire())
         if step.event.kind == "thread.started":
             self.ctx.save()  # the thread id is worth having on disk at once
