@@ -784,6 +784,25 @@ emit(type="turn.completed", usage={})
     assert len((tmp_path / "runs" / codex.events_path).read_text().splitlines()) == 3003
 
 
+async def test_a_long_event_line_is_still_one_event(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = """
+import json
+out = "".join(f"line {i:06d} " + "x" * 90 + "\\n" for i in range(3000))  # ~300 kB
+item = {"id": "c1", "type": "command_execution", "command": "make", "aggregated_output": out, "exit_code": 0, "status": "completed"}
+print(json.dumps({"type": "item.completed", "item": item}), flush=True)
+"""
+    fake_codex(tmp_path / "bin", "codex-cli 0.169.0", big)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    ctx = make_ctx(repo, tmp_path, None, maxOutputBytes=10_000_000)
+    outcome = await LocalExecutor().execute(ctx)
+    assert outcome.state == RunState.SUCCEEDED, outcome
+    assert [m for kind, m in ctx.reports if kind == "step"] == ["exit 0: make"]
+    lines = ctx.lines("stdout")
+    assert len(lines) == 3000 and lines[0].startswith("line 000000 ") and lines[-1].startswith("line 002999 ")
+
+
 async def test_codex_turn_failed_fails_with_codex_message(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

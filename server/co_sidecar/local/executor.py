@@ -23,6 +23,9 @@ from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
 CHUNK_BYTES = 64 * 1024
 # A "line" longer than this is emitted in pieces, so a newline-free flood can't grow memory.
 MAX_LINE_CHARS = 64 * 1024
+# One codex event is one line, and a command's aggregated output can make it long: split only
+# beyond this, or the event would be lost as fragments.
+MAX_EVENT_CHARS = 8 * 1024 * 1024
 TERM_GRACE_SECONDS = 2.0
 EXIT_POLL_SECONDS = 0.05
 # After the agent exits, how long to wait for its pipes to reach EOF (a straggler may hold them).
@@ -48,8 +51,14 @@ class Tail:
         return self.buf.decode("utf-8", "replace")
 
 
-async def pump(reader: asyncio.StreamReader, on_line: Callable[[str], None], tail: Tail) -> None:
-    """Hand `reader`'s lines to `on_line`, reading fixed-size chunks."""
+async def pump(
+    reader: asyncio.StreamReader,
+    on_line: Callable[[str], None],
+    tail: Tail,
+    max_line: int = MAX_LINE_CHARS,
+) -> None:
+    """Hand `reader`'s lines to `on_line`, reading fixed-size chunks; a line longer than
+    `max_line` is handed over in pieces."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     while chunk := await reader.read(CHUNK_BYTES):
@@ -58,9 +67,9 @@ async def pump(reader: asyncio.StreamReader, on_line: Callable[[str], None], tai
         *lines, pending = pending.split("\n")
         for line in lines:
             on_line(line.removesuffix("\r"))
-        while len(pending) > MAX_LINE_CHARS:
-            on_line(pending[:MAX_LINE_CHARS])
-            pending = pending[MAX_LINE_CHARS:]
+        while len(pending) > max_line:
+            on_line(pending[:max_line])
+            pending = pending[max_line:]
     pending += decoder.decode(b"", final=True)
     if pending:
         on_line(pending.removesuffix("\r"))
@@ -244,6 +253,7 @@ class LocalExecutor:
 
         tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
         on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
+        stdout_max_line = MAX_LINE_CHARS
         codex: CodexEventReader | None = None
         log: EventLog | None = None
         if plan.output == "codex-json":
@@ -252,9 +262,10 @@ class LocalExecutor:
             codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
             ctx.manifest.codex = codex.info
             on_stdout = CodexSteps(ctx, codex, log)
+            stdout_max_line = MAX_EVENT_CHARS
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
-            asyncio.create_task(pump(proc.stdout, on_stdout, tails["stdout"])),
+            asyncio.create_task(pump(proc.stdout, on_stdout, tails["stdout"], stdout_max_line)),
             asyncio.create_task(
                 pump(proc.stderr, lambda line: ctx.output("stderr", line), tails["stderr"])
             ),
