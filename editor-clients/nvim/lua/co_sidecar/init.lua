@@ -368,19 +368,27 @@ function M.list(filter, on_choice)
   end)
 end
 
---- Cancel a run.
-function M.cancel(arg)
+--- Send `method` ({runId}) for the run `arg` names; on success record the state it answers
+--- (a RunStateResult) and call done(id, result). Errors are reported, not raised.
+local function change_run_state(arg, method, done)
   ensure_setup()
   local id = target(arg)
   local client = id and client_for(id)
   if not client then
     return
   end
-  client_mod.request(client, 'co/cancel', { runId = id }, function(err, result)
+  client_mod.request(client, method, { runId = id }, function(err, result)
     if err then
       return client_mod.report(err)
     end
     state.update(id, { state = result.state })
+    done(id, result)
+  end)
+end
+
+--- Cancel a run.
+function M.cancel(arg)
+  change_run_state(arg, 'co/cancel', function(id, result)
     if result.state == 'cancelled' then
       util.notify(('run %s cancelled'):format(util.short(id)))
     else
@@ -624,17 +632,7 @@ end
 
 --- Decline a run's diff (recorded by the server; nothing changes in the workspace).
 function M.reject(arg)
-  ensure_setup()
-  local id = target(arg)
-  local client = id and client_for(id)
-  if not client then
-    return
-  end
-  client_mod.request(client, 'co/reject', { runId = id }, function(err, result)
-    if err then
-      return client_mod.report(err)
-    end
-    state.update(id, { state = result.state })
+  change_run_state(arg, 'co/reject', function(id)
     util.notify(('run %s rejected; its diff will not be applied'):format(util.short(id)))
   end)
 end
