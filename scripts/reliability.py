@@ -34,6 +34,7 @@ from rpc import RpcProcess, frame  # noqa: E402
 
 from co_sidecar.cloud.emulator import Emulator  # noqa: E402
 from co_sidecar.manifest import RunManifest, load_manifest  # noqa: E402
+from co_sidecar.protocol import REQUEST_PARAMS, param_names  # noqa: E402
 
 DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -289,17 +290,8 @@ FRAMING: list[tuple[str, bytes]] = [
     ("no jsonrpc member", frame(b'{"id": 5, "method": "co/list"}')),
     ("unknown method", frame(b'{"jsonrpc": "2.0", "id": 6, "method": "co/frobnicate"}')),
 ]
-FIELDS = {
-    "co/route": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder"],
-    "co/launch": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder"],
-    "co/status": ["runId"],
-    "co/list": ["state", "taskId", "limit"],
-    "co/cancel": ["runId"],
-    "co/diff": ["runId", "attempt"],
-    "co/apply": ["runId", "accept", "attempt", "strategy", "force"],
-    "co/reject": ["runId"],
-    "co/doctor": ["workspaceFolder"],
-}
+# co/canary is left out: it starts a cloud task (or an emulator) per call.
+FIELDS = {m: param_names(model) for m, model in REQUEST_PARAMS.items() if m != "co/canary"}
 
 
 def random_value(rng: random.Random, depth: int = 0) -> Any:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from co_sidecar.protocol import REQUEST_PARAMS, param_names
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -98,17 +99,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-FIELDS = {
-    "co/route": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder"],
-    "co/launch": ["prompt", "mode", "taskId", "metadata", "cloud", "workspaceFolder", "workDoneToken"],
-    "co/status": ["runId"],
-    "co/list": ["state", "taskId", "limit"],
-    "co/cancel": ["runId"],
-    "co/diff": ["runId", "attempt"],
-    "co/apply": ["runId", "accept", "attempt", "strategy", "force"],
-    "co/reject": ["runId"],
-    "co/doctor": ["workspaceFolder"],
-}
+# co/canary is left out: it starts a cloud task (or an emulator) per call.
+FIELDS = {m: param_names(model) for m, model in REQUEST_PARAMS.items() if m != "co/canary"}
 
 
 @st.composite

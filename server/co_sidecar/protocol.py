@@ -320,3 +320,24 @@ class DoctorResult(Wire):
     local: ModeReadiness
     cloud: ModeReadiness
     codex: CodexCliInfo | None = None
+
+
+# Each co/* request's params model, as the handlers parse it; the fuzzers (tests and
+# scripts/reliability.py) draw their fields from here so they cannot drift from the models.
+REQUEST_PARAMS: dict[str, type[Wire]] = {
+    "co/route": RouteParams,
+    "co/launch": LaunchParams,
+    "co/status": RunIdParams,
+    "co/list": ListParams,
+    "co/cancel": RunIdParams,
+    "co/diff": DiffParams,
+    "co/apply": ApplyParams,
+    "co/reject": RunIdParams,
+    "co/doctor": DoctorParams,
+    "co/canary": CanaryParams,
+}
+
+
+def param_names(model: type[BaseModel]) -> list[str]:
+    """The wire (camelCase) names of a model's fields."""
+    return [field.alias or to_camel(name) for name, field in model.model_fields.items()]
