@@ -18,6 +18,7 @@ def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | Non
     program), else `codex` on PATH; its version, sign-in state, and whether local runs use it
     by default. None when it is not installed."""
     from .codex_cli import cli_version, exec_form, login_status
+    from .local.agent import codex_exec_argv
 
     command = ["codex"]
     if config.cloud.adapter == "cli" and config.cloud.codex_command:
@@ -27,9 +28,9 @@ def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | Non
     if found is None:
         return None
     status = login_status(command, environ)
-    form = exec_form(found.version)
-    sandbox = config.local.codex.sandbox
-    exec_args = ["exec", *([form.json_flag] if form.json_flag else []), "--sandbox", sandbox]
+    # The default agent's argv for this version, up to its per-run part (-C {workdir} ...).
+    argv = codex_exec_argv(config.local.codex, exec_form(found.version))
+    exec_args = argv[1 : argv.index("-C")]
     local_default = config.local.agent_command is None and cli_version("codex", environ) is not None
     return CodexCliInfo(
         path=found.path,
