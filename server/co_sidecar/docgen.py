@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
 from .manifest import manifest_json_schema
+from .registry import NOTIFICATIONS, REQUESTS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -128,101 +129,6 @@ GENERATED: dict[str, Callable[[], str]] = {
 
 # -- protocol.md ------------------------------------------------------------------
 
-RUN_ID = "20261124T101500123456-a1b2c3"
-_EDIT_EXAMPLE = {
-    "documentChanges": [
-        {
-            "textDocument": {"uri": "file:///work/app/README.md", "version": None},
-            "edits": [
-                {
-                    "range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
-                    "newText": "Run `make test` before pushing.\n",
-                    "annotationId": "co-sidecar",
-                }
-            ],
-        },
-        {"kind": "create", "uri": "file:///work/app/NOTES.md", "options": {"overwrite": False, "ignoreIfExists": False}, "annotationId": "co-sidecar"},
-    ],
-    "changeAnnotations": {"co-sidecar": {"label": "co-sidecar: document testing", "needsConfirmation": True}},
-}
-
-
-def _methods() -> list[dict[str, Any]]:
-    from . import protocol as p
-    from .manifest import RunManifest
-
-    launch = {"prompt": "document testing", "mode": "auto", "taskId": "T-42", "metadata": {"parallel": False}, "cloud": {"envId": "env_123", "attempts": 1}}
-    return [
-        {
-            "method": "co/route",
-            "doc": "Dry run of the mode policy and preflight: which mode a launch would get and why. Starts nothing.",
-            "params": p.RouteParams, "result": p.RouteResult,
-            "example": launch,
-            "answer": {"mode": "local", "requestedMode": "auto", "reason": "configured default mode 'local'", "issues": [], "fallback": None, "denied": False},
-        },
-        {
-            "method": "co/launch",
-            "doc": "Route and start a run. Answers at once; the run goes on in the background and reports through co/runUpdate and $/progress (on `workDoneToken` if given, else on a token the server creates when the client supports window.workDoneProgress).",
-            "params": p.LaunchParams, "result": p.LaunchResult,
-            "example": launch,
-            "answer": {"runId": RUN_ID, "taskId": "T-42", "mode": "local", "state": "launching", "reason": "configured default mode 'local'", "fallback": None},
-        },
-        {
-            "method": "co/status",
-            "doc": "One run's full record: its manifest (see docs/manifest.schema.json).",
-            "params": p.RunIdParams, "result": RunManifest,
-            "example": {"runId": RUN_ID}, "answer": None,
-        },
-        {
-            "method": "co/list",
-            "doc": "Runs of the workspace folders, newest first, optionally filtered: a page of at most `limit` rows (default 100) and the `total` that matched.",
-            "params": p.ListParams, "result": p.ListResult,
-            "example": {"state": "succeeded", "limit": 20},
-            "answer": {"runs": [{"runId": RUN_ID, "taskId": "T-42", "state": "succeeded", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-11-24T10:15:00.123Z", "updatedAt": "2026-11-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}], "total": 1},
-        },
-        {
-            "method": "co/cancel",
-            "doc": "Cancel a queued or running run: kills the local agent's process group, or stops polling and asks the cloud to cancel (best effort). Waits up to 10 s for the run to stop.",
-            "params": p.RunIdParams, "result": p.RunStateResult,
-            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "cancelled"},
-        },
-        {
-            "method": "co/diff",
-            "doc": "The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version.",
-            "params": p.DiffParams, "result": p.DiffResult,
-            "example": {"runId": RUN_ID},
-            "answer": {"runId": RUN_ID, "attempt": None, "patch": "diff --git a/README.md b/README.md\n...", "files": [{"path": "README.md", "oldPath": None, "status": "modified", "additions": 1, "deletions": 0}, {"path": "NOTES.md", "oldPath": None, "status": "added", "additions": 0, "deletions": 0}], "edit": _EDIT_EXAMPLE, "conflicts": [], "overBudget": False, "budget": {"files": 2, "lines": 1, "bytes": 412, "maxFiles": 500, "maxLines": 50000, "maxBytes": 50000000}},
-        },
-        {
-            "method": "co/apply",
-            "doc": "Explicit acceptance. `accept` must be true. Strategy `client` sends workspace/applyEdit to the client and records its answer; `git` runs `git apply` (a --check first, then a 3-way merge when the base moved) in the workspace. A run is applied at most once; over-budget diffs need `force`.",
-            "params": p.ApplyParams, "result": p.ApplyResult,
-            "example": {"runId": RUN_ID, "accept": True, "strategy": "client"},
-            "answer": {"applied": True, "strategy": "client", "paths": ["README.md", "NOTES.md"], "failureReason": None, "conflicts": []},
-        },
-        {
-            "method": "co/reject",
-            "doc": "Record that the user declined a succeeded run's diff.",
-            "params": p.RunIdParams, "result": p.RunStateResult,
-            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "rejected"},
-        },
-        {
-            "method": "co/doctor",
-            "doc": "Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
-            "params": p.DoctorParams, "result": p.DoctorResult,
-            "example": {},
-            "answer": {"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch"}]}},
-        },
-        {
-            "method": "co/canary",
-            "doc": "One minimal task through the whole cloud path: preflight, create, poll, diff, and `git apply --check` in a scratch worktree (never the user's tree). Each phase with its duration and outcome; `ok` is false when any failed. `emulator: true` runs it against an in-process loopback emulator. Same report as `co-sidecar canary --format json`.",
-            "params": p.CanaryParams, "result": p.CanaryResult,
-            "example": {"emulator": True},
-            "answer": {"ok": True, "adapter": "http", "baseUrl": "http://127.0.0.1:40975/backend-api", "taskId": "task_e_f0173000", "taskUrl": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000", "phases": [{"name": "preflight", "ok": True, "durationMs": 0, "detail": ""}, {"name": "create", "ok": True, "durationMs": 180, "detail": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000"}, {"name": "poll", "ok": True, "durationMs": 2044, "detail": "1 polls, 0 retries; cloud task succeeded: 1 of 1 attempt(s) produced a diff"}, {"name": "diff", "ok": True, "durationMs": 4, "detail": "2 files, 525 bytes, sha256 1ec9945e3d5b"}, {"name": "apply_check", "ok": True, "durationMs": 91, "detail": "git apply --check passed in a scratch worktree"}]},
-        },
-    ]
-
-
 STATE_DIAGRAM = """```mermaid
 stateDiagram-v2
     [*] --> routing: co/launch
@@ -316,27 +222,27 @@ def protocol_text() -> str:
     ]
     nested: list[type[BaseModel]] = []
     seen: set[type[BaseModel]] = set()
-    for spec in _methods():
-        params, result = spec["params"], spec["result"]
-        params.model_validate(spec["example"])  # examples must stay valid
-        if spec["answer"] is not None:
-            result.model_validate(spec["answer"])
-        out += [f"### `{spec['method']}`", "", spec["doc"], ""]
+    for spec in REQUESTS:
+        params, result = spec.params_model(), spec.result_model()
+        params.model_validate(spec.example)  # examples must stay valid
+        if spec.answer is not None:
+            result.model_validate(spec.answer)
+        out += [f"### `{spec.method}`", "", spec.doc, ""]
         out += [f"Params: `{params.__name__}`", "", *_field_table(params), ""]
         out += [f"Result: `{result.__name__}`" + (" (see docs/manifest.schema.json)" if result.__name__ == "RunManifest" else ""), ""]
         if result.__name__ != "RunManifest":
             out += _field_table(result) + [""]
-        example = {"jsonrpc": "2.0", "id": 1, "method": spec["method"], "params": spec["example"]}
+        example = {"jsonrpc": "2.0", "id": 1, "method": spec.method, "params": spec.example}
         out += ["```json", json.dumps(example, indent=2), "```", ""]
-        if spec["answer"] is not None:
-            out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec["answer"]}, indent=2), "```", ""]
+        if spec.answer is not None:
+            out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec.answer}, indent=2), "```", ""]
         for model in (params, result):
             if model.__name__ != "RunManifest":
                 nested += _nested_models(model, seen)
-    update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None, "event": None}
-    p.RunUpdate.model_validate(update)
-    step = {**update, "mode": "local", "message": "exit 0: pytest -q", "pollCount": 0, "elapsedMs": 5230, "cloudTaskId": None, "cloudTaskUrl": None, "event": {"kind": "command_execution", "type": "item.completed", "itemId": "item_3", "status": "completed", "command": "pytest -q", "exitCode": 0, "files": None, "text": None}}
-    p.RunUpdate.model_validate(step)
+    (run_update,) = NOTIFICATIONS
+    update, step = run_update.examples
+    for example in run_update.examples:
+        p.RunUpdate.model_validate(example)
     out += [
         "## Notifications (server → client)",
         "",

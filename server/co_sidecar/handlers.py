@@ -21,19 +21,28 @@ from .diffs import OpenDocument
 from .errors import CoError, InvalidParams, WorkspaceError
 from .execution import Executor, Outcome
 from .jsonrpc import lsp_converter
+from .manifest import RunManifest
 from .protocol import (
     FINISHED_STATES,
     ApplyParams,
+    ApplyResult,
     CanaryParams,
+    CanaryResult,
     DiffParams,
+    DiffResult,
     DoctorParams,
+    DoctorResult,
     LaunchParams,
+    LaunchResult,
     ListParams,
     Mode,
     RouteParams,
+    RouteResult,
     RunIdParams,
     RunState,
+    RunStateResult,
 )
+from .registry import Request
 from .runs import EXECUTING_STATES, RunManager
 
 if TYPE_CHECKING:
@@ -200,14 +209,17 @@ class Handlers:
         response = await self.ls.workspace_apply_edit_async(params)
         return bool(response.applied), response.failure_reason
 
-    # -- co/* methods: raw params in, wire models out ------------------------
-    async def route(self, raw: Any) -> Any:
-        params = parse_params(RouteParams, raw)
+    # -- co/* methods: parsed params in, wire models out -----------------------
+    def call(self, spec: Request, raw: Any) -> Any:
+        """Parse `raw` as the request's params model (the registry's) and call the handler of
+        the same name; returns its result (or coroutine)."""
+        return getattr(self, spec.name)(parse_params(spec.params_model(), raw))
+
+    async def route(self, params: RouteParams) -> RouteResult:
         workspace = self.resolve_workspace(params.workspace_folder)
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
-    def launch(self, raw: Any) -> Any:
-        params = parse_params(LaunchParams, raw)
+    def launch(self, params: LaunchParams) -> LaunchResult:
         result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
@@ -217,45 +229,42 @@ class Handlers:
             task.add_done_callback(self._background.discard)
         return result
 
-    def status(self, raw: Any) -> Any:
+    def status(self, params: RunIdParams) -> RunManifest:
         self.ensure_all_loaded()
-        return self.manager.get(parse_params(RunIdParams, raw).run_id).manifest
+        return self.manager.get(params.run_id).manifest
 
-    def list(self, raw: Any) -> Any:
+    def list(self, params: ListParams) -> dict[str, Any]:
         self.ensure_all_loaded()
-        return self.manager.list_runs(parse_params(ListParams, raw))
+        return self.manager.list_runs(params)
 
-    async def cancel(self, raw: Any) -> Any:
+    async def cancel(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
-        return await self.manager.cancel(parse_params(RunIdParams, raw).run_id)
+        return await self.manager.cancel(params.run_id)
 
-    def diff(self, raw: Any) -> Any:
+    def diff(self, params: DiffParams) -> DiffResult:
         self.ensure_all_loaded()
-        return self.manager.diff(parse_params(DiffParams, raw), self.open_documents())
+        return self.manager.diff(params, self.open_documents())
 
-    async def apply(self, raw: Any) -> Any:
+    async def apply(self, params: ApplyParams) -> ApplyResult:
         self.ensure_all_loaded()
-        params = parse_params(ApplyParams, raw)
         return await self.manager.apply(params, self.open_documents(), self.client_apply)
 
-    def reject(self, raw: Any) -> Any:
+    def reject(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
-        return self.manager.reject(parse_params(RunIdParams, raw).run_id)
+        return self.manager.reject(params.run_id)
 
-    async def doctor(self, raw: Any) -> Any:
+    async def doctor(self, params: DoctorParams) -> DoctorResult:
         from .doctor import doctor as run_doctor
 
-        params = parse_params(DoctorParams, raw)
         try:
             workspace: Path | None = self.resolve_workspace(params.workspace_folder)
         except WorkspaceError:
             workspace = None
         return await run_doctor(self.config_for(workspace), workspace)
 
-    async def canary(self, raw: Any) -> Any:
+    async def canary(self, params: CanaryParams) -> CanaryResult:
         from .canary import canary
 
-        params = parse_params(CanaryParams, raw)
         workspace = self.resolve_workspace(params.workspace_folder)
         return await canary(self.config_for(workspace), workspace, emulator=params.emulator)
 

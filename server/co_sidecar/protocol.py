@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from .registry import REQUESTS
+
 
 class Wire(BaseModel):
     """Base for wire models: camelCase aliases, populate by either name."""
@@ -322,20 +324,9 @@ class DoctorResult(Wire):
     codex: CodexCliInfo | None = None
 
 
-# Each co/* request's params model, as the handlers parse it; the fuzzers (tests and
+# Each co/* request's params model, from the registry; the fuzzers (tests and
 # scripts/reliability.py) draw their fields from here so they cannot drift from the models.
-REQUEST_PARAMS: dict[str, type[Wire]] = {
-    "co/route": RouteParams,
-    "co/launch": LaunchParams,
-    "co/status": RunIdParams,
-    "co/list": ListParams,
-    "co/cancel": RunIdParams,
-    "co/diff": DiffParams,
-    "co/apply": ApplyParams,
-    "co/reject": RunIdParams,
-    "co/doctor": DoctorParams,
-    "co/canary": CanaryParams,
-}
+REQUEST_PARAMS: dict[str, type[Wire]] = {r.method: globals()[r.params] for r in REQUESTS}
 
 
 def param_names(model: type[BaseModel]) -> list[str]:

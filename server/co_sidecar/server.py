@@ -25,6 +25,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__
 from .errors import CoError
 from .jsonrpc import plain_converter
+from .registry import REQUESTS, Request
 
 if TYPE_CHECKING:
     from .handlers import Handlers
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 # pygls's JSON-RPC logger: `send_notification` leaves the message to pygls when it logs them.
 _PYGLS_RPC_LOG = logging.getLogger("pygls.protocol.json_rpc")
 _CONTENT_TYPE = b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n"
-
-METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor", "canary")
 
 # Framing limits of the stdio transport (see docs/reliability.md).
 MAX_MESSAGE_BYTES = int(os.environ.get("CO_MAX_MESSAGE_BYTES") or 64 * 1024 * 1024)
@@ -304,12 +303,13 @@ def to_rpc_error(exc: CoError) -> JsonRpcException:
     return JsonRpcException(message=exc.message, code=exc.code, data=exc.payload())
 
 
-def method(ls: CoSidecarServer, name: str) -> Callable[[Any], Awaitable[Any]]:
-    """co/<name>: call the handler, map core errors to JSON-RPC errors, return plain JSON."""
+def method(ls: CoSidecarServer, spec: Request) -> Callable[[Any], Awaitable[Any]]:
+    """co/<name>: parse params and call the handler (`Handlers.call`), map core errors to
+    JSON-RPC errors, return plain JSON."""
 
     async def run(params: Any) -> Any:
         try:
-            result = getattr(ls.handlers, name)(params)
+            result = ls.handlers.call(spec, params)
             if asyncio.iscoroutine(result):
                 result = await result
         except CoError as exc:
@@ -332,10 +332,10 @@ def command(handler: Callable[[Any], Awaitable[Any]]) -> Callable[..., Awaitable
 
 def create_server() -> CoSidecarServer:
     ls = CoSidecarServer()
-    for name in METHODS:
-        handler = method(ls, name)
-        ls.feature(f"co/{name}")(handler)
-        ls.command(f"co.{name}")(command(handler))
+    for spec in REQUESTS:
+        handler = method(ls, spec)
+        ls.feature(spec.method)(handler)
+        ls.command(f"co.{spec.name}")(command(handler))
 
     @ls.feature(types.INITIALIZE)
     def on_initialize(params: types.InitializeParams) -> None:
