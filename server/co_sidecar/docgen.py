@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from .manifest import manifest_json_schema
 from .registry import NOTIFICATIONS, REQUESTS
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def manifest_schema_text() -> str:
@@ -119,11 +119,26 @@ def configuration_text() -> str:
     return "\n".join(lines)
 
 
+def _typescript() -> str:
+    from .clientgen import typescript_text
+
+    return typescript_text()
+
+
+def _lua() -> str:
+    from .clientgen import lua_text
+
+    return lua_text()
+
+
+# Every generated file, by its path in the repository.
 GENERATED: dict[str, Callable[[], str]] = {
-    "manifest.schema.json": manifest_schema_text,
-    "configuration.md": configuration_text,
-    "protocol.md": lambda: protocol_text(),
-    "errors.md": lambda: errors_text(),
+    "docs/manifest.schema.json": manifest_schema_text,
+    "docs/configuration.md": configuration_text,
+    "docs/protocol.md": lambda: protocol_text(),
+    "docs/errors.md": lambda: errors_text(),
+    "editor-clients/vscode/src/core/protocol.generated.ts": _typescript,
+    "editor-clients/nvim/lua/co_sidecar/protocol.lua": _lua,
 }
 
 
@@ -330,11 +345,11 @@ def errors_text() -> str:
     return "\n".join(out)
 
 
-def stale(docs: Path = DOCS) -> list[str]:
+def stale(root: Path = ROOT) -> list[str]:
     return [
         name
         for name, render in GENERATED.items()
-        if not (docs / name).is_file() or (docs / name).read_text(encoding="utf-8") != render()
+        if not (root / name).is_file() or (root / name).read_text(encoding="utf-8") != render()
     ]
 
 
@@ -342,11 +357,11 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         names = stale()
         for name in names:
-            print(f"docs/{name} is stale: run python -m co_sidecar.docgen", file=sys.stderr)
+            print(f"{name} is stale: run python -m co_sidecar.docgen", file=sys.stderr)
         return 1 if names else 0
     for name, render in GENERATED.items():
-        (DOCS / name).write_text(render(), encoding="utf-8")
-        print(f"wrote docs/{name}")
+        (ROOT / name).write_text(render(), encoding="utf-8")
+        print(f"wrote {name}")
     return 0
 
 
