@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from .lifecycle import state_diagram
 from .manifest import manifest_json_schema
 from .registry import NOTIFICATIONS, REQUESTS
 
@@ -144,28 +145,7 @@ GENERATED: dict[str, Callable[[], str]] = {
 
 # -- protocol.md ------------------------------------------------------------------
 
-STATE_DIAGRAM = """```mermaid
-stateDiagram-v2
-    [*] --> routing: co/launch
-    routing --> launching: mode chosen
-    routing --> failed: cloud preflight failed, fallback deny
-    launching --> queued: no free local slot
-    queued --> launching: slot free
-    queued --> cancelled: co/cancel
-    launching --> running: agent started / cloud task created
-    launching --> failed: cannot start
-    running --> succeeded: exit 0 / task ready (diff recorded)
-    running --> failed: agent error / task error / retries exhausted
-    running --> timed_out: local.timeoutSeconds / cloud.poll.timeoutSeconds
-    running --> cancelled: co/cancel, $/progress cancel
-    running --> failed: server died (interrupted, found at next start)
-    succeeded --> applied: co/apply accept=true
-    succeeded --> rejected: co/reject
-    applied --> [*]
-    rejected --> [*]
-```
-
-A cloud run found `running` at start-up resumes polling from its task id instead of failing."""
+STATE_NOTE = """A cloud run found `running` at start-up resumes polling from its task id instead of failing."""
 
 
 def _type_name(annotation: Any) -> str:
@@ -300,7 +280,7 @@ def protocol_text() -> str:
     ]
     for model in nested:
         out += [f"### `{model.__name__}`", "", *_field_table(model), ""]
-    out += ["## Run states", "", STATE_DIAGRAM, "", "## Errors", "", "| code | category | meaning |", "|---|---|---|"]
+    out += ["## Run states", "", state_diagram(), "", STATE_NOTE, "", "## Errors", "", "| code | category | meaning |", "|---|---|---|"]
     out += [f"| {code} | `{name}` | {meaning} |" for code, name, meaning in RPC_CODES]
     out += ["", "Run error codes and preflight issue codes: [errors.md](errors.md).", ""]
     return "\n".join(out)

@@ -25,6 +25,7 @@ from .config import Config
 from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound
 from .execution import Executor, Outcome, Stream
 from .git_apply import parse_checked
+from .lifecycle import check_transition
 from .manifest import (
     ApplyOutcome,
     DiffEvidence,
@@ -192,6 +193,7 @@ class RunRecord:
             self.owner_lock = None
 
     def set_state(self, state: RunState, message: str = "") -> None:
+        check_transition(self.run_id, RunState(self.manifest.state), state)
         self.manifest.state = state
         self.manifest.transitions.append(Transition(state=state, at=utc_now(), message=message))
         self.save(message or state.value)
