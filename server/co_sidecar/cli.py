@@ -1,4 +1,4 @@
-"""`co-sidecar` entry points: serve (default), doctor, run, emulator."""
+"""`co-sidecar` entry points: serve (default), doctor, run, runs, apply, reject, canary, emulator."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("--emulator", action="store_true", help="run against a loopback emulator of the task API")
     canary.add_argument("--format", choices=["text", "json"], default="text")
 
+    from .runs_cli import add_parsers as add_runs_parsers
+
+    add_runs_parsers(sub)
+
     emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
     emulator.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run_client import run_task
 
         return run_task(args)
+    if command in ("runs", "apply", "reject"):
+        from .runs_cli import main as runs_main
+
+        return runs_main(args)
     return 2
 
 

@@ -36,6 +36,8 @@ from .protocol import (
     LaunchResult,
     ListParams,
     Mode,
+    PruneParams,
+    PruneResult,
     RouteParams,
     RouteResult,
     RunIdParams,
@@ -252,6 +254,10 @@ class Handlers:
     def reject(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
         return self.manager.reject(params.run_id)
+
+    async def prune(self, params: PruneParams) -> PruneResult:
+        workspace = self.resolve_workspace(params.workspace_folder)
+        return await self.manager.prune(params, workspace)
 
     async def doctor(self, params: DoctorParams) -> DoctorResult:
         from .doctor import doctor as run_doctor

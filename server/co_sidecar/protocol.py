@@ -118,6 +118,13 @@ class ApplyParams(Wire):
     force: bool = False
 
 
+class PruneParams(Wire):
+    older_than_days: float | None = Field(default=None, ge=0, description="remove finished runs not updated for this many days")
+    keep: int | None = Field(default=None, ge=0, description="keep this many newest finished runs; remove the rest")
+    dry_run: bool = Field(default=False, description="say what would be removed; remove nothing")
+    workspace_folder: str | None = None
+
+
 class Issue(Wire):
     """One preflight problem: a stable code and a sentence for people."""
 
@@ -254,6 +261,16 @@ class RunSummary(Wire):
 class ListResult(Wire):
     runs: list[RunSummary]
     total: int = 0
+
+
+class PruneResult(Wire):
+    """Result of `co/prune`: the runs removed (or that would be, with `dryRun`)."""
+
+    dry_run: bool
+    removed: list[RunSummary]
+    kept: int = Field(description="finished runs left in the workspace")
+    skipped: list[str] = Field(default_factory=list, description="runs chosen but left alone, with why")
+    bytes_freed: int = 0
 
 
 class RunStateResult(Wire):

@@ -132,6 +132,13 @@ REQUESTS: tuple[Request, ...] = (
         example={"runId": RUN_ID}, answer={"runId": RUN_ID, "state": "rejected"},
     ),
     Request(
+        method="co/prune",
+        doc="Remove finished runs (their manifests, patches and event logs) older than `olderThanDays` or beyond the `keep` newest, in one workspace folder. A run still executing, or held by another server (applying, driving), is never removed. `dryRun` lists what would go.",
+        params="PruneParams", result="PruneResult",
+        example={"olderThanDays": 30, "keep": 20, "dryRun": True},
+        answer={"dryRun": True, "removed": [{"runId": RUN_ID, "taskId": "T-42", "state": "rejected", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-10-24T10:15:00.123Z", "updatedAt": "2026-10-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}], "kept": 20, "skipped": [], "bytesFreed": 18234},
+    ),
+    Request(
         method="co/doctor",
         doc="Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
         params="DoctorParams", result="DoctorResult",

@@ -120,7 +120,7 @@ async def _launch_and_follow(
     diff = await client.protocol.send_request_async("co/diff", {"runId": run_id})
     _print_diff(diff, console)
     if not args.apply:
-        console.print(f"not applied. To apply: co-sidecar run … --apply, or co/apply {{runId: {run_id}, accept: true}}")
+        console.print(f"not applied. To apply: co-sidecar apply {run_id} (or reject: co-sidecar reject {run_id})")
         return 0
     result = await client.protocol.send_request_async(
         "co/apply", {"runId": run_id, "accept": True, "strategy": "git"}

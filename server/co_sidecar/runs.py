@@ -12,11 +12,12 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .execution import Executor, Outcome, Stream
 from .git_apply import parse_checked
 from .lifecycle import check_transition
 from .manifest import (
+    MANIFEST_NAME,
     ApplyOutcome,
     DiffEvidence,
     ManifestStore,
@@ -49,11 +51,14 @@ from .protocol import (
     LaunchResult,
     ListParams,
     Mode,
+    PruneParams,
+    PruneResult,
     RouteResult,
     RunState,
     RunStateResult,
     RunSummary,
 )
+from .prune import RunAge, select_prunable
 from .router import requested_cloud_branch, requested_cloud_env, route
 
 log = logging.getLogger(__name__)
@@ -137,6 +142,8 @@ class RunRecord:
     applying: bool = False
     # The flock on <run dir>/owner.lock held while this server drives the run (see `try_lock`).
     owner_lock: int | None = None
+    # (mtime_ns, size) of the manifest file when last read from disk (see RunManager.refresh).
+    disk_stamp: tuple[int, int] | None = None
     _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
     _last_output_emit: float = 0.0
     _flush_handle: asyncio.TimerHandle | None = None
@@ -313,7 +320,8 @@ class RunManager:
         self.executor_for = executor_for
         self.environ = os.environ if environ is None else environ
         self.runs: dict[str, RunRecord] = {}
-        self._loaded_roots: set[Path] = set()
+        # Each runs root loaded so far: the workspace, store and config it was loaded with.
+        self._loaded: dict[Path, tuple[Path, ManifestStore, Config]] = {}
         self._local_slots: dict[Path, asyncio.Semaphore] = {}
 
     # -- loading ------------------------------------------------------------
@@ -325,9 +333,9 @@ class RunManager:
         """Load a workspace's manifests once; returns runs that were interrupted by a crash."""
         config = self.config_for(workspace)
         store = self.store_for(workspace, config)
-        if store.root in self._loaded_roots:
+        if store.root in self._loaded:
             return []
-        self._loaded_roots.add(store.root)
+        self._loaded[store.root] = (workspace, store, config)
         manifests, broken = store.load_all()
         for path, why in broken:
             log.warning("skipping unreadable manifest %s: %s", path, why)
@@ -376,10 +384,87 @@ class RunManager:
 
     # -- lookups ------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord:
-        record = self.runs.get(run_id)
+        record = self.runs.get(run_id) or self._load_new(run_id)
         if record is None:
             raise RunNotFound(run_id)
+        self.refresh(record)
         return record
+
+    def _load_new(self, run_id: str) -> RunRecord | None:
+        """A run another server started after this one loaded its workspaces."""
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            return None
+        for workspace, store, config in self._loaded.values():
+            for path in store.root.glob(f"*/{run_id}/{MANIFEST_NAME}"):
+                try:
+                    manifest = load_manifest(path)
+                except (OSError, ValueError):
+                    continue
+                if manifest.run_id == run_id:
+                    found = RunRecord(manifest, workspace, store, config, self.sink)
+                    self.runs[run_id] = found
+                    return found
+        return None
+
+    def refresh(self, record: RunRecord) -> None:
+        """Re-read the manifest of a run another server drives (or did since we loaded it), so
+        `co/status` from a second client follows it to its end."""
+        if record.task is not None or record.owner_lock is not None or record.applying:
+            return
+        path = record.store.path_for(record.manifest)
+        try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp == record.disk_stamp:
+                return
+            fresh = load_manifest(path)
+        except (OSError, ValueError) as exc:
+            log.info("cannot re-read manifest %s: %s", path, exc)
+            return
+        record.disk_stamp = stamp
+        if fresh.run_id == record.run_id:
+            record.manifest = fresh
+
+    # -- prune --------------------------------------------------------------
+    async def prune(self, params: PruneParams, workspace: Path) -> PruneResult:
+        """Remove finished runs by age and count (see prune.select_prunable). Deciding happens
+        on the event loop; only the removal of each run's directory runs in a thread."""
+        self.recover(self.ensure_loaded(workspace))
+        records = [r for r in self.runs.values() if r.workspace == workspace]
+        for record in records:
+            self.refresh(record)
+        ages = [RunAge(r.run_id, RunState(r.manifest.state), datetime.fromisoformat(r.manifest.updated_at.replace("Z", "+00:00"))) for r in records]
+        chosen = select_prunable(ages, datetime.now(UTC), older_than_days=params.older_than_days, keep=params.keep)
+        removed: list[RunSummary] = []
+        skipped: list[str] = []
+        freed = 0
+        for run_id in chosen:
+            record = self.runs[run_id]
+            row = RunSummary.model_validate(record.summary())
+            if params.dry_run:
+                removed.append(row)
+                freed += await asyncio.to_thread(_tree_size, record.run_dir)
+                continue
+            lock = try_lock(record.run_dir / OWNER_LOCK)  # held: another server is applying or driving it
+            if lock is None or record.task is not None or record.applying:
+                skipped.append(f"{run_id}: in use by a server")
+                if lock is not None:
+                    os.close(lock)
+                continue
+            try:
+                freed += await asyncio.to_thread(_remove_tree, record.run_dir)
+            except OSError as exc:
+                skipped.append(f"{run_id}: {exc.strerror or exc}")
+                continue
+            finally:
+                os.close(lock)
+            with contextlib.suppress(OSError):
+                record.run_dir.parent.rmdir()  # the task's directory, once empty
+            del self.runs[run_id]
+            removed.append(row)
+        finished = sum(1 for r in records if r.manifest.state in FINISHED_STATES)
+        kept = finished - len(removed)
+        return PruneResult(dry_run=params.dry_run, removed=removed, kept=kept, skipped=skipped, bytes_freed=freed)
 
     def list_runs(self, params: ListParams) -> dict[str, Any]:
         """`ListResult` as wire JSON: a page of rows, newest first (cached per record, see
@@ -685,6 +770,21 @@ class RunManager:
         http = sys.modules.get("co_sidecar.cloud.http")
         if http is not None:
             await http.aclose_all()
+
+
+def _remove_tree(path: Path) -> int:
+    size = _tree_size(path)
+    shutil.rmtree(path)
+    return size
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 class _CancelledWhileQueued(Exception):

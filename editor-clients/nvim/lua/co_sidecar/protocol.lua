@@ -16,6 +16,7 @@ M.methods = {
   diff = "co/diff",
   apply = "co/apply",
   reject = "co/reject",
+  prune = "co/prune",
   doctor = "co/doctor",
   canary = "co/canary",
   runUpdate = "co/runUpdate",

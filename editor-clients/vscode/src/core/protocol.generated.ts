@@ -20,6 +20,7 @@ export const Methods = {
   diff: "co/diff",
   apply: "co/apply",
   reject: "co/reject",
+  prune: "co/prune",
   doctor: "co/doctor",
   canary: "co/canary",
   runUpdate: "co/runUpdate",
@@ -35,6 +36,7 @@ export interface Requests {
   "co/diff": { params: DiffParams; result: DiffResult };
   "co/apply": { params: ApplyParams; result: ApplyResult };
   "co/reject": { params: RunIdParams; result: RunStateResult };
+  "co/prune": { params: PruneParams; result: PruneResult };
   "co/doctor": { params: DoctorParams; result: DoctorResult };
   "co/canary": { params: CanaryParams; result: CanaryResult };
 }
@@ -305,6 +307,27 @@ export interface ApplyResult {
   paths: string[];
   failureReason: string | null;
   conflicts: Conflict[];
+}
+
+export interface PruneParams {
+  /** remove finished runs not updated for this many days */
+  olderThanDays?: number | null;
+  /** keep this many newest finished runs; remove the rest */
+  keep?: number | null;
+  /** say what would be removed; remove nothing */
+  dryRun?: boolean;
+  workspaceFolder?: string | null;
+}
+
+/** Result of `co/prune`: the runs removed (or that would be, with `dryRun`). */
+export interface PruneResult {
+  dryRun: boolean;
+  removed: RunSummary[];
+  /** finished runs left in the workspace */
+  kept: number;
+  /** runs chosen but left alone, with why */
+  skipped: string[];
+  bytesFreed: number;
 }
 
 export interface DoctorParams {
