@@ -318,7 +318,7 @@ def protocol_text() -> str:
     seen: set[type[BaseModel]] = set()
     for spec in _methods():
         params, result = spec["params"], spec["result"]
-        params.model_validate(spec["example"])  # examples must stay valid
+        params.model_validate_json(json.dumps(spec["example"]))  # examples must stay valid (as wire JSON)
         if spec["answer"] is not None:
             result.model_validate(spec["answer"])
         out += [f"### `{spec['method']}`", "", spec["doc"], ""]

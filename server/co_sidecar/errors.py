@@ -79,11 +79,11 @@ class WorkspaceError(CoError):
 
 # JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
 RPC_CODES: list[tuple[int, str, str]] = [
-    (-32700, "parse error", "the message body is not JSON"),
-    (-32600, "invalid request", "not a JSON-RPC request object, or larger than CO_MAX_MESSAGE_BYTES (64 MiB)"),
+    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included)"),
+    (-32600, "invalid request", "not a JSON-RPC request object, larger than CO_MAX_MESSAGE_BYTES (64 MiB), or nested deeper than 64 levels"),
     (-32601, "method not found", "unknown method or command"),
     (-32002, "server not initialized", "a request before `initialize` (LSP's ServerNotInitialized)"),
-    (INVALID_PARAMS, "invalid_params", "a param is missing or wrong; the message names the field (data.field)"),
+    (INVALID_PARAMS, "invalid_params", "a param is missing or of the wrong JSON type (strict: no \"yes\" for true, no \"1\" for 1), or holds a lone surrogate; the message names the field (data.field)"),
     (-32603, "internal", "a server bug; the run it concerns is failed, the server stays up"),
     (RUN_NOT_FOUND, "run_not_found", "no run with that runId (data.runId)"),
     (INVALID_STATE, "invalid_state", "the run is not in a state that allows this (data.state)"),

@@ -7,6 +7,7 @@ Imported on the first co/* request or right after `initialized`, never before
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
@@ -44,13 +45,14 @@ P = TypeVar("P", bound=BaseModel)
 
 
 def parse_params(model: type[P], raw: Any) -> P:
-    """Validate params; the error names the first bad field in camelCase."""
+    """Validate params as the JSON they came as (strict: see `protocol.Params`); the error
+    names the first bad field in camelCase."""
     if raw is None or raw == []:  # Lua clients (Neovim) encode an empty table as []
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "params"

@@ -40,7 +40,11 @@ METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reje
 MAX_MESSAGE_BYTES = int(os.environ.get("CO_MAX_MESSAGE_BYTES") or 64 * 1024 * 1024)
 MAX_HEADER_LINE = 8 * 1024
 DISCARD_CHUNK = 1024 * 1024
+# Containers nested deeper than this are refused before anything walks them (json, pydantic,
+# cattrs and the manifest writer all recurse); real co/* params nest a handful of levels.
+MAX_JSON_DEPTH = 64
 PARSE_ERROR, INVALID_REQUEST, SERVER_NOT_INITIALIZED = -32700, -32600, -32002
+INVALID_PARAMS = -32602
 _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGNORECASE)
 # Requests a client may send before `initialize` has been answered (LSP: all others get -32002).
 _BEFORE_INIT = {"initialize", "shutdown", "exit"}
@@ -168,13 +172,58 @@ class FramedReader:
         if len(body) < length:
             return None
         try:
-            return "message", json.loads(body)
+            return "message", parse_json(body)
+        except RecursionError:
+            return "error", (INVALID_REQUEST, f"invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
         except ValueError as exc:
             at = _resync_point(body)
             if at > 0:  # the declared length ran into the next message: resynchronise on it
                 self.pushback = body[at:] + self.pushback
                 return "error", (PARSE_ERROR, "parse error: the body is shorter than its Content-Length")
             return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})")
+        except Exception as exc:  # MemoryError and the like: this message is lost, the server is not
+            return "error", (PARSE_ERROR, f"parse error: cannot read the message ({type(exc).__name__})")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity (Python's json takes them; no client may send them and no
+    manifest may hold them), no number that overflows a double. Integers of more than 4,300
+    digits are refused by Python itself (ValueError)."""
+    return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+
+
+def json_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed value cannot be handled (too deep, a string that is not valid Unicode: a
+    lone surrogate), else None. Iterative, so any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone UTF-16 surrogate (not valid Unicode)"
+        elif isinstance(item, dict | list):
+            if depth > limit:
+                return f"JSON nested deeper than {limit} levels"
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 def _resync_point(body: bytes) -> int:
@@ -222,7 +271,11 @@ class CoSidecarServer(LanguageServer):
     async def _serve(self, reader: FramedReader) -> None:
         loop = asyncio.get_running_loop()
         while self._stop_event is not None and not self._stop_event.is_set():
-            item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+            try:
+                item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+            except OSError as exc:  # the input is gone (closed, reset): as at its end
+                log.error("cannot read from the client: %s", exc)
+                break
             if item is None:
                 break
             kind, value = item
@@ -269,8 +322,15 @@ class CoSidecarServer(LanguageServer):
         msg_id = data.get("id")
         method = data.get("method")
         is_request = "id" in data and "method" in data
-        if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool):
+        if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool) or json_problem(msg_id):
             self.reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or an integer")
+            return
+        problem = json_problem(data)
+        if problem is not None:
+            if is_request:
+                self.reply_error(msg_id, INVALID_PARAMS, f"invalid params for {ascii(method)}: {problem}")
+            elif "method" not in data and msg_id is None:
+                self.reply_error(None, INVALID_REQUEST, f"invalid request: {problem}")
             return
         if data.get("jsonrpc") != "2.0" or ("method" in data and not isinstance(method, str)):
             if "method" in data or "id" not in data:
