@@ -41,13 +41,17 @@ def request(params_json: str, msg_id: str = "7", method: str = "co/launch") -> b
     return frame(f'{{"jsonrpc": "2.0", "id": {msg_id}, "method": "{method}", "params": {params_json}}}'.encode())
 
 
+def in_metadata(value_json: str) -> str:
+    return '{"prompt": "x", "metadata": {"a": ' + value_json + "}}"
+
+
 # (name, raw message, id the error answers, expected code)
 SHAPES: list[tuple[str, bytes, Any, int]] = [
     ("2,000-deep arrays in params (the red-team's 4 KB message)", request(nested(2000)), None, -32600),
-    ("2,000-deep arrays in a params field", request('{"prompt": "x", "metadata": {"a": %s}}' % nested(2000)), None, -32600),
+    ("2,000-deep arrays in a params field", request(in_metadata(nested(2000))), None, -32600),
     ("2,000-deep objects in params", request(nested(2000, "object")), None, -32600),
     ("200,000-deep arrays (near the size bound)", request(nested(200_000)), None, -32600),
-    ("65-deep metadata (over the depth bound, parses)", request('{"prompt": "x", "metadata": {"a": %s}}' % nested(65)), 7, -32602),
+    ("65-deep metadata (over the depth bound, parses)", request(in_metadata(nested(65))), 7, -32602),
     ("deep arrays in the id", request("{}", msg_id=nested(2000)), None, -32600),
     ("deep objects in the id", request("{}", msg_id=nested(50, "object")), None, -32600),
     ("deep notification", frame(b'{"jsonrpc": "2.0", "method": "co/x", "params": ' + nested(5000).encode() + b"}"), None, -32600),
@@ -55,7 +59,7 @@ SHAPES: list[tuple[str, bytes, Any, int]] = [
     ("top-level deep array", frame(nested(3000).encode()), None, -32600),
     ("number overflowing a double", request('{"prompt": "x", "metadata": {"n": 1e999}}'), None, -32700),
     ("negative overflow", request('{"runId": -1e400}', method="co/status"), None, -32700),
-    ("5,000-digit integer", request('{"limit": %s}' % ("9" * 5000), method="co/list"), None, -32700),
+    ("5,000-digit integer", request('{"limit": ' + "9" * 5000 + "}", method="co/list"), None, -32700),
     ("NaN literal", request('{"limit": NaN}', method="co/list"), None, -32700),
     ("Infinity literal", request('{"prompt": "x", "metadata": {"n": Infinity}}'), None, -32700),
     ("lone surrogate in the prompt", request('{"prompt": "fix \\ud800 it", "mode": "local"}'), 7, -32602),

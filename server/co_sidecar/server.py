@@ -7,12 +7,14 @@ in `handlers.py` after `initialize` has answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -249,6 +251,9 @@ class CoSidecarServer(LanguageServer):
         self.init_options: Any = None
         self.settings: Any = None
         self.initialize_seen = False
+        self._terminating = False
+        self._runs_stopped = False
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- transport -------------------------------------------------------------
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
@@ -270,6 +275,45 @@ class CoSidecarServer(LanguageServer):
 
     async def _serve(self, reader: FramedReader) -> None:
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._read_loop(reader, loop)
+        finally:
+            # The client is gone (end of input) or the loop stopped: end runs as `shutdown` would.
+            await self.stop_runs()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM, SIGHUP, SIGINT: exactly what shutdown + exit do (runs end in a terminal
+        state, agents and their descendants are ended, scratch copies removed), then exit."""
+        if self._terminating:
+            return
+        self._terminating = True
+        log.warning("%s received: shutting down", sig.name)
+        task = asyncio.ensure_future(self._terminate())
+        self._tasks.add(task)
+
+    async def _terminate(self) -> None:
+        try:
+            await self.stop_runs()
+        finally:
+            with contextlib.suppress(Exception):
+                self.protocol.writer.flush()  # type: ignore[union-attr]
+            logging.shutdown()
+            # Not sys.exit: the reader thread may sit in a blocking read of stdin for ever.
+            os._exit(0)
+
+    async def stop_runs(self) -> None:
+        """Cancel live runs and wait for them to be recorded (once per server)."""
+        if "handlers" in self.__dict__ and not self._runs_stopped:
+            self._runs_stopped = True
+            try:
+                await self.handlers.shutdown()
+            except Exception:  # shutting down: record what we can, never raise
+                log.exception("error while stopping runs")
+
+    async def _read_loop(self, reader: FramedReader, loop: asyncio.AbstractEventLoop) -> None:
         while self._stop_event is not None and not self._stop_event.is_set():
             try:
                 item = await loop.run_in_executor(self.thread_pool, reader.next_message)
@@ -419,7 +463,6 @@ def create_server() -> CoSidecarServer:
 
     @ls.feature(types.SHUTDOWN)
     async def on_shutdown(params: Any) -> None:
-        if "handlers" in ls.__dict__:  # nothing to stop if no co/* request ever came
-            await ls.handlers.shutdown()
+        await ls.stop_runs()  # nothing to stop if no co/* request ever came
 
     return ls

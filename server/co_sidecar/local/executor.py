@@ -7,7 +7,6 @@ import codecs
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..errors import CoError
 from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
+from . import processes
 from .agent import AgentPlan, agent_env, plan_agent
 from .codex_events import CodexEventReader
 from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
@@ -133,10 +133,9 @@ class CodexSteps:
             self.ctx.save()  # the thread id is worth having on disk at once
 
 
-def kill_group(pid: int, sig: int) -> None:
-    # The agent leads its own session (start_new_session), so its pid is the group id.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def kill_group(agent: processes.Agent) -> None:
+    """SIGKILL everything the run started (see processes.kill_tree)."""
+    processes.kill_tree(agent)
 
 
 async def leader_exit(proc: asyncio.subprocess.Process) -> int:
@@ -147,16 +146,21 @@ async def leader_exit(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-async def stop(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """Terminate the agent's whole process group: SIGTERM, `grace` seconds, then SIGKILL."""
-    if grace > 0 and proc.returncode is None:
-        kill_group(proc.pid, signal.SIGTERM)
+async def stop(agent: processes.Agent, grace: float) -> None:
+    """End the agent and every descendant: SIGTERM, `grace` seconds, then SIGKILL (grace 0:
+    SIGKILL at once). The launcher does it and exits; if it does not, the server kills what it
+    can see."""
+    proc = agent.proc
+    if proc.returncode is None:
+        processes.request_stop(agent, graceful=grace > 0)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(leader_exit(proc), grace)
-    # Always SIGKILL the group: grandchildren may outlive a leader that obeyed SIGTERM.
-    kill_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
+            await asyncio.wait_for(leader_exit(proc), grace + DRAIN_SECONDS)
+    if proc.returncode is None or not agent.launched:
+        # Without the launcher, always SIGKILL the group: grandchildren may outlive a leader
+        # that obeyed SIGTERM.
+        kill_group(agent)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
 
 
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
@@ -232,24 +236,15 @@ class LocalExecutor:
             },
         )
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=scratch.cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+            agent = await processes.spawn(
+                argv, cwd=scratch.cwd, env=env, stdin=asyncio.subprocess.DEVNULL, grace=TERM_GRACE_SECONDS
             )
-        except OSError as exc:
-            return Outcome(
-                RunState.FAILED,
-                f"cannot start agent {argv[0]}: {exc.strerror or exc}",
-                "local_agent_missing",
-            )
-        info.pid = proc.pid
+        except processes.SpawnError as exc:
+            return Outcome(RunState.FAILED, exc.message, exc.code)
+        proc = agent.proc
+        info.pid = agent.pid
         info.started_at = utc_now()
-        ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {proc.pid})")
+        ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {agent.pid})")
 
         tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
         on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
@@ -280,23 +275,24 @@ class LocalExecutor:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if cancelled.done() and not exited.done():
-                await stop(proc, grace=0)
+                await stop(agent, grace=0)
                 outcome = Outcome(RunState.CANCELLED, "cancelled: agent stopped")
             elif not exited.done():
-                await stop(proc, grace=TERM_GRACE_SECONDS)
+                await stop(agent, grace=TERM_GRACE_SECONDS)
                 outcome = Outcome(
                     RunState.TIMED_OUT,
                     f"agent timed out after {cfg.timeout_seconds:g}s and was stopped",
                     "local_timeout",
                 )
-            else:
-                # Leader is done; don't let background children outlive the run.
-                kill_group(proc.pid, signal.SIGKILL)
+            elif not agent.launched:
+                # Leader is done; don't let background children outlive the run (the launcher
+                # has ended them already when there is one).
+                kill_group(agent)
         finally:
             cancelled.cancel()
             exited.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
-                kill_group(proc.pid, signal.SIGKILL)
+                processes.request_stop(agent, graceful=False)
             _, late = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
             if late:
                 # Something outside the group (e.g. a setsid daemon) still holds the pipes:
