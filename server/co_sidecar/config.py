@@ -46,8 +46,9 @@ class CodexLocalConfig(Section):
 class LocalConfig(Section):
     agent_command: list[str] | None = doc(
         None,
-        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT), '
-        '"{workdir}" the scratch directory it runs in. Default when codex is on PATH: '
+        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT '
+        'while it fits one variable), "{promptFile}" the path of a file holding it (also in $CO_PROMPT_FILE; '
+        'for prompts over 128 KiB, which no argument can hold), "{workdir}" the scratch directory it runs in. Default when codex is on PATH: '
         "codex exec --json --sandbox workspace-write -C {workdir} -- {prompt} (the form the installed "
         "version accepts, see docs/codex.md; shaped by local.codex).",
     )
@@ -68,6 +69,13 @@ class LocalConfig(Section):
 
 class RunsConfig(Section):
     root: str = doc(".runs", "Where manifests and patches live; relative to the workspace.")
+    max_prompt_bytes: int = doc(
+        1_000_000,
+        "The largest prompt (UTF-8 bytes) co/launch takes; a larger one is refused (prompt_too_large). "
+        "Up to it a local agent gets the prompt as an argument while it fits one (128 KiB on Linux), "
+        "then codex on stdin and other agents through {promptFile} / $CO_PROMPT_FILE.",
+        ge=1,
+    )
 
 
 class PollConfig(Section):

@@ -35,7 +35,7 @@ from .protocol import (
     RunIdParams,
     RunState,
 )
-from .runs import EXECUTING_STATES, RunManager
+from .runs import EXECUTING_STATES, RunManager, os_cause
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -210,7 +210,19 @@ class Handlers:
 
     def launch(self, raw: Any) -> Any:
         params = parse_params(LaunchParams, raw)
-        result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
+        workspace = self.resolve_workspace(params.workspace_folder)
+        limit = self.config_for(workspace).runs.max_prompt_bytes
+        size = len(params.prompt.encode("utf-8"))
+        if size > limit:
+            raise InvalidParams(
+                f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
+                category="prompt_too_large",
+                data={"field": "prompt", "bytes": size, "limit": limit},
+            )
+        try:
+            result = self.manager.launch(params, workspace)
+        except OSError as exc:  # before a run was recorded (reading earlier runs, say)
+            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
             # Keep a reference: the loop holds tasks weakly, and a collected task never runs.

@@ -16,7 +16,7 @@ from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
 from . import processes
-from .agent import AgentPlan, agent_env, plan_agent
+from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
 from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
 
@@ -163,6 +163,20 @@ async def stop(agent: processes.Agent, grace: float) -> None:
             await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
 
 
+def write_prompt(path: Path, prompt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prompt, encoding="utf-8")
+
+
+async def feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """The prompt on the agent's stdin, then EOF; an agent that does not read it is no error."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # BrokenPipeError, ConnectionResetError: it exited
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    proc.stdin.close()
+
+
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-n:])
 
@@ -199,11 +213,14 @@ class LocalExecutor:
             ctx.save()
             if ctx.cancel_event.is_set():  # cancelled while the scratch was being made
                 return Outcome(RunState.CANCELLED, "cancelled before the agent started")
-            argv = plan.argv(ctx.prompt, str(scratch.cwd))
+            prompt_file = ctx.run_dir / PROMPT_FILE
+            await asyncio.to_thread(write_prompt, prompt_file, ctx.prompt)
+            call = plan.invocation(ctx.prompt, str(scratch.cwd), str(prompt_file))
+            argv = call.argv
             # A relative program path means "relative to the workspace", not to the scratch.
             if os.sep in argv[0] and not os.path.isabs(argv[0]):
                 argv[0] = str(Path(ctx.workspace) / argv[0])
-            return await self._run(ctx, argv, scratch, plan)
+            return await self._run(ctx, argv, scratch, plan, call)
         except CoError as exc:
             code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
             return Outcome(RunState.FAILED, exc.message, code)
@@ -221,43 +238,51 @@ class LocalExecutor:
         return root if root.is_absolute() else Path(ctx.workspace) / root
 
     async def _run(
-        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan
+        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan, call: Invocation
     ) -> Outcome:
         cfg = ctx.config.local
         info = ctx.manifest.executor
+        stdin_data = call.stdin
+        feeder: asyncio.Task[None] | None = None
         env = agent_env(
             os.environ,
             cfg.env_allow,
             {
-                "CO_PROMPT": ctx.prompt,
+                **call.env,
                 "CO_RUN_ID": ctx.run_id,
                 "CO_TASK_ID": ctx.task_id,
                 "CO_WORKSPACE": str(ctx.workspace),
             },
         )
         try:
-            agent = await processes.spawn(
-                argv, cwd=scratch.cwd, env=env, stdin=asyncio.subprocess.DEVNULL, grace=TERM_GRACE_SECONDS
-            )
+            stdin = asyncio.subprocess.DEVNULL if stdin_data is None else asyncio.subprocess.PIPE
+            agent = await processes.spawn(argv, cwd=scratch.cwd, env=env, stdin=stdin, grace=TERM_GRACE_SECONDS)
         except processes.SpawnError as exc:
             return Outcome(RunState.FAILED, exc.message, exc.code)
         proc = agent.proc
-        info.pid = agent.pid
-        info.started_at = utc_now()
-        ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {agent.pid})")
+        try:
+            info.pid = agent.pid
+            info.started_at = utc_now()
+            ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {agent.pid})")
 
-        tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
-        on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
-        stdout_max_line = MAX_LINE_CHARS
-        codex: CodexEventReader | None = None
-        log: EventLog | None = None
-        if plan.output == "codex-json":
-            codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
-            log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
-            codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
-            ctx.manifest.codex = codex.info
-            on_stdout = CodexSteps(ctx, codex, log)
-            stdout_max_line = MAX_EVENT_CHARS
+            tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
+            on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
+            stdout_max_line = MAX_LINE_CHARS
+            codex: CodexEventReader | None = None
+            log: EventLog | None = None
+            if plan.output == "codex-json":
+                codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
+                log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
+                codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
+                ctx.manifest.codex = codex.info
+                on_stdout = CodexSteps(ctx, codex, log)
+                stdout_max_line = MAX_EVENT_CHARS
+            if stdin_data is not None:
+                feeder = asyncio.create_task(feed_stdin(proc, stdin_data))
+        except BaseException:
+            processes.request_stop(agent, graceful=False)  # never leave it running unwatched
+            raise
+
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             asyncio.create_task(pump(proc.stdout, on_stdout, tails["stdout"], stdout_max_line)),
@@ -291,6 +316,8 @@ class LocalExecutor:
         finally:
             cancelled.cancel()
             exited.cancel()
+            if feeder is not None:
+                feeder.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
                 processes.request_stop(agent, graceful=False)
             _, late = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
