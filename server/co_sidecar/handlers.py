@@ -27,6 +27,7 @@ from .protocol import (
     ApplyParams,
     CanaryParams,
     DiffParams,
+    DoctorCheck,
     DoctorParams,
     LaunchParams,
     ListParams,
@@ -61,6 +62,19 @@ def parse_params(model: type[P], raw: Any) -> P:
         ) from exc
 
 
+def config_checks(warnings: list[str]) -> list[DoctorCheck]:
+    """Configuration warnings as doctor checks (they do not make a mode unready)."""
+    return [
+        DoctorCheck(name="config", ok=False, message=w, code="config_warning", fix=_fix_for(w)) for w in warnings
+    ]
+
+
+def _fix_for(warning: str) -> str:
+    if "not trusted" in warning:
+        return "trust the workspace (trustedWorkspaces in your co-sidecar config.toml, or your editor's workspace trust)"
+    return "correct the key's spelling"
+
+
 class CloudNotConfigured:
     """Stands in when the cloud executor cannot be imported."""
 
@@ -85,8 +99,8 @@ class Handlers:
         self._background: set[asyncio.Future[None]] = set()
 
     # -- configuration & workspaces ----------------------------------------
-    def config_for(self, workspace: Path | None) -> Config:
-        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings)
+    def config_for(self, workspace: Path | None, warnings: list[str] | None = None) -> Config:
+        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings, warnings)
 
     def workspace_folders(self) -> list[Path]:
         try:
@@ -211,7 +225,8 @@ class Handlers:
     def launch(self, raw: Any) -> Any:
         params = parse_params(LaunchParams, raw)
         workspace = self.resolve_workspace(params.workspace_folder)
-        limit = self.config_for(workspace).runs.max_prompt_bytes
+        warnings: list[str] = []
+        limit = self.config_for(workspace, warnings).runs.max_prompt_bytes
         size = len(params.prompt.encode("utf-8"))
         if size > limit:
             raise InvalidParams(
@@ -223,6 +238,12 @@ class Handlers:
             result = self.manager.launch(params, workspace)
         except OSError as exc:  # before a run was recorded (reading earlier runs, say)
             raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
+        if warnings:
+            result.warnings = warnings
+            record = self.manager.runs.get(result.run_id)
+            for warning in warnings:  # the editor's run view shows them too
+                if record is not None:
+                    record.emit(f"warning: {warning}")
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
             # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
@@ -264,7 +285,10 @@ class Handlers:
             workspace: Path | None = self.resolve_workspace(params.workspace_folder)
         except WorkspaceError:
             workspace = None
-        return await run_doctor(self.config_for(workspace), workspace)
+        warnings: list[str] = []
+        result = await run_doctor(self.config_for(workspace, warnings), workspace)
+        result.checks += config_checks(warnings)
+        return result
 
     async def canary(self, raw: Any) -> Any:
         from .canary import canary

@@ -155,6 +155,9 @@ class LaunchResult(Wire):
     state: RunState
     reason: str
     fallback: Fallback | None = None
+    # Configuration problems that did not stop the run: settings an untrusted workspace's file
+    # may not set (ignored, with how to trust it), unknown keys with the nearest valid one.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class FileStat(Wire):
