@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the JSON-RPC server (stdio by default)")
-    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument(
+        "--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (clients prove a token: see --token-file)"
+    )
+    serve.add_argument(
+        "--token-file", help="with --tcp: where to write the token (default: $XDG_RUNTIME_DIR/co-sidecar/tcp-PORT.token)"
+    )
     # Many LSP clients (vscode-languageclient among them) append --stdio for stdio transport.
     serve.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     serve.add_argument("--log-file", help="write the server log here (default: stderr)")
@@ -75,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     if command == "serve":
-        return serve(getattr(args, "tcp", None), getattr(args, "log_file", None), getattr(args, "log_level", "WARNING"))
+        return serve(
+            getattr(args, "tcp", None),
+            getattr(args, "log_file", None),
+            getattr(args, "log_level", "WARNING"),
+            getattr(args, "token_file", None),
+        )
     if command == "doctor":
         return doctor(args)
     if command == "canary":
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
+def serve(tcp: str | None, log_file: str | None, log_level: str, token_file: str | None = None) -> int:
     logging.basicConfig(
         filename=log_file,
         level=getattr(logging, log_level.upper(), logging.WARNING),
@@ -100,8 +110,10 @@ def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
 
     server = create_server()
     if tcp:
+        from .tcp import serve_tcp
+
         host, _, port = tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        return serve_tcp(server, host or "127.0.0.1", int(port), Path(token_file) if token_file else None)
     else:
         server.start_io()
     return 0

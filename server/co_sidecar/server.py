@@ -99,6 +99,10 @@ class BatchingWriter:
         self._stdout.close()
 
 
+# A request line of HTTP (a browser's fetch, a proxy probe): never JSON-RPC.
+_HTTP_REQUEST = re.compile(rb"^(GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH|CONNECT|TRACE|PRI) \S+( HTTP/\d(\.\d)?)?\r?\n?$")
+
+
 class FramedReader:
     """Reads LSP base-protocol messages from a binary stream, tolerating broken framing.
 
@@ -108,9 +112,10 @@ class FramedReader:
     after a malformed header it resynchronises on the next `Content-Length:`.
     """
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, refuse_http: bool = False):
         self.stream = stream
         self.pushback = b""  # bytes read too far (a body shorter than its Content-Length)
+        self.refuse_http = refuse_http  # TCP: a line that looks like HTTP ends the connection
 
     def readline(self) -> bytes:
         if self.pushback:
@@ -136,7 +141,8 @@ class FramedReader:
         return dropped
 
     def next_message(self) -> tuple[str, Any] | None:
-        """("message", parsed JSON) or ("error", (code, text)); None at end of input."""
+        """("message", parsed JSON) or ("error", (code, text)); None at end of input (and, with
+        `refuse_http`, at anything that looks like an HTTP request)."""
         length: int | None = None
         bad: str | None = None
         saw_header = False
@@ -148,6 +154,9 @@ class FramedReader:
                 if not saw_header:
                     continue  # stray blank line between messages
                 break
+            if self.refuse_http and _HTTP_REQUEST.match(line):
+                log.warning("refused an HTTP request on the JSON-RPC connection: %r", line[:80])
+                return None
             saw_header = True
             at = line.lower().find(b"content-length:")
             if at > 0:
@@ -259,12 +268,16 @@ class CoSidecarServer(LanguageServer):
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """pygls' stdio server with our framing reader (see `FramedReader`) and writer
         (`BatchingWriter`)."""
+        self.serve_stream(FramedReader(stdin or sys.stdin.buffer), stdout or sys.stdout.buffer)
+
+    def serve_stream(self, reader: FramedReader, stdout: BinaryIO, first: Any = None) -> None:
+        """Serve one connection until its end: stdio, or an authenticated TCP connection
+        whose first message (`first`, already read) is handled before the rest."""
         self._stop_event = threading.Event()
-        reader = FramedReader(stdin or sys.stdin.buffer)
-        writer = BatchingWriter(stdout or sys.stdout.buffer)
+        writer = BatchingWriter(stdout)
         self.protocol.set_writer(writer)
         try:
-            asyncio.run(self._serve(reader))
+            asyncio.run(self._serve(reader, first))
         except BrokenPipeError:
             log.error("connection to the client is lost; shutting down")
         except (KeyboardInterrupt, SystemExit):
@@ -273,12 +286,14 @@ class CoSidecarServer(LanguageServer):
             writer.flush()  # what the last turn wrote, if the loop stopped before its flush
             self.shutdown()
 
-    async def _serve(self, reader: FramedReader) -> None:
+    async def _serve(self, reader: FramedReader, first: Any = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         try:
+            if first is not None:
+                self.dispatch(first)
             await self._read_loop(reader, loop)
         finally:
             # The client is gone (end of input) or the loop stopped: end runs as `shutdown` would.
