@@ -4,6 +4,7 @@ editor clients all follow it."""
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import typing
 from pathlib import Path
@@ -28,7 +29,7 @@ def test_every_request_has_a_handler_typed_with_its_params_model() -> None:
 
 def test_examples_are_valid_params_and_results() -> None:
     for request in REQUESTS:
-        request.params_model().model_validate(request.example)
+        request.params_model().model_validate_json(json.dumps(request.example))
         if request.answer is not None:
             request.result_model().model_validate(request.answer)
     for note in NOTIFICATIONS:

@@ -32,10 +32,19 @@ CONFIG_INTRO = """# Configuration
 Settings merge from these layers, lowest to highest:
 
 1. built-in defaults (below);
-2. `co-sidecar.toml` at the workspace root, or else `[tool.co-sidecar]` in its `pyproject.toml`;
-3. environment variables of the server process (table below);
-4. the client's `initializationOptions` (the settings object itself, or nested under `"co-sidecar"`);
-5. `workspace/didChangeConfiguration` settings (same shape), re-read on every change.
+2. your own `$XDG_CONFIG_HOME/co-sidecar/config.toml` (`~/.config/co-sidecar/config.toml`), which
+   also holds `trustedWorkspaces` (see [Trusted workspaces](#trusted-workspaces));
+3. `co-sidecar.toml` at the workspace root, or else `[tool.co-sidecar]` in its `pyproject.toml`
+   (settings that choose what runs or where credentials go only when the workspace is trusted);
+4. environment variables of the server process (table below);
+5. the client's `initializationOptions` (the settings object itself, or nested under `"co-sidecar"`);
+6. `workspace/didChangeConfiguration` settings (same shape), re-read on every change.
+
+An unknown key in any layer (`agentComand`) is reported with the nearest valid key
+(`did you mean local.agentCommand?`): in the `co/launch` result's `warnings`, a `co/runUpdate`,
+`co-sidecar doctor` and the log; so is a `CO_*` variable close to a known one. An unknown value
+is an error naming the key and the file or variable it came from (`co-sidecar doctor` prints
+it as a config error and exits 2).
 
 Keys are the same everywhere: camelCase, grouped by section. In TOML:
 
@@ -68,7 +77,8 @@ CONFIG_OUTRO = """
 The local agent does not inherit the sidecar's environment. It gets an allowlist
 (`AGENT_ENV_ALLOW` in server/co_sidecar/local/agent.py: `PATH`, `HOME`, locale, temp dirs,
 XDG dirs, `CODEX_HOME`, `OPENAI_API_KEY`/`OPENAI_BASE_URL`, proxies and CA bundles), the
-names matched by `local.envAllow`, and `CO_PROMPT`, `CO_RUN_ID`, `CO_TASK_ID`, `CO_WORKSPACE`.
+names matched by `local.envAllow`, and `CO_PROMPT` (while the prompt fits one variable, 128 KiB),
+`CO_PROMPT_FILE` (a file holding the prompt), `CO_RUN_ID`, `CO_TASK_ID`, `CO_WORKSPACE`.
 The sidecar's cloud credential `CODEX_CLOUD_TOKEN` is never passed.
 
 ## Coming from CO (codex-orchestrator)
@@ -81,7 +91,7 @@ co-sidecar reads CO's names as they are, so an environment set up for CO works u
 | `CODEX_CLOUD_BRANCH` | `cloud.branch` | must exist on origin, else preflight issue `cloud_branch_missing` |
 | task `metadata.cloudEnvId` | `metadata.cloudEnvId` in `co/launch` | beats `cloud.envId`; `cloud.envId` in the request beats both |
 | task `metadata.parallel: true` | `metadata.parallel: true` | asks for cloud when `mode` is `auto` |
-| `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` | `cloud.fallback` | CO's deny words (`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`) mean `deny`; `CO_CLOUD_FALLBACK` is the same |
+| `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` | `cloud.fallback` | CO's deny words (`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`) mean `deny`, `allow` (or `true`, `1`, `on`, `enabled`, `yes`) allow; any other word is an error; `CO_CLOUD_FALLBACK` is the same |
 | manifest `cloud_fallback` {reason, issues, timestamp} | manifest `fallback` {`reason`, `issues[{code, message, fix}]`, `at`} | also in the `co/launch` result and a `co/runUpdate` |
 | cloud feature guard (rollback switch) | `cloud.enabled = false` / `CO_CLOUD_ENABLED=0` | every run routes local, reason `cloud is disabled by the feature guard`; nothing cloud-related is imported or contacted |
 | `codex cloud exec/status/diff` polling | `cloud.adapter = "cli"` | or the default `http` adapter: one pooled client instead of a process per poll |
@@ -104,7 +114,15 @@ def _config_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def configuration_text() -> str:
-    from .config import ENV_VARS, Config
+    from .config import (
+        ALLOW_WORDS,
+        DENY_WORDS,
+        ENV_VARS,
+        FALSE_WORDS,
+        TRUE_WORDS,
+        TRUSTED_KEYS,
+        Config,
+    )
 
     lines = [CONFIG_INTRO, "| key | type | default | meaning |", "|---|---|---|---|"]
     lines += _config_rows(Config)
@@ -113,8 +131,31 @@ def configuration_text() -> str:
     lines += [
         "",
         "`CO_CLOUD_FALLBACK` and CO's `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` take CO's deny words "
-        "(`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`); anything else means allow. "
+        f"({', '.join(f'`{w}`' for w in sorted(DENY_WORDS))}) or allow words "
+        f"({', '.join(f'`{w}`' for w in sorted(ALLOW_WORDS))}); any other word is an error. "
+        f"`CO_CLOUD_ENABLED` takes {', '.join(f'`{w}`' for w in sorted(TRUE_WORDS | FALSE_WORDS))}. "
         "`CO_AGENT_COMMAND` is a JSON list or shell-style words.",
+        "",
+        "## Trusted workspaces",
+        "",
+        "A cloned repository must not choose the program that runs on your machine or the host "
+        "your credentials go to. These settings are taken from a workspace's `co-sidecar.toml` / "
+        "`pyproject.toml` only when you trust that workspace; otherwise they are ignored with a "
+        "warning that says how to trust it (in the `co/launch` result, a `co/runUpdate`, "
+        "`co-sidecar doctor`). From your own config.toml, the environment and the editor's "
+        "settings they always apply.",
+        "",
+        "| key | why it needs trust |",
+        "|---|---|",
+        *[f"| `{key}` | {why} |" for key, why in TRUSTED_KEYS.items()],
+        "",
+        "A workspace is trusted when:",
+        "",
+        "- it is, or is below, a folder listed in `trustedWorkspaces` of your config.toml:",
+        "  `trustedWorkspaces = [\"~/src/my-project\"]`; or",
+        "- the editor says so: `\"workspaceTrusted\": true` in `initializationOptions` (the VS Code "
+        "extension passes `vscode.workspace.isTrusted`; `co-sidecar run` and `co-sidecar doctor` "
+        "take `--trust-workspace`).",
         CONFIG_OUTRO,
     ]
     return "\n".join(lines)
@@ -206,7 +247,20 @@ def protocol_text() -> str:
         "`Content-Length` framing. After the usual `initialize` / `initialized`, clients call the `co/*`",
         "requests below, or the same operations as `workspace/executeCommand` commands `co.route`,",
         "`co.launch`, ... with one arguments object (the same params). Params and results are camelCase;",
-        "unknown params are refused (-32602 naming the field).",
+        "unknown params are refused (-32602 naming the field). Param types are strict JSON: a string",
+        "is never a bool or a number (`accept: \"yes\"` is refused; only `true` accepts).",
+        "",
+        "Any message up to `CO_MAX_MESSAGE_BYTES` (64 MiB) is read; JSON nested deeper than 64",
+        "levels, NaN/Infinity, numbers beyond a double and lone surrogates get a JSON-RPC error and",
+        "the server goes on. SIGTERM, SIGHUP, SIGINT and the end of input shut down as",
+        "`shutdown`/`exit` do: live runs end `cancelled`, their agents and every descendant are",
+        "ended, scratch copies removed.",
+        "",
+        "`--tcp HOST:PORT` writes a random token to a file only the user can read",
+        "(`$XDG_RUNTIME_DIR/co-sidecar/tcp-PORT.token`, 0600, or `--token-file`; the path is printed",
+        "on stderr). The first message must be `initialize` with `initializationOptions.authToken`",
+        "set to it; any other connection is answered -32600 and closed, and a line that looks like",
+        "HTTP (`POST /`, `GET /`) closes the connection at once. One authenticated session is served.",
         "",
         "The server also keeps the client's open documents (`textDocument/didOpen`/`didChange`), so",
         "`co/diff` and `co/apply` compute edits from unsaved buffers, and honours `$/cancelRequest`,",
@@ -219,7 +273,7 @@ def protocol_text() -> str:
     seen: set[type[BaseModel]] = set()
     for spec in REQUESTS:
         params, result = spec.params_model(), spec.result_model()
-        params.model_validate(spec.example)  # examples must stay valid
+        params.model_validate_json(json.dumps(spec.example))  # examples must stay valid (as wire JSON)
         if spec.answer is not None:
             result.model_validate(spec.answer)
         out += [f"### `{spec.method}`", "", spec.doc, ""]

@@ -7,6 +7,7 @@ Imported on the first co/* request or right after `initialized`, never before
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
@@ -30,6 +31,7 @@ from .protocol import (
     CanaryResult,
     DiffParams,
     DiffResult,
+    DoctorCheck,
     DoctorParams,
     DoctorResult,
     LaunchParams,
@@ -45,7 +47,7 @@ from .protocol import (
     RunStateResult,
 )
 from .registry import Request
-from .runs import EXECUTING_STATES, RunManager
+from .runs import EXECUTING_STATES, RunManager, os_cause
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -55,19 +57,33 @@ P = TypeVar("P", bound=BaseModel)
 
 
 def parse_params(model: type[P], raw: Any) -> P:
-    """Validate params; the error names the first bad field in camelCase."""
+    """Validate params as the JSON they came as (strict: see `protocol.Params`); the error
+    names the first bad field in camelCase."""
     if raw is None or raw == []:  # Lua clients (Neovim) encode an empty table as []
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "params"
         raise InvalidParams(
             f"invalid params: {where}: {first['msg']}", data={"field": where}
         ) from exc
+
+
+def config_checks(warnings: list[str]) -> list[DoctorCheck]:
+    """Configuration warnings as doctor checks (they do not make a mode unready)."""
+    return [
+        DoctorCheck(name="config", ok=False, message=w, code="config_warning", fix=_fix_for(w)) for w in warnings
+    ]
+
+
+def _fix_for(warning: str) -> str:
+    if "not trusted" in warning:
+        return "trust the workspace (trustedWorkspaces in your co-sidecar config.toml, or your editor's workspace trust)"
+    return "correct the key's spelling"
 
 
 class CloudNotConfigured:
@@ -94,8 +110,8 @@ class Handlers:
         self._background: set[asyncio.Future[None]] = set()
 
     # -- configuration & workspaces ----------------------------------------
-    def config_for(self, workspace: Path | None) -> Config:
-        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings)
+    def config_for(self, workspace: Path | None, warnings: list[str] | None = None) -> Config:
+        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings, warnings)
 
     def workspace_folders(self) -> list[Path]:
         try:
@@ -222,7 +238,26 @@ class Handlers:
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
     def launch(self, params: LaunchParams) -> LaunchResult:
-        result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
+        workspace = self.resolve_workspace(params.workspace_folder)
+        warnings: list[str] = []
+        limit = self.config_for(workspace, warnings).runs.max_prompt_bytes
+        size = len(params.prompt.encode("utf-8"))
+        if size > limit:
+            raise InvalidParams(
+                f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
+                category="prompt_too_large",
+                data={"field": "prompt", "bytes": size, "limit": limit},
+            )
+        try:
+            result = self.manager.launch(params, workspace)
+        except OSError as exc:  # before a run was recorded (reading earlier runs, say)
+            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
+        if warnings:
+            result.warnings = warnings
+            record = self.manager.runs.get(result.run_id)
+            for warning in warnings:  # the editor's run view shows them too
+                if record is not None:
+                    record.emit(f"warning: {warning}")
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
             # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
@@ -266,7 +301,10 @@ class Handlers:
             workspace: Path | None = self.resolve_workspace(params.workspace_folder)
         except WorkspaceError:
             workspace = None
-        return await run_doctor(self.config_for(workspace), workspace)
+        warnings: list[str] = []
+        result = await run_doctor(self.config_for(workspace, warnings), workspace)
+        result.checks += config_checks(warnings)
+        return result
 
     async def canary(self, params: CanaryParams) -> CanaryResult:
         from .canary import canary

@@ -24,6 +24,15 @@ class Wire(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class Params(Wire):
+    """Base of every co/* request's params: strict JSON types at the boundary. A string is
+    never a bool or a number (`accept: "yes"` is refused, only `true` accepts), a number is
+    never a string, and an integer field takes no float. `handlers.parse_params` validates
+    the wire JSON in pydantic's JSON mode, where enum and literal fields take their values."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
+
+
 class RunState(StrEnum):
     QUEUED = "queued"
     ROUTING = "routing"
@@ -55,13 +64,13 @@ FileStatus = Literal["added", "modified", "deleted", "renamed", "binary"]
 ApplyStrategy = Literal["client", "git"]
 
 
-class CloudParams(Wire):
+class CloudParams(Params):
     env_id: str | None = None
     branch: str | None = None
     attempts: int = Field(default=1, ge=1, le=4)
 
 
-class LaunchParams(Wire):
+class LaunchParams(Params):
     prompt: str = Field(min_length=1)
     mode: RequestedMode = "auto"
     task_id: str = Field(default="adhoc", min_length=1, max_length=128)
@@ -91,26 +100,26 @@ class LaunchParams(Wire):
 RouteParams = LaunchParams
 
 
-class RunIdParams(Wire):
+class RunIdParams(Params):
     run_id: str = Field(min_length=1)
 
 
 DEFAULT_LIST_LIMIT = 100
 
 
-class ListParams(Wire):
+class ListParams(Params):
     state: RunState | None = None
     task_id: str | None = None
     # A page, newest first: a picker never wants thousands of rows; `total` says how many matched.
     limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
 
 
-class DiffParams(Wire):
+class DiffParams(Params):
     run_id: str = Field(min_length=1)
     attempt: int | None = Field(default=None, ge=1, le=4)
 
 
-class ApplyParams(Wire):
+class ApplyParams(Params):
     run_id: str = Field(min_length=1)
     accept: bool = False
     attempt: int | None = Field(default=None, ge=1, le=4)
@@ -118,7 +127,7 @@ class ApplyParams(Wire):
     force: bool = False
 
 
-class PruneParams(Wire):
+class PruneParams(Params):
     older_than_days: float | None = Field(default=None, ge=0, description="remove finished runs not updated for this many days")
     keep: int | None = Field(default=None, ge=0, description="keep this many newest finished runs; remove the rest")
     dry_run: bool = Field(default=False, description="say what would be removed; remove nothing")
@@ -155,6 +164,9 @@ class LaunchResult(Wire):
     state: RunState
     reason: str
     fallback: Fallback | None = None
+    # Configuration problems that did not stop the run: settings an untrusted workspace's file
+    # may not set (ignored, with how to trust it), unknown keys with the nearest valid one.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class FileStat(Wire):
@@ -280,11 +292,11 @@ class RunStateResult(Wire):
     state: RunState
 
 
-class DoctorParams(Wire):
+class DoctorParams(Params):
     workspace_folder: str | None = None
 
 
-class CanaryParams(Wire):
+class CanaryParams(Params):
     workspace_folder: str | None = None
     emulator: bool = False
 
@@ -343,7 +355,7 @@ class DoctorResult(Wire):
 
 # Each co/* request's params model, from the registry; the fuzzers (tests and
 # scripts/reliability.py) draw their fields from here so they cannot drift from the models.
-REQUEST_PARAMS: dict[str, type[Wire]] = {r.method: globals()[r.params] for r in REQUESTS}
+REQUEST_PARAMS: dict[str, type[Params]] = {r.method: globals()[r.params] for r in REQUESTS}
 
 
 def param_names(model: type[BaseModel]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -23,7 +24,7 @@ from typing import Any
 
 from . import diffs
 from .config import Config
-from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound
+from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound, WorkspaceError
 from .execution import Executor, Outcome, Stream
 from .git_apply import parse_checked
 from .lifecycle import check_transition
@@ -59,7 +60,13 @@ from .protocol import (
     RunSummary,
 )
 from .prune import RunAge, select_prunable
-from .router import requested_cloud_branch, requested_cloud_env, route
+from .router import (
+    in_git_work_tree,
+    not_a_repository,
+    requested_cloud_branch,
+    requested_cloud_env,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,9 @@ OUTPUT_INTERVAL_S = 0.1
 OUTPUT_MAX_LINES = 50
 OUTPUT_MAX_CHARS = 8_000
 CANCEL_WAIT_S = 10.0
+# A terminal manifest that could not be written is retried this often, this many times.
+SAVE_RETRY_S = 1.0
+SAVE_RETRIES = 120
 EXECUTING_STATES = frozenset({RunState.QUEUED, RunState.ROUTING, RunState.LAUNCHING, RunState.RUNNING})
 
 
@@ -149,6 +159,7 @@ class RunRecord:
     _flush_handle: asyncio.TimerHandle | None = None
     _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
     _created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
+    unsaved: bool = False  # the last write of the manifest failed (see finish)
 
     def summary(self) -> dict[str, Any]:
         """This run's `co/list` row. Cached: every change to the fields it shows goes through
@@ -298,11 +309,51 @@ class RunRecord:
         )
 
     def finish(self, outcome: Outcome) -> None:
+        """The terminal transition. It always happens in memory and reaches the client; if the
+        manifest cannot be written now (no file descriptor, disk full), writing is retried."""
         self.flush_output()
         self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
         self.manifest.error_code = outcome.error_code
-        self.set_state(outcome.state, outcome.message)
-        self.release()  # after the final write: whoever takes the lock next sees the end state
+        self.manifest.state = outcome.state
+        self.manifest.transitions.append(Transition(state=outcome.state, at=utc_now(), message=outcome.message))
+        self.emit_after_save(outcome.message or outcome.state.value)
+
+    def emit_after_save(self, message: str) -> None:
+        if self.try_save():
+            self.release()  # after the final write: whoever takes the lock next sees the end state
+        else:
+            self._retry_save(SAVE_RETRIES)
+        self.emit(message)
+
+    def try_save(self) -> bool:
+        try:
+            self.store.save(self.manifest)
+        except OSError as exc:
+            log.error("cannot write the manifest of run %s (will retry): %s", self.run_id, os_cause(exc))
+            self.unsaved = True
+            return False
+        self.unsaved = False
+        return True
+
+    def _retry_save(self, left: int) -> None:
+        def again() -> None:
+            if not self.unsaved:
+                return
+            if self.try_save():
+                self.release()
+            elif left > 1:
+                self._retry_save(left - 1)
+
+        with contextlib.suppress(RuntimeError):  # no loop: shutdown() tries once more
+            asyncio.get_running_loop().call_later(SAVE_RETRY_S, again)
+
+
+def os_cause(exc: OSError) -> str:
+    """An OSError as the real cause: its text and errno name ("Too many open files (EMFILE)")."""
+    name = errno.errorcode.get(exc.errno or 0)
+    text = exc.strerror or str(exc)
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{text} ({name}){where}" if name else f"{text}{where}"
 
 
 class RunManager:
@@ -491,6 +542,8 @@ class RunManager:
         config = self.config_for(workspace)
         self.recover(self.ensure_loaded(workspace))
         decision = route(params, config, workspace, self.environ)
+        if decision.mode == "local" and not in_git_work_tree(workspace):
+            raise not_a_repository(workspace)  # refused before the runs root is created
         now = utc_now()
         manifest = RunManifest(
             run_id=new_run_id(),
@@ -518,15 +571,30 @@ class RunManager:
                 attempts=params.cloud.attempts,
             )
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
+        try:
+            # Before the first write: no other server may take this run for an orphan.
+            if not record.claim():
+                raise OSError(errno.EBUSY, "its owner lock is held by another process")
+            record.store.save(manifest)
+        except OSError as exc:  # refused, and no ghost record left behind
+            record.release()
+            shutil.rmtree(record.run_dir, ignore_errors=True)
+            system = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+            raise WorkspaceError(
+                f"cannot record the run under {record.store.root}: {os_cause(exc)}",
+                category="system_error" if system else "runs_root",
+            ) from exc
         self.runs[manifest.run_id] = record
-        record.claim()  # before the first write: no other server may take this run for an orphan
-        record.save(decision.reason)
-        if decision.denied:
-            codes = ", ".join(i.code for i in decision.issues)
-            record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
-        else:
-            record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
-            record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+        record.emit(decision.reason)
+        try:
+            if decision.denied:
+                codes = ", ".join(i.code for i in decision.issues)
+                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
+            else:
+                record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
+                record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+        except Exception as exc:  # recorded already: it must end, failed with the cause
+            record.finish(failure_of(exc))
         return LaunchResult(
             run_id=manifest.run_id,
             task_id=manifest.task_id,
@@ -551,8 +619,9 @@ class RunManager:
             record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", "cancelled"))
             raise
         except Exception as exc:  # an executor bug must fail the run, never the server
-            log.exception("run %s crashed", record.run_id)
-            outcome = Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
+            if not isinstance(exc, OSError):
+                log.exception("run %s crashed", record.run_id)
+            outcome = failure_of(exc)
         if record.cancel_event.is_set() and outcome.state not in FINISHED_STATES:
             outcome = Outcome(RunState.CANCELLED, "cancelled", "cancelled")
         record.finish(outcome)
@@ -766,6 +835,9 @@ class RunManager:
             record.cancel_event.set()
         if live:
             await asyncio.wait([r.task for r in live if r.task is not None], timeout=CANCEL_WAIT_S)
+        for record in self.runs.values():
+            if record.unsaved and record.try_save():  # a terminal state not yet on disk
+                record.release()
         # Close pooled HTTP clients, but only if a cloud run ever loaded them.
         http = sys.modules.get("co_sidecar.cloud.http")
         if http is not None:
@@ -789,3 +861,13 @@ def _tree_size(path: Path) -> int:
 
 class _CancelledWhileQueued(Exception):
     pass
+
+
+def failure_of(exc: Exception) -> Outcome:
+    """An exception that ended a run, as its outcome: the system's refusals (file descriptors,
+    disk, permissions) with their real cause, anything else as an internal error."""
+    if isinstance(exc, CoError):
+        return Outcome(RunState.FAILED, exc.message, exc.category)
+    if isinstance(exc, OSError):
+        return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", "system_error")
+    return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")

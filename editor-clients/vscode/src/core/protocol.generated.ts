@@ -98,6 +98,7 @@ export interface LaunchResult {
   state: RunState;
   reason: string;
   fallback: Fallback | null;
+  warnings: string[];
 }
 
 export interface RunIdParams {
