@@ -21,5 +21,16 @@ M.methods = {
   canary = "co/canary",
   runUpdate = "co/runUpdate",
 }
+--- JSON-RPC error codes the server uses (error.data.category carries a string code).
+M.error_codes = {
+  invalidParams = -32602,
+  runNotFound = -32001,
+  invalidState = -32007,
+  applyRefused = -32003,
+  preflightFailed = -32004,
+  patchRefused = -32005,
+  workspaceError = -32006,
+  cloudError = -32010,
+}
 
 return M
