@@ -206,9 +206,12 @@ class Handlers:
         workspace = self.resolve_workspace(params.workspace_folder)
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
-    def launch(self, raw: Any) -> Any:
+    async def launch(self, raw: Any) -> Any:
         params = parse_params(LaunchParams, raw)
-        result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
+        workspace = self.resolve_workspace(params.workspace_folder)
+        # Routing may list cloud environments (cached): off the event loop.
+        decision = await asyncio.to_thread(self.manager.route, params, workspace)
+        result = self.manager.launch(params, workspace, decision)
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
             # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
