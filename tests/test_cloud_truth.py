@@ -251,3 +251,27 @@ async def test_create_answered_with_a_bare_id(repo: Path, start_server: SessionF
         run_id, state = await s.run_to_end("add notes", mode="cloud")
         [task_id] = emu.tasks
     assert state == "succeeded" and manifest_of(repo, run_id)["cloud"]["taskId"] == task_id
+
+
+def test_co_sidecar_run_and_doctor_show_the_answer_and_the_environment(tmp_path: Path) -> None:
+    """`co-sidecar run` shows the chosen environment, the unpushed-commits warning, the
+    assistant's answer and that there is nothing to apply; `doctor --cloud` names the env."""
+    from test_cli import run_cli
+
+    origin, ws = pushed_workspace(tmp_path)
+    make_local_work(ws)
+    with Emulator(origin, agent=ANSWER_AGENT, environments=ENVS).start() as emu:
+        env = {"CO_CLOUD_BASE_URL": emu.base_url, "CODEX_CLOUD_ENV_ID": "backend"}
+        out = run_cli("run", "what does main return?", "--workspace", str(ws), "--mode", "cloud",
+                      "--start-from-local-changes", env=env)  # fmt: skip
+        doctor = run_cli("doctor", "--workspace", str(ws), "--cloud", env=env)
+        [task] = emu.tasks.values()
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.split())
+    assert "environment env-back (Backend): label 'backend' names environment env-back" in text
+    assert "warning: 1 commit on main is not on origin" in text and "git push origin main" in text
+    assert "attempt 1 (completed):" in text and "The answer is 42: app.main returns 1." in text
+    assert "worklog: 1 entry (tool 1)" in text and "no changes: nothing to apply" in text
+    assert task.starting_diff is not None and "draft.txt" in task.starting_diff
+    assert doctor.returncode == 0, doctor.stdout
+    assert "[ok  ] cloud_env: environment env-back (Backend): label 'backend' names environment env-back [label]" in doctor.stdout

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env-id")
     run.add_argument("--branch")
     run.add_argument("--attempts", type=int, default=1)
+    run.add_argument(
+        "--start-from-local-changes",
+        action="store_true",
+        default=None,
+        help="cloud: start the task from your uncommitted changes and unpushed commits",
+    )
     run.add_argument("--apply", action="store_true", help="apply the diff with git when the run succeeds")
     run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
     run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
