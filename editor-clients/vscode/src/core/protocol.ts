@@ -146,6 +146,18 @@ export interface RunUpdate {
   errorCode?: string | null;
   /** One step of a Codex agent (`message` is its one-line form); docs/codex.md. */
   event?: AgentEvent | null;
+  /** The terminal update of a cloud run: what each attempt said. */
+  answers?: CloudAnswer[] | null;
+}
+
+/** `co/runUpdate.answers[]`: one cloud attempt's assistant messages and worklog summary. */
+export interface CloudAnswer {
+  attempt: number;
+  status?: string | null;
+  messages: string[];
+  worklog?: string | null;
+  hasDiff: boolean;
+  error?: string | null;
 }
 
 /** `co/runUpdate.event`: a Codex agent's step (kind is the item or event type). */
