@@ -208,7 +208,7 @@ async def test_real_cli_runs_in_the_run_dir_with_an_explicit_branch(
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 
-def cli_options(ns: Any, **cloud: Any) -> dict[str, Any]:
+def namespace_options(ns: Any, **cloud: Any) -> dict[str, Any]:
     return {
         "cloud": {
             "adapter": "cli",
@@ -229,7 +229,7 @@ async def test_real_cli_and_http_number_attempts_alike(
     from co_sidecar.cloud.emulator import Emulator
 
     ns = cloud_namespace
-    s = await start_server(repo, cli_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    s = await start_server(repo, namespace_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
     cli_run, cli_state = await s.run_to_end("two ways", mode="cloud", cloud={"attempts": 2})
     cli = real.manifest_of(repo, cli_run)
     assert cli_state == "succeeded", cli
@@ -264,7 +264,7 @@ async def test_real_cli_takes_a_label_and_starts_from_local_changes(
     ns = cloud_namespace
     (repo / "app.py").write_text("def main():\n    return 2  # uncommitted\n")
     (repo / "draft.txt").write_text("an untracked draft\n")
-    options = cli_options(ns, envId="emulated", startFromLocalChanges=True)
+    options = namespace_options(ns, envId="emulated", startFromLocalChanges=True)
     s = await start_server(repo, options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
     launched = await s.request("co/launch", {"prompt": "add notes", "mode": "cloud"})
     assert launched["cloudEnv"]["id"] == "emulated" and launched["cloudEnv"]["source"] == "configured"

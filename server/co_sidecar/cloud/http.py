@@ -233,15 +233,19 @@ _display_status = display_status  # the poll hub's list items use the same rule
 def _order_key(turn: dict[str, Any], current: bool) -> tuple[int, int, int, float, int, str]:
     """`codex cloud diff`'s order: placement (set ones first), then creation time (set ones
     first; the official client never reads the current turn's), then the current turn, then id."""
-    placement = turn.get("attempt_placement")
-    created = None if current else turn.get("created_at")
-    has_placement = isinstance(placement, int) and not isinstance(placement, bool)
-    has_created = isinstance(created, int | float) and not isinstance(created, bool)
+    raw_placement = turn.get("attempt_placement")
+    raw_created = None if current else turn.get("created_at")
+    placement = raw_placement if isinstance(raw_placement, int) and not isinstance(raw_placement, bool) else None
+    created = (
+        float(raw_created)
+        if isinstance(raw_created, int | float) and not isinstance(raw_created, bool)
+        else None
+    )
     return (
-        0 if has_placement else 1,
-        placement if has_placement else 0,
-        0 if has_created else 1,
-        float(created) if has_created else 0.0,
+        0 if placement is not None else 1,
+        placement or 0,
+        0 if created is not None else 1,
+        created or 0.0,
         0 if current else 1,
         str(turn.get("id") or ""),
     )
