@@ -32,7 +32,7 @@ from .client import (
 from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
 from .preflight import cloud_preflight, cloud_reachability, workspace_branch
-from .starting_diff import StartingDiffError, make_starting_diff
+from .starting_diff import StartingDiff, StartingDiffError, make_starting_diff
 
 __all__ = ["CloudExecutor", "cloud_preflight", "cloud_reachability", "make_client"]
 
@@ -114,9 +114,10 @@ class CloudExecutor:
         starting: str | None = None
         if info.start_from_local_changes:
             try:
-                starting = await asyncio.to_thread(self._starting_diff, ctx, info.branch)
+                made = await asyncio.to_thread(self._starting_diff, ctx, info.branch)
             except StartingDiffError as exc:
                 return self._fail(ctx, CLOUD_PREFLIGHT, exc.message)
+            starting = self._record_starting_diff(ctx, made, info.branch)
         client = self._client or make_client(cloud, self._environ, _private_cwd(ctx))
         info.adapter = client.adapter
         poller = self._poller(ctx)
@@ -163,14 +164,13 @@ class CloudExecutor:
                 await client.aclose()
 
     # -- helpers -----------------------------------------------------------------------
-    def _starting_diff(self, ctx: RunContext, branch: str) -> str | None:
-        """The user's local changes against origin/<branch> (startFromLocalChanges), recorded
-        in the manifest by sha256 and stats; never the text."""
+    def _starting_diff(self, ctx: RunContext, branch: str) -> StartingDiff | None:
+        """The user's local changes against origin/<branch> (startFromLocalChanges); blocking."""
         from .auth import load_credentials
 
         cloud = ctx.config.cloud
         creds = load_credentials(self._environ)
-        made = make_starting_diff(
+        return make_starting_diff(
             ctx.workspace,
             branch,
             cloud.starting_diff_max_bytes,
@@ -178,6 +178,9 @@ class CloudExecutor:
             secrets=[creds.token if creds else None],
             for_env=cloud.adapter == "cli",
         )
+
+    def _record_starting_diff(self, ctx: RunContext, made: StartingDiff | None, branch: str) -> str | None:
+        """Record it in the manifest by sha256 and stats (never the text); its text to send."""
         info = self._info(ctx)
         if made is None:
             ctx.save(f"startFromLocalChanges: no local changes against origin/{branch}")
