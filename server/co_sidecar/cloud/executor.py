@@ -183,7 +183,7 @@ class CloudExecutor:
         """Record it in the manifest by sha256 and stats (never the text); its text to send."""
         info = self._info(ctx)
         if made is None:
-            ctx.save(f"startFromLocalChanges: no local changes against origin/{branch}")
+            ctx.save(f"startFromLocalChanges: no local changes on {branch} to start from")
             return None
         info.starting_diff = StartingDiffInfo(
             sha256=made.sha256,
