@@ -20,7 +20,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,7 +320,6 @@ def resolve(
     credentials: Credentials | None,
     workspace: Path | None,
     timeout: float = 10.0,
-    environ: Mapping[str, str] | None = None,
 ) -> EnvChoice:
     """List (cached) and choose. When the lists cannot be read, a requested value is used as
     given (the create call will say if it is wrong); nothing requested is a problem."""
