@@ -275,3 +275,24 @@ def test_co_sidecar_run_and_doctor_show_the_answer_and_the_environment(tmp_path:
     assert task.starting_diff is not None and "draft.txt" in task.starting_diff
     assert doctor.returncode == 0, doctor.stdout
     assert "[ok  ] cloud_env: environment env-back (Backend): label 'backend' names environment env-back [label]" in doctor.stdout
+
+
+def test_emulator_command_lists_the_environments_it_is_given(tmp_path: Path) -> None:
+    import httpx
+
+    repo = make_repo(tmp_path / "repo")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "co_sidecar", "emulator", "--repo", str(repo), "--port", "0",
+         "--env", "env-w=Widgets@acme/widgets", "--env", "env-x"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip().rsplit(" at ", 1)[1]
+        by_repo = httpx.get(f"{base}/wham/environments/by-repo/github/acme/widgets").json()
+        everything = httpx.get(f"{base}/wham/environments").json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert by_repo == [{"id": "env-w", "label": "Widgets", "is_pinned": False, "task_count": 0}]
+    assert [e["id"] for e in everything] == ["env-w", "env-x"] and everything[1]["label"] == "env-x"

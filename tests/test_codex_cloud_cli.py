@@ -276,3 +276,17 @@ async def test_real_cli_takes_a_label_and_starts_from_local_changes(
     check = subprocess.run(["git", "apply", "--check", str(patch)], cwd=repo, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "return 2  # uncommitted" in patch.read_text()  # the agent saw the user's change
+
+
+@pytest.mark.parametrize("cloud_namespace", ["task:nostatus"], indirect=True)
+async def test_real_cli_finishes_by_the_display_as_the_http_adapter(
+    repo: Path, start_server: SessionFactory, cloud_namespace: Any
+) -> None:
+    """Turns without `turn_status`: `codex cloud status` reads task_status_display (READY),
+    as the HTTP adapter does (test_cloud_truth.py), so the CLI run finishes too."""
+    ns = cloud_namespace
+    s = await start_server(repo, namespace_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    run_id, state = await s.run_to_end("add notes", mode="cloud")
+    m = real.manifest_of(repo, run_id)
+    assert state == "succeeded", m
+    assert m["cloud"]["status"] == "ready" and m["cloud"]["attemptStatus"][0]["diff"]
