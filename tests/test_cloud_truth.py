@@ -275,6 +275,8 @@ def test_co_sidecar_run_and_doctor_show_the_answer_and_the_environment(tmp_path:
     assert task.starting_diff is not None and "draft.txt" in task.starting_diff
     assert doctor.returncode == 0, doctor.stdout
     assert "[ok  ] cloud_env: environment env-back (Backend): label 'backend' names environment env-back [label]" in doctor.stdout
+    assert "[warn] cloud_warning: 1 commit on main is not on origin" in doctor.stdout
+    assert "fix: git push origin main, or launch with startFromLocalChanges" in doctor.stdout
 
 
 def test_emulator_command_lists_the_environments_it_is_given(tmp_path: Path) -> None:

@@ -123,9 +123,10 @@ def doctor(args: argparse.Namespace) -> int:
         print(json.dumps(result.wire(), indent=2))
     else:
         for check in result.checks:
-            mark = "ok  " if check.ok else "FAIL"
+            warning = check.name == "cloud_warning"  # does not stop a run, but deserves a look
+            mark = "warn" if warning else "ok  " if check.ok else "FAIL"
             print(f"[{mark}] {check.name}: {check.message}")
-            if check.fix and not check.ok:
+            if check.fix and (warning or not check.ok):
                 print(f"       fix: {check.fix}")
         print(f"default mode: {result.default_mode}; cloud fallback policy: {result.fallback_policy}")
         print(_codex_lines(result.codex))
