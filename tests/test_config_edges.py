@@ -113,7 +113,7 @@ def test_unknown_keys_over_stdio_reach_launch_warnings_and_doctor(repo: Path) ->
     try:
         server.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"], "keepScrach": True}})
         run = server.request("co/launch", {"prompt": "p", "mode": "local"})
-        text = " | ".join(run["warnings"])
+        text = " | ".join(w["message"] for w in run["warnings"])
         assert "local.timeoutSecond (did you mean local.timeoutSeconds?)" in text
         assert "local.keepScrach (did you mean local.keepScratch?)" in text
         checks = server.request("co/doctor", {})["checks"]

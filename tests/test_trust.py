@@ -111,7 +111,9 @@ def test_untrusted_repository_config_neither_runs_code_nor_gets_the_token(
         local = server.request("co/launch", {"prompt": "p", "mode": "local"})
         assert server.wait_state(local["runId"], TERMINAL) == "succeeded"
         assert "good.txt" in server.request("co/diff", {"runId": local["runId"]})["patch"]  # the user's agent ran
-        [warning] = local["warnings"]
+        [issue] = local["warnings"]
+        warning = issue["message"]
+        assert issue["code"] == "config_warning" and "trust" in issue["fix"]
         assert "local.agentCommand" in warning and "cloud.baseUrl" in warning and "cloud.codexCommand" in warning
         assert "local.envAllow" in warning and "trustedWorkspaces" in warning and str(repo) in warning
         assert any(u["message"].startswith("warning: ") for u in server.updates(local["runId"]))
@@ -176,7 +178,7 @@ def test_relative_runs_root_inside_the_workspace_needs_no_trust(repo: Path, tmp_
     server = serve(repo, tmp_path / "config-home")
     try:
         run = server.request("co/launch", {"prompt": "p", "mode": "local"})
-        assert "runs.root" in run["warnings"][0]
+        assert "runs.root" in run["warnings"][0]["message"]
         server.wait_state(run["runId"], TERMINAL)
     finally:
         server.close()

@@ -100,8 +100,24 @@ class PollConfig(Section):
 
 class CloudConfig(Section):
     enabled: bool = doc(True, "Feature guard: false routes every run local and never touches the cloud.")
-    env_id: str | None = doc(None, "Codex Cloud environment id.")
-    branch: str | None = doc(None, "Branch the cloud task starts from; must exist on origin.")
+    env_id: str | None = doc(
+        None,
+        "Codex Cloud environment: an id or a label (case-insensitive). None: detected from the "
+        "workspace's GitHub origin, as `codex cloud` does.",
+    )
+    branch: str | None = doc(
+        None,
+        "Branch the cloud task starts from; must exist on origin. None: the workspace's current "
+        "branch, else its default branch, else main.",
+    )
+    start_from_local_changes: bool = doc(
+        False,
+        "Start cloud tasks from your uncommitted changes and the commits origin lacks (sent as "
+        "the task's starting diff), so their diff applies to the workspace as it is.",
+    )
+    starting_diff_max_bytes: int = doc(
+        2_000_000, "Largest starting diff startFromLocalChanges sends (the CLI adapter: at most 128 KiB).", ge=1
+    )
     fallback: Literal["allow", "deny"] = doc(
         "allow", "When cloud preflight fails: allow runs it locally, deny fails the run."
     )

@@ -159,6 +159,8 @@ async def _launch_and_follow(
 ) -> int:
     params: dict[str, Any] = {"prompt": args.prompt, "mode": args.mode, "taskId": args.task_id}
     cloud = {k: v for k, v in {"envId": args.env_id, "branch": args.branch}.items() if v}
+    if getattr(args, "start_from_local_changes", None):
+        cloud["startFromLocalChanges"] = True
     if cloud or args.attempts != 1:
         params["cloud"] = {**cloud, "attempts": args.attempts}
     launched = await watch(client.protocol.send_request_async("co/launch", params))
@@ -166,6 +168,7 @@ async def _launch_and_follow(
     console.print(f"[bold]run[/bold] {run_id}  mode=[cyan]{launched['mode']}[/cyan]  {escape(launched['reason'])}")
     if launched.get("fallback"):
         console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
+    _print_cloud_launch(launched, console)
 
     state = launched["state"]
     shown_urls: set[str] = set()
@@ -194,9 +197,13 @@ async def _launch_and_follow(
                     console.print(f"  task: [link={url}]{url}[/link]")
 
     record = await watch(client.protocol.send_request_async("co/status", {"runId": run_id}))
+    _print_answers(record, console)
     if state != "succeeded":
         console.print(f"[red]run {state}: {escape(record.get('failureReason') or '')}[/red]")
         return 1
+    if record.get("diff") is None:
+        console.print("no changes: nothing to apply")
+        return 0
     diff = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
@@ -241,3 +248,31 @@ def _print_diff(diff: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]conflict[/yellow] {conflict['path']}: {escape(conflict['reason'])}")
     if diff["patch"]:
         console.print(Syntax(diff["patch"], "diff", theme="ansi_dark", background_color="default"))
+
+
+def _print_cloud_launch(launched: dict[str, Any], console: Console) -> None:
+    """The cloud environment chosen and why, and the preflight's warnings."""
+    env = launched.get("cloudEnv")
+    if env:
+        label = f" ({env['label']})" if env.get("label") else ""
+        console.print(f"environment [cyan]{escape(env['id'])}[/cyan]{escape(label)}: {escape(env.get('reason') or env['source'])}")
+    for warning in launched.get("warnings") or []:
+        fix = f" — {warning['fix']}" if warning.get("fix") else ""
+        console.print(f"[yellow]warning:[/yellow] {escape(warning['message'] + fix)}")
+
+
+def _print_answers(record: dict[str, Any], console: Console) -> None:
+    """Each cloud attempt's answer: the assistant's messages and its worklog summary."""
+    for attempt in (record.get("cloud") or {}).get("attemptStatus") or []:
+        messages = attempt.get("messages") or []
+        if not messages and not attempt.get("worklog") and not attempt.get("error"):
+            continue
+        console.print(f"[bold]attempt {attempt['attempt']}[/bold] ({attempt.get('status') or 'unknown'}):")
+        for text in messages:
+            for line in text.splitlines() or [""]:
+                console.print(f"  {escape(line)}")
+        if attempt.get("error"):
+            console.print(f"  [red]{escape(attempt['error'])}[/red]")
+        if attempt.get("worklog"):
+            console.print(f"  [dim]{escape(attempt['worklog'])}[/dim]")
+

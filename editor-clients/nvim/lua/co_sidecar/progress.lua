@@ -44,6 +44,24 @@ local function label(run)
   return 'run ' .. util.short(run.runId)
 end
 
+--- A cloud run's answers (co/runUpdate.answers): each attempt's assistant messages, and
+--- whether any attempt has a diff.
+local function answers_text(answers)
+  if type(answers) ~= 'table' then
+    return nil, false
+  end
+  local parts, any_diff = {}, false
+  for _, a in ipairs(answers) do
+    if type(a) == 'table' then
+      any_diff = any_diff or a.hasDiff == true
+      if type(a.messages) == 'table' and #a.messages > 0 then
+        parts[#parts + 1] = ('attempt %s: %s'):format(a.attempt, table.concat(a.messages, '\n'))
+      end
+    end
+  end
+  return #parts > 0 and table.concat(parts, '\n') or nil, any_diff
+end
+
 local function notify_output(run_id, line)
   local opts = config.options.notify
   if not opts.output then
@@ -115,7 +133,16 @@ function M.on_run_update(_, params, ctx)
     if message and message ~= '' and params.state ~= 'succeeded' then
       text = text .. ': ' .. message
     end
-    text = text .. (STATE_HINT[params.state] or '')
+    local said, any_diff = answers_text(params.answers)
+    if params.state == 'succeeded' and type(params.answers) == 'table' and #params.answers > 0 and not any_diff then
+      text = text .. ' — no changes to apply'
+    else
+      text = text .. (STATE_HINT[params.state] or '')
+    end
+    if said then
+      run.answers = params.answers
+      text = text .. '\n' .. said
+    end
     util.notify(text, STATE_LEVEL[params.state])
   end
 
