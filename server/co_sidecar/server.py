@@ -214,6 +214,19 @@ def parse_json(body: bytes) -> Any:
     return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
 
 
+_UNCHECKED = "unchecked"  # dispatch: check the message itself (not read by `read_checked`)
+
+
+def read_checked(reader: FramedReader) -> tuple[str, Any, str | None] | None:
+    """The next message and its `json_problem`, both on the reader's thread: walking a large
+    message must not hold up the event loop."""
+    item = reader.next_message()
+    if item is None:
+        return None
+    kind, value = item
+    return kind, value, json_problem(value) if kind == "message" else None
+
+
 def json_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
     """Why a parsed value cannot be handled (too deep, a string that is not valid Unicode: a
     lone surrogate), else None. Iterative, so any depth is safe to check."""
@@ -331,19 +344,19 @@ class CoSidecarServer(LanguageServer):
     async def _read_loop(self, reader: FramedReader, loop: asyncio.AbstractEventLoop) -> None:
         while self._stop_event is not None and not self._stop_event.is_set():
             try:
-                item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+                item = await loop.run_in_executor(self.thread_pool, read_checked, reader)
             except OSError as exc:  # the input is gone (closed, reset): as at its end
                 log.error("cannot read from the client: %s", exc)
                 break
             if item is None:
                 break
-            kind, value = item
+            kind, value, problem = item
             if kind == "error":
                 code, text = value
                 self.reply_error(None, code, text)
                 continue
             try:
-                self.dispatch(value)
+                self.dispatch(value, problem)
             except Exception:  # never let one message take the server down
                 log.exception("unable to handle message")
 
@@ -374,7 +387,7 @@ class CoSidecarServer(LanguageServer):
         log.warning("JSON-RPC error %s for id %r: %s", code, msg_id, message)
         self.protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
-    def dispatch(self, data: Any) -> None:
+    def dispatch(self, data: Any, problem: str | None = _UNCHECKED) -> None:
         if not isinstance(data, dict):
             self.reply_error(None, INVALID_REQUEST, f"invalid request: expected a JSON object, got {type(data).__name__}")
             return
@@ -384,7 +397,8 @@ class CoSidecarServer(LanguageServer):
         if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool) or json_problem(msg_id):
             self.reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or an integer")
             return
-        problem = json_problem(data)
+        if problem is _UNCHECKED:
+            problem = json_problem(data)
         if problem is not None:
             if is_request:
                 self.reply_error(msg_id, INVALID_PARAMS, f"invalid params for {ascii(method)}: {problem}")
