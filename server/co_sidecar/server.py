@@ -191,9 +191,20 @@ class FramedReader:
             if at > 0:  # the declared length ran into the next message: resynchronise on it
                 self.pushback = body[at:] + self.pushback
                 return "error", (PARSE_ERROR, "parse error: the body is shorter than its Content-Length")
-            return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})")
+            # Valid to Python's lenient reading (NaN, Infinity, a huge number): the request's id
+            # can still be read, so its caller gets the answer instead of waiting for ever.
+            return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})", _salvage_id(body))
         except Exception as exc:  # MemoryError and the like: this message is lost, the server is not
             return "error", (PARSE_ERROR, f"parse error: cannot read the message ({type(exc).__name__})")
+
+
+def _salvage_id(body: bytes) -> int | str | None:
+    try:
+        data = json.loads(body, parse_int=lambda text: 0 if len(text) > 4000 else int(text))
+    except Exception:
+        return None
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    return msg_id if isinstance(msg_id, int | str) and not isinstance(msg_id, bool) else None
 
 
 def _finite(text: str) -> float:
@@ -352,8 +363,8 @@ class CoSidecarServer(LanguageServer):
                 break
             kind, value, problem = item
             if kind == "error":
-                code, text = value
-                self.reply_error(None, code, text)
+                code, text, *msg_id = value
+                self.reply_error(msg_id[0] if msg_id else None, code, text)
                 continue
             try:
                 self.dispatch(value, problem)
