@@ -166,6 +166,8 @@ async def _launch_and_follow(
     console.print(f"[bold]run[/bold] {run_id}  mode=[cyan]{launched['mode']}[/cyan]  {escape(launched['reason'])}")
     if launched.get("fallback"):
         console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
+    for warning in launched.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
     state = launched["state"]
     shown_urls: set[str] = set()
@@ -186,7 +188,7 @@ async def _launch_and_follow(
                 style = "dim" if update["stream"] == "stdout" else "yellow"
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
-            elif message:
+            elif message and not message.startswith("warning: "):  # shown from the launch result
                 console.print(f"[bold]{state}[/bold] {escape(message)}")
                 url = update.get("cloudTaskUrl")
                 if url and url not in shown_urls:

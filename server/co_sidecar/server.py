@@ -287,6 +287,8 @@ class CoSidecarServer(LanguageServer):
         self._terminating = False
         self._runs_stopped = False
         self._tasks: set[asyncio.Future[None]] = set()
+        # Run when a signal ends the process (os._exit skips finally blocks): e.g. the TCP token file.
+        self.exit_hooks: list[Callable[[], None]] = []
 
     # -- transport -------------------------------------------------------------
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
@@ -339,6 +341,9 @@ class CoSidecarServer(LanguageServer):
         finally:
             with contextlib.suppress(Exception):
                 self.protocol.writer.flush()  # type: ignore[union-attr]
+            for hook in self.exit_hooks:
+                with contextlib.suppress(Exception):
+                    hook()
             logging.shutdown()
             # Not sys.exit: the reader thread may sit in a blocking read of stdin for ever.
             os._exit(0)
