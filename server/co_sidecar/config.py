@@ -249,9 +249,9 @@ def client_layer(options: Any) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         return {}
     for key in ("co-sidecar", "coSidecar", "co_sidecar"):
-        nested = options.get(key)
-        if isinstance(nested, Mapping):
-            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS}
+        if key in options:  # Lua clients send an empty table as [], so not always a Mapping
+            nested = options[key]
+            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS} if isinstance(nested, Mapping) else {}
     return {k: v for k, v in options.items() if k not in CLIENT_ONLY_KEYS}
 
 
