@@ -6,6 +6,7 @@ same in TOML files, initializationOptions and workspace settings.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -370,6 +371,7 @@ def trust_hint(workspace: Path, environ: Mapping[str, str]) -> str:
 # -- unknown keys -----------------------------------------------------------------------------
 
 
+@functools.cache
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, type[BaseModel] | None]:
     """Every settings key (camelCase and snake_case), dotted, with its section model if any."""
     model = model or Config
