@@ -197,7 +197,7 @@ async def _launch_and_follow(
                 style = "dim" if update["stream"] == "stdout" else "yellow"
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
-            elif message:
+            elif message and not message.startswith("warning: "):  # shown from the launch result
                 console.print(f"[bold]{state}[/bold] {escape(message)}")
                 url = update.get("cloudTaskUrl")
                 if url and url not in shown_urls:
