@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from co_sidecar.diffs import (
     ANNOTATION_ID,
     OpenDocument,
+    apply_replacements,
     build_workspace_edit,
     check_paths,
     file_stats,
+    locate,
     parse_patch,
+    split_lines,
     totals,
 )
 from co_sidecar.errors import PatchRefused
@@ -606,10 +609,9 @@ def test_large_patch_is_fast(tmp_path: Path) -> None:
     assert elapsed < 3, elapsed
 
 
-def test_fast_hunk_parser_matches_unidiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """parse_patch's own hunk parser gives exactly what the unidiff fallback gives."""
-    import co_sidecar.diffs as diffs_module
-
+def test_hunk_parser_reproduces_git(tmp_path: Path) -> None:
+    """Odd lines ("\\ x", "- y", CRLF, no final newline) under every context size: the parsed
+    hunks turn the old text into exactly the new one."""
     repo = tmp_path / "r"
     repo.mkdir()
 
@@ -620,30 +622,22 @@ def test_fast_hunk_parser_matches_unidiff(tmp_path: Path, monkeypatch: pytest.Mo
         ).stdout  # fmt: skip
 
     git("init", "-q")
-    (repo / "a.txt").write_text("one\n\ntwo\r\nthree\n\\ x\n- y\n+ z\nlast")
-    (repo / "b.txt").write_text("keep\n" * 20)
+    old = {"a.txt": "one\n\ntwo\r\nthree\n\\ x\n- y\n+ z\nlast", "b.txt": "keep\n" * 20}
+    new = {"a.txt": "one\n\nTWO\r\nthree\n\\ x\n- y\n+ z\nlast\n", "c.txt": "keep\n" * 9 + "changed\n" + "keep\n" * 10 + "tail"}
+    for name, text in old.items():
+        (repo / name).write_bytes(text.encode())
     (repo / "gone.txt").write_text("bye\n")
     git("add", "-A")
     git("commit", "-qm", "base")
-    (repo / "a.txt").write_text("one\n\nTWO\r\nthree\n\\ x\n- y\n+ z\nlast\n")
-    (repo / "b.txt").write_text("keep\n" * 9 + "changed\n" + "keep\n" * 10 + "tail")
+    (repo / "a.txt").write_bytes(new["a.txt"].encode())
+    (repo / "b.txt").write_bytes(new["c.txt"].encode())
     (repo / "gone.txt").unlink()
     (repo / "b.txt").rename(repo / "c.txt")
     git("add", "-A")
-    fast_calls = 0
-    original = diffs_module._fast_hunks
-
-    def counting(lines: list[str], start: int) -> Any:
-        nonlocal fast_calls
-        fast_calls += 1
-        return original(lines, start)
-
     for context in ("-U3", "-U0", "-U1"):
-        patch = git("diff", "--cached", "--binary", "-M", context)
-        monkeypatch.setattr(diffs_module, "_fast_hunks", counting)
-        fast = parse_patch(patch)
-        monkeypatch.setattr(diffs_module, "_fast_hunks", lambda lines, start: None)
-        slow = parse_patch(patch)
-        assert fast == slow
-        assert {c.path for c in fast} == {"a.txt", "c.txt", "gone.txt"}
-    assert fast_calls == 9
+        changes = {c.path: c for c in parse_patch(git("diff", "--cached", "--binary", "-M", context))}
+        assert set(changes) == {"a.txt", "c.txt", "gone.txt"}
+        assert changes["c.txt"].old_path == "b.txt" and changes["gone.txt"].is_deleted
+        for path, base in (("a.txt", "a.txt"), ("c.txt", "b.txt")):
+            lines = split_lines(old[base])
+            assert apply_replacements(lines, locate(changes[path].hunks, lines)) == new[path], context

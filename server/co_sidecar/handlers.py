@@ -229,9 +229,11 @@ class Handlers:
         self.ensure_all_loaded()
         return await self.manager.cancel(parse_params(RunIdParams, raw).run_id)
 
-    def diff(self, raw: Any) -> Any:
+    async def diff(self, raw: Any) -> Any:
         self.ensure_all_loaded()
-        return self.manager.diff(parse_params(DiffParams, raw), self.open_documents())
+        params = parse_params(DiffParams, raw)
+        # Off the event loop: parsing a 100 MB patch takes seconds, and co/status must not wait.
+        return await asyncio.to_thread(self.manager.diff, params, self.open_documents())
 
     async def apply(self, raw: Any) -> Any:
         self.ensure_all_loaded()
