@@ -690,7 +690,8 @@ class RunManager:
             if result.applied:
                 record.set_state(RunState.APPLIED, f"applied with the {params.strategy} strategy")
             else:
-                record.save(f"apply failed: {result.failure_reason}")
+                restored = f"; the {len(result.restored)} file(s) it had changed are restored" if result.restored else ""
+                record.save(f"apply failed: {result.failure_reason}{restored}")
             await asyncio.to_thread(apply_journal.clear, record.run_dir)
         return result
 
