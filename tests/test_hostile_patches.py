@@ -277,3 +277,35 @@ def test_symlink_out_of_the_workspace_needs_allow_external_symlinks(tmp_path: Pa
         assert os.readlink(repo / "docs-link") == "../outside"
     finally:
         server.close()
+
+
+def big_new_files_patch(files: int, lines: int = 100) -> bytes:
+    body = "".join(f"+line {n:04d} " + "x" * 48 + "\n" for n in range(lines))
+    return "".join(
+        f"diff --git a/big/f{i:05d}.txt b/big/f{i:05d}.txt\nnew file mode 100644\nindex 0000000..1111111\n"
+        f"--- /dev/null\n+++ b/big/f{i:05d}.txt\n@@ -0,0 +1,{lines} @@\n{body}"
+        for i in range(files)
+    ).encode()
+
+
+def test_co_status_is_answered_while_a_big_co_diff_is_built(tmp_path: Path) -> None:
+    """An 18 MB co/diff is parsed and built off the event loop: a co/status sent after it is
+    answered before it (order, not time)."""
+    from seed import seed_run
+
+    repo = make_repo(tmp_path / "ws", {"a.txt": "a\n"})
+    patch = big_new_files_patch(3000)
+    assert len(patch) > 18_000_000
+    run_id = seed_run(repo, patch)
+    server = RpcProcess(cwd=repo)
+    server.initialize(repo, {})
+    try:
+        server.request("co/list", {})
+        server.send({"jsonrpc": "2.0", "id": "diff", "method": "co/diff", "params": {"runId": run_id}})
+        server.send({"jsonrpc": "2.0", "id": "status", "method": "co/status", "params": {"runId": run_id}})
+        assert server.wait_response("status")["result"]["state"] == "succeeded"
+        diff = server.wait_response("diff", timeout=120)
+        assert len(diff["result"]["files"]) == 3000
+        assert server.answered.index("status") < server.answered.index("diff")
+    finally:
+        server.close()

@@ -232,8 +232,10 @@ class Handlers:
     async def diff(self, raw: Any) -> Any:
         self.ensure_all_loaded()
         params = parse_params(DiffParams, raw)
-        # Off the event loop: parsing a 100 MB patch takes seconds, and co/status must not wait.
-        return await asyncio.to_thread(self.manager.diff, params, self.open_documents())
+        documents = self.open_documents()
+        # Off the event loop, wire form included: parsing a 100 MB patch and dumping its edit take
+        # seconds, and co/status must not wait for them.
+        return await asyncio.to_thread(lambda: self.manager.diff(params, documents).wire())
 
     async def apply(self, raw: Any) -> Any:
         self.ensure_all_loaded()
