@@ -46,10 +46,15 @@ NOTES: dict[str, str] = {
     "diff": "Before, the 2,000-file / 20 MB patch took 3.0 s (unidiff's per-line objects "
     "for parsing, then the cyclic GC rescanning millions of surviving objects, which made "
     "time per MB grow 3× with size). Now hunks are parsed in one pass in `diffs.py` "
-    "(unidiff still reads each file's header, and is the fallback for anything irregular, so "
-    "errors are unchanged; a test checks both paths agree) and the GC is paused while the "
+    "(file headers too, as git's apply.c reads them: unidiff is gone; anything irregular is "
+    "refused) and the GC is paused while the "
     "acyclic patch and edit structures are built. Time per MB is flat; the remaining ~8× "
     "over `git apply --check` is building ~90k LSP edit objects in Python.",
+    "stall": "Before, `co/diff` parsed and built on the event loop: a 100 MB patch held every "
+    "other request for its whole duration (5-11 s, the issue's figure). Now parsing, the path "
+    "checks, the WorkspaceEdit and its wire dump run in a worker thread. What still runs on the "
+    "loop is pygls serializing and writing the JSON answer (about twice the patch's size), so "
+    "one co/status can wait for that.",
     "notify": "The server keeps up with the agents (they finish on time: the pipe never "
     "blocks them long) and forwards a bounded stream: output runUpdates are batched per "
     "0.1 s per run, so the client receives ~10-20 per run per second however fast the agent "
