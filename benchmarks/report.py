@@ -383,6 +383,8 @@ def render(r: dict[str, Any], before: dict[str, Any] | None, notes: dict[str, st
         ]
         after_rows = summary_rows(r)
         before_rows = summary_rows(before)
+        # Targets measured only since the baseline (e.g. §6) have no "before".
+        before_rows += [[a[0], "—"] for a in after_rows[len(before_rows) :]]
         out += _table(
             ["target", "before", "after"],
             [[a[0], b[1], a[1]] for a, b in zip(after_rows, before_rows, strict=True)],

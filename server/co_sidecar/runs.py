@@ -742,11 +742,19 @@ class RunManager:
         """`co/apply {runId, restore: true}`: put back the files an interrupted apply touched."""
         with self._apply_lock(record, "restore"):
             intent = record.manifest.applying
-            if intent is None or not apply_journal.exists(record.run_dir):
+            if intent is None:
                 raise InvalidState(
                     f"run {record.run_id} has no interrupted apply to restore (state {record.manifest.state.value})",
                     data={"state": record.manifest.state.value},
                 )
+            if not apply_journal.exists(record.run_dir):
+                # The intent is written after the pre-images: they were removed since. Say so.
+                record.manifest.applying = None
+                record.save(
+                    f"the interrupted apply's pre-images ({apply_journal.JOURNAL_DIR}) are missing; nothing "
+                    f"could be restored: check {', '.join(intent.paths)} by hand"
+                )
+                return ApplyResult(applied=False, strategy=intent.strategy, paths=intent.paths)
             restored = await asyncio.to_thread(apply_journal.restore, record.workspace, record.run_dir)
             record.manifest.applying = None
             record.save(
