@@ -714,7 +714,7 @@ class RunManager:
         record.manifest.applying = ApplyIntent(
             strategy=params.strategy, attempt=attempt, paths=paths, pid=os.getpid(), started_at=utc_now()
         )
-        record.save(f"applying with the {params.strategy} strategy")
+        record.save()  # persisted, not announced: editors react to runUpdates, and nothing changed yet
         try:
             result = await self._apply(record, params, evidence, patch, changes, open_documents, client_apply)
         except BaseException:
