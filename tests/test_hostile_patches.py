@@ -211,7 +211,7 @@ def test_rename_old_new_through_an_outside_symlink_is_refused_by_both_strategies
     """The reported attack: git reads `rename old/new` as `rename from/to`; with `out` a symlink
     leaving the workspace, an accepted diff wrote outside it. Now co/diff shows the rename and
     refuses it, and neither strategy writes anything, nor does git ever get the patch."""
-    from seed import seed_run
+    from apply_faults import seed_run
 
     repo = make_repo(tmp_path / "ws", {"a.txt": "keep\n"})
     outside = tmp_path / "outside"
@@ -253,7 +253,7 @@ def test_rename_old_new_through_an_outside_symlink_is_refused_by_both_strategies
 
 
 def test_symlink_out_of_the_workspace_needs_allow_external_symlinks(tmp_path: Path) -> None:
-    from seed import seed_run
+    from apply_faults import seed_run
 
     repo = make_repo(tmp_path / "ws", {"a.txt": "keep\n"})
     (tmp_path / "outside").mkdir()
@@ -291,7 +291,7 @@ def big_new_files_patch(files: int, lines: int = 100) -> bytes:
 def test_co_status_is_answered_while_a_big_co_diff_is_built(tmp_path: Path) -> None:
     """An 18 MB co/diff is parsed and built off the event loop: a co/status sent after it is
     answered before it (order, not time)."""
-    from seed import seed_run
+    from apply_faults import seed_run
 
     repo = make_repo(tmp_path / "ws", {"a.txt": "a\n"})
     patch = big_new_files_patch(3000)
