@@ -16,8 +16,10 @@ from co_sidecar.protocol import RunState
 
 from .rpc import Client, percentile, server_argv, server_env
 
-# The worst co/status round trip during the co/diff, as a share of the co/diff's own time.
-TARGET_SHARE = 0.25
+# The worst co/status round trip answered while the co/diff is being built, as a share of the
+# co/diff's own time. (A status sent as the diff's answer goes out waits behind it on the one
+# stdio pipe: reported apart, it is the transport, not the server.)
+TARGET_SHARE = 0.1
 
 
 def big_patch(files: int, lines: int = 100) -> bytes:
@@ -64,11 +66,17 @@ async def run(files: int, idle_probes: int) -> dict[str, Any]:
         idle = [await _status_ms(client, run_id) for _ in range(idle_probes)]
         started = time.perf_counter()
         diff = asyncio.ensure_future(client.request("co/diff", {"runId": run_id}))
-        during: list[float] = []
+        during: list[float] = []  # answered before the diff's answer arrived
+        behind = 0.0  # the one status that was queued behind the diff's answer on the pipe
         while not diff.done():
-            during.append(await _status_ms(client, run_id))
+            ms = await _status_ms(client, run_id)
+            if diff.done():
+                behind = ms
+            else:
+                during.append(ms)
         result = await diff
         diff_s = time.perf_counter() - started
+        answer_mb = client.bytes_in / 1e6
         await client.stop()
     worst = max(during) if during else 0.0
     return {
@@ -76,10 +84,12 @@ async def run(files: int, idle_probes: int) -> dict[str, Any]:
         "patch_mb": len(patch) / 1e6,
         "diff_s": diff_s,
         "diff_files": len(result["files"]),
+        "answer_mb": answer_mb,
         "idle_p50_ms": percentile(idle, 50),
         "during_count": len(during),
         "during_p50_ms": percentile(during, 50) if during else 0.0,
         "during_max_ms": worst,
+        "behind_answer_ms": behind,
         "share": worst / (diff_s * 1000) if diff_s else 0.0,
         "met": bool(during) and worst / (diff_s * 1000) <= TARGET_SHARE,
     }

@@ -53,8 +53,10 @@ NOTES: dict[str, str] = {
     "stall": "Before, `co/diff` parsed and built on the event loop: a 100 MB patch held every "
     "other request for its whole duration (5-11 s, the issue's figure). Now parsing, the path "
     "checks, the WorkspaceEdit and its wire dump run in a worker thread. What still runs on the "
-    "loop is pygls serializing and writing the JSON answer (about twice the patch's size), so "
-    "one co/status can wait for that.",
+    "loop is pygls serializing and writing the JSON answer (about twice the patch's size); a "
+    "co/status sent as that answer goes out waits behind it on the single stdio pipe (and "
+    "behind the client reading it), shown in its own row: that is the transport's cost of a "
+    "100 MB answer, not a stalled server.",
     "notify": "The server keeps up with the agents (they finish on time: the pipe never "
     "blocks them long) and forwards a bounded stream: output runUpdates are batched per "
     "0.1 s per run, so the client receives ~10-20 per run per second however fast the agent "

@@ -118,7 +118,7 @@ def parse_patch(patch: bytes | str) -> list[FileChange]:
                 continue
             lines = list(io.StringIO(chunk, newline="\n"))  # split on "\n" only, like git
             if chunk.startswith("diff --git "):
-                changes.append(_parse_chunk(lines))
+                changes.append(_parse_chunk(lines, _SURROGATE.search(chunk) is not None))
             else:
                 # A preamble (mail header, commit message): git skips it unless it holds a
                 # patch of its own, which we do not show, so refuse it.
@@ -142,11 +142,10 @@ class _Header:
     binary: bool = False
 
 
-def _parse_chunk(lines: list[str]) -> FileChange:
+def _parse_chunk(lines: list[str], non_utf8: bool) -> FileChange:
     head = lines[0].rstrip("\n")
     where = repr(head[:200])
     h = _Header(def_name=_git_header_name(head[len("diff --git ") :]))
-    non_utf8 = False
     i = 1
     while i < len(lines):
         line = lines[i]
@@ -191,9 +190,6 @@ def _parse_chunk(lines: list[str]) -> FileChange:
             raise PatchRefused(f"malformed patch near {where}: a hunk does not match its header")
         hunks, end = parsed
         _check_junk(lines, end, where)
-        non_utf8 = any(
-            _SURROGATE.search(text) for hunk in hunks for text in (*hunk.source, hunk.target_text)
-        )
     return _file_change(h, hunks, non_utf8)
 
 
@@ -612,6 +608,8 @@ class _AfterPatch:
     def __init__(self, root: Path, changes: list[FileChange]):
         self.root = root
         self.entries: dict[str, str | None] = {}  # path -> symlink target, or None (no link)
+        self._dirs: dict[tuple[str, bool], Path] = {}  # resolved directories: patches share them
+        self._prefix = str(root).rstrip("/") + "/"
         for change in changes:
             if change.is_deleted or (change.old_path and not change.is_copy):
                 self.entries[change.old_path or change.path] = None
@@ -619,19 +617,31 @@ class _AfterPatch:
                 self.entries[change.path] = _link_target(change, root) if change.new_mode == "120000" else None
 
     def readlink(self, path: Path, before: bool) -> str | None:
-        if not before and path.is_relative_to(self.root):
-            rel = path.relative_to(self.root).as_posix()
-            if rel in self.entries:
-                return self.entries[rel]
+        if not before:
+            text = str(path)
+            if text.startswith(self._prefix) and text[len(self._prefix) :] in self.entries:
+                return self.entries[text[len(self._prefix) :]]
         try:
-            return os.readlink(path) if path.is_symlink() else None
-        except OSError:
+            return os.readlink(path)
+        except OSError:  # not a symlink, or missing
             return None
 
     def resolve(self, rel: str, *, follow_last: bool, before: bool) -> Path:
-        """`root/rel` with every symlink on the way followed (like realpath)."""
-        todo = rel.split("/")
-        current = self.root
+        """`root/rel` with every symlink on the way followed (like realpath); the last component
+        too with `follow_last`. `before`: as the workspace is now, else as the patch leaves it."""
+        parent, _, name = rel.rpartition("/")
+        return self._walk(self._dir(parent, before) if parent else self.root, [name], rel, follow_last, before)
+
+    def _dir(self, rel: str, before: bool) -> Path:
+        key = (rel, before)
+        found = self._dirs.get(key)
+        if found is None:
+            parent, _, name = rel.rpartition("/")
+            base = self._dir(parent, before) if parent else self.root
+            found = self._dirs[key] = self._walk(base, [name], rel, True, before)
+        return found
+
+    def _walk(self, current: Path, todo: list[str], rel: str, follow_last: bool, before: bool) -> Path:
         hops = 0
         while todo:
             name = todo.pop(0)
