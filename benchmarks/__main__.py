@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import diff_edit, latency, notify, polling, startup
+from . import diff_edit, diff_stall, latency, notify, polling, startup
 from .machine import describe
 from .notes import NOTES
 from .report import render
@@ -29,6 +29,7 @@ FULL = {
     "diff_reps": 3,
     "notify_runs": 4,
     "notify_seconds": 5.0,
+    "stall_files": 16_000,
 }
 QUICK = {
     "startup_reps": 3,
@@ -40,6 +41,7 @@ QUICK = {
     "diff_reps": 1,
     "notify_runs": 1,
     "notify_seconds": 1.0,
+    "stall_files": 1_000,
 }
 
 
@@ -49,16 +51,18 @@ def step(name: str) -> None:
 
 async def run_all(sizes: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    step("1/5 start-up")
+    step("1/6 start-up")
     results["startup"] = await startup.run(sizes["startup_reps"])
-    step("2/5 latency")
+    step("2/6 latency")
     results["latency"] = await latency.run(sizes["latency_runs"], sizes["latency_requests"])
-    step("3/5 polling at scale")
+    step("3/6 polling at scale")
     results["polling"] = await polling.run(sizes["poll_runs"], sizes["poll_polls"])
-    step("4/5 diff → WorkspaceEdit")
+    step("4/6 diff → WorkspaceEdit")
     results["diff"] = diff_edit.run(sizes["diff_sizes"], sizes["diff_reps"])
-    step("5/5 notification throughput")
+    step("5/6 notification throughput")
     results["notify"] = await notify.run(sizes["notify_runs"], sizes["notify_seconds"])
+    step("6/6 co/status during a big co/diff")
+    results["stall"] = await diff_stall.run(sizes["stall_files"], 20)
     return results
 
 

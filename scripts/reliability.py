@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import apply_faults  # noqa: E402
 from rpc import RpcProcess, frame  # noqa: E402
 
 from co_sidecar.cloud.emulator import Emulator  # noqa: E402
@@ -229,7 +230,10 @@ def kill_rounds(base: Path, rounds: int, local_runs: int, cloud_runs: int) -> di
             server.request("co/list", {})
             time.sleep(0.3)
         for run_id in cloud:
-            server.wait_state(run_id, TERMINAL, timeout=60)
+            # From the manifest: a run may have finished under an earlier server (no update now).
+            deadline = time.monotonic() + 60
+            while not ((m := find_manifest(repo, run_id)) and m.state.value in TERMINAL) and time.monotonic() < deadline:
+                time.sleep(0.05)
         server.close()
         creates = sum(1 for r in emu.requests if r["method"] == "POST" and r["path"].endswith("/tasks"))
     final = {r: find_manifest(repo, r) for r in local + cloud}
@@ -360,7 +364,43 @@ def hostile(base: Path, random_inputs: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: dict[str, Any], quick: bool, seconds: float) -> str:
+def accepting_section(acc: dict[str, Any]) -> list[str]:
+    """What scripts/apply_faults.py observed (tests/test_apply_faults.py asserts the same)."""
+    hp, da, df, km, bm, se = (acc[k] for k in ("hostile_patches", "double_apply", "disk_full", "kill_mid_apply", "bad_manifests", "secret_echo"))
+    yes = {True: "yes", False: "NO"}
+    return [
+        "## Accepting a diff",
+        "",
+        "Each scenario builds its own repository and drives real servers over stdio (scripts/apply_faults.py; "
+        "tests/test_apply_faults.py asserts the same figures).",
+        "",
+        "| check | result |",
+        "|---|---|",
+        f"| hostile patches refused by co/diff, client apply and git apply | {hp['refused_everywhere']} / {hp['patches']} |",
+        f"| files written outside the workspace / workspace changed | {hp['written_outside']} / {'yes' if hp['workspace_changed'] else 'no'} |",
+        f"| `git apply` runs that saw a hostile patch / edits sent to the editor | {hp['git_apply_runs']} / {hp['edits_sent']} |",
+        f"| two servers, one run: applied by the first; apply and reject (both servers) refused while it applied | "
+        f"{yes[da['first_applied']]}; {da['refused_during']} / 3 refused |",
+        f"| ... after it: the second server's apply and reject refused, its co/status says | {da['refused_after']} / 2, `{da['b_status']}` |",
+        f"| the added line is in the file | {da['line_count']} time(s) |",
+        f"| full disk ({'1 MiB tmpfs' if df['method'] == 'tmpfs' else 'RLIMIT_FSIZE'}): git left files half-written, restored | "
+        f"{df['restored_reported']} restored, every file identical (content, mode, existence): {yes[df['identical']]}; run `{df['state']}` |",
+        f"| kill -9 mid-apply: intent in the manifest; files the next server names / changed on disk | "
+        f"{yes[km['intent_at_crash']]}; {len(km['reported'])} / {len(km['changed_on_disk'])} |",
+        f"| ... apply refused until restored; `co/apply {{restore: true}}` puts back / identical | "
+        f"{yes[km['apply_refused_until_restored']]}; {len(km['restored'])} / {yes[km['identical_after_restore']]} |",
+        f"| ... then applied normally | {yes[km['applied_after_restore'] and km['final_matches_change']]} |",
+        f"| bad manifest files skipped and reported, the good run still listed | {bm['skipped']} / {bm['bad']}, {yes[bm['good_listed']]} |",
+        f"| a newer version's extra fields survive a rewrite | {yes[bm['extra_fields_kept']]} |",
+        f"| echoed cloud token / printed API key found in manifests, events.jsonl, log, messages | "
+        f"{len(se['cloud token'])} / {len(se['api key'])} places (the echo came back masked: {yes[se['echo_seen_masked']]}) |",
+        "",
+        "Hostile patches: " + "; ".join(hp["names"]) + ". Bad manifests: " + "; ".join(bm["kinds"]) + ".",
+        "",
+    ]
+
+
+def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: dict[str, Any], quick: bool, seconds: float, acc: dict[str, Any]) -> str:
     faults = len(cells)
     recovered = sum(1 for c in cells if c.state == "succeeded")
     inputs = bad["framing"] + bad["random"] + 1
@@ -383,7 +423,10 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         f"| kills survived (kill -9 mid-run, restart) | {kills['kills']} |",
         f"| faults injected (kind × phase, plus task faults) | {faults} ({recovered} recovered by retry, {faults - recovered} failed cleanly) |",
         f"| hostile inputs tried | {inputs} ({bad['framing']} framing cases, 1 request before initialize, {bad['random']} random co/* params) |",
+        f"| hostile patches (co/diff + both apply strategies each) | {acc['hostile_patches']['patches']} ({acc['hostile_patches']['refused_everywhere']} refused everywhere) |",
         f"| server crashes | {bad['crashes']} |",
+        f"| runs applied twice / files left changed by a failed or interrupted apply | "
+        f"{int(acc['double_apply']['line_count'] != 1)} / {len(acc['disk_full']['differing']) + (0 if acc['kill_mid_apply']['identical_after_restore'] else len(acc['kill_mid_apply']['changed_on_disk']))} |",
         f"| **data lost** | **{lost}** |",
         "",
         "*Data lost* counts runs whose manifest is missing, does not validate, has a patch whose sha256 does not match, "
@@ -444,6 +487,7 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "",
         "Framing cases: " + "; ".join(name for name, _ in FRAMING) + ".",
         "",
+        *accepting_section(acc),
         "## What the suite guarantees, and how",
         "",
         "- **Manifests** are written atomically (temp file, fsync, rename) at every change, so a kill leaves the old "
@@ -455,15 +499,29 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "-32600; a message over `CO_MAX_MESSAGE_BYTES` (default 64 MiB) -32600, its body read and dropped; after a "
         "bad header or a body shorter than its Content-Length the reader resynchronises on the next "
         "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are dropped.",
-        "- **Patches** go through the same checks on co/diff, co/apply (client and git) and again inside the git "
-        "strategy: `..`, absolute paths, `.git/` targets, NUL bytes, symlinks leaving the workspace, text that is no git "
-        "diff, a sha256 that no longer matches, and patches over `diff.hardMaxPatchBytes` are refused (-32005) and never "
-        "reach `git apply` (tests/test_hostile_patches.py spies on git). CRLF, missing final newlines, non-UTF-8 "
-        "text (git strategy) and big hunks apply byte for byte.",
+        "- **Patches** are read as git's apply.c reads them: every extended header line it knows (renames as "
+        "`rename from/to` and `rename old/new`, copies, modes, symlinks 120000, gitlinks 160000, (dis)similarity, "
+        "index); any other header line, or a hunk or file header git would find between files, refuses the patch, and "
+        "`git apply --numstat` must name the same files. Every path is checked where it resolves before and after the "
+        "whole patch (through symlinks on disk and ones the patch creates): outside the workspace, inside `.git` or "
+        "under the runs root is refused (-32005) on co/diff, co/apply (client and git) and again inside the git "
+        "strategy; so are `..`, absolute paths, NUL bytes, names NTFS/HFS read as `.git` or `.gitmodules` (trailing "
+        "dots and spaces, 8.3 short names, ignorable Unicode), a sha256 that no longer matches and patches over "
+        "`diff.hardMaxPatchBytes`. A symlink the patch creates that points outside the workspace needs "
+        "`allowExternalSymlinks: true` on that co/apply. Refused patches never reach `git apply` (the tests spy on "
+        "git). CRLF, missing final newlines, non-UTF-8 text (git strategy) and big hunks apply byte for byte.",
+        "- **Applying** takes the run's `apply.lock` (flock, across processes) and re-reads the manifest under it, so a "
+        "run is applied at most once and co/reject during an apply is refused. Before the first file is touched the "
+        "apply saves each file's pre-image in the run directory and records an `applying` intent in the manifest; "
+        "an apply that fails puts every file back, and a server that finds an intent nobody holds the lock for "
+        "names the files that differ and restores them on `co/apply {runId, restore: true}`.",
         "- **Secrets**: `CODEX_CLOUD_TOKEN` lives only in request headers. The agent's environment is an allowlist "
         "(docs/configuration.md); `CODEX_CLOUD_TOKEN` is never passed, even when `local.envAllow` names it or is "
         "`[\"*\"]`: an agent that needs Codex credentials uses its own (`CODEX_HOME`/auth.json or an API key, both "
-        "allowlisted). tests/test_secrets.py greps manifests, patches, a DEBUG log and every message for a known token.",
+        "allowlisted). Known secret values (the cloud token, from the environment or auth.json, and the provider API "
+        "keys an agent gets) are masked (`[REDACTED]`) in manifests, every co/runUpdate and $/progress, agent output, "
+        "events.jsonl and the log. tests/test_secrets.py and tests/test_apply_faults.py grep manifests, patches, "
+        "a DEBUG log and every message for known secrets.",
         "- **Bounds** (tested at their edges in tests/test_bounds.py): `diff.hardMaxPatchBytes` (refused above it, "
         "even with `force`; `diff.maxPatchBytes` is the soft budget that only needs `force`), `local.maxOutputBytes` "
         "(the tail kept per stream, minimum 1024), `cloud.poll.maxRetries`, `cloud.poll.requestTimeoutSeconds` and "
@@ -487,11 +545,12 @@ def main(argv: list[str] | None = None) -> int:
         kills = kill_rounds(base, 1 if args.quick else 3, 2, 2 if args.quick else 3)
         conc = concurrency(base, *((4, 4) if args.quick else (25, 25)))
         bad = hostile(base, 30 if args.quick else 400)
-    text = render(cells, kills, conc, bad, args.quick, time.monotonic() - started)
+        acc = apply_faults.all_scenarios(base)
+    text = render(cells, kills, conc, bad, args.quick, time.monotonic() - started, acc)
     Path(args.out).write_text(text)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"cells": [c.__dict__ for c in cells], "kills": kills, "concurrency": conc, "hostile": bad}, indent=2)
+            json.dumps({"cells": [c.__dict__ for c in cells], "kills": kills, "concurrency": conc, "hostile": bad, "accepting": acc}, indent=2, default=str)
         )
     print(f"wrote {args.out}")
     return 0

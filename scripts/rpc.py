@@ -53,6 +53,7 @@ class RpcProcess:
         self.notifications: list[dict[str, Any]] = []
         self.server_requests: list[dict[str, Any]] = []
         self.received: list[bytes] = []  # every raw body, for secret scans
+        self.answered: list[Any] = []  # response ids in the order they arrived
         self.cond = threading.Condition()
         self.closed = False
         self._write_lock = threading.Lock()
@@ -111,6 +112,7 @@ class RpcProcess:
                 self.notifications.append(message)
             else:
                 self.responses[message.get("id")] = message
+                self.answered.append(message.get("id"))
             self.cond.notify_all()
 
     # -- requests --------------------------------------------------------------------

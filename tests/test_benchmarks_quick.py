@@ -23,6 +23,7 @@ SECTIONS = (
     "## 3. Polling at scale",
     "## 4. Diff → WorkspaceEdit",
     "## 5. Notification throughput",
+    "## 6. co/status during a big co/diff",
     "## Before and after",
 )
 
@@ -45,6 +46,7 @@ def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
     assert results["notify"]["succeeded"] == results["notify"]["runs"]
     assert results["latency"]["rows"]["co/status"]["p50_ms"] > 0
     assert all(row["edits"] > 0 for row in results["diff"]["rows"])
+    assert results["stall"]["during_count"] > 0 and results["stall"]["diff_files"] == results["stall"]["files"]
     assert "CPU" in text and "Python" in text
 
 

@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from co_sidecar.diffs import (
     ANNOTATION_ID,
     OpenDocument,
+    apply_replacements,
     build_workspace_edit,
     check_paths,
     file_stats,
+    locate,
     parse_patch,
+    split_lines,
     totals,
 )
 from co_sidecar.errors import PatchRefused
@@ -606,10 +609,9 @@ def test_large_patch_is_fast(tmp_path: Path) -> None:
     assert elapsed < 3, elapsed
 
 
-def test_fast_hunk_parser_matches_unidiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """parse_patch's own hunk parser gives exactly what the unidiff fallback gives."""
-    import co_sidecar.diffs as diffs_module
-
+def test_hunk_parser_reproduces_git(tmp_path: Path) -> None:
+    """Odd lines ("\\ x", "- y", CRLF, no final newline) under every context size: the parsed
+    hunks turn the old text into exactly the new one."""
     repo = tmp_path / "r"
     repo.mkdir()
 
@@ -620,30 +622,129 @@ def test_fast_hunk_parser_matches_unidiff(tmp_path: Path, monkeypatch: pytest.Mo
         ).stdout  # fmt: skip
 
     git("init", "-q")
-    (repo / "a.txt").write_text("one\n\ntwo\r\nthree\n\\ x\n- y\n+ z\nlast")
-    (repo / "b.txt").write_text("keep\n" * 20)
+    old = {"a.txt": "one\n\ntwo\r\nthree\n\\ x\n- y\n+ z\nlast", "b.txt": "keep\n" * 20}
+    new = {"a.txt": "one\n\nTWO\r\nthree\n\\ x\n- y\n+ z\nlast\n", "c.txt": "keep\n" * 9 + "changed\n" + "keep\n" * 10 + "tail"}
+    for name, text in old.items():
+        (repo / name).write_bytes(text.encode())
     (repo / "gone.txt").write_text("bye\n")
     git("add", "-A")
     git("commit", "-qm", "base")
-    (repo / "a.txt").write_text("one\n\nTWO\r\nthree\n\\ x\n- y\n+ z\nlast\n")
-    (repo / "b.txt").write_text("keep\n" * 9 + "changed\n" + "keep\n" * 10 + "tail")
+    (repo / "a.txt").write_bytes(new["a.txt"].encode())
+    (repo / "b.txt").write_bytes(new["c.txt"].encode())
     (repo / "gone.txt").unlink()
     (repo / "b.txt").rename(repo / "c.txt")
     git("add", "-A")
-    fast_calls = 0
-    original = diffs_module._fast_hunks
-
-    def counting(lines: list[str], start: int) -> Any:
-        nonlocal fast_calls
-        fast_calls += 1
-        return original(lines, start)
-
     for context in ("-U3", "-U0", "-U1"):
-        patch = git("diff", "--cached", "--binary", "-M", context)
-        monkeypatch.setattr(diffs_module, "_fast_hunks", counting)
-        fast = parse_patch(patch)
-        monkeypatch.setattr(diffs_module, "_fast_hunks", lambda lines, start: None)
-        slow = parse_patch(patch)
-        assert fast == slow
-        assert {c.path for c in fast} == {"a.txt", "c.txt", "gone.txt"}
-    assert fast_calls == 9
+        changes = {c.path: c for c in parse_patch(git("diff", "--cached", "--binary", "-M", context))}
+        assert set(changes) == {"a.txt", "c.txt", "gone.txt"}
+        assert changes["c.txt"].old_path == "b.txt" and changes["gone.txt"].is_deleted
+        for path, base in (("a.txt", "a.txt"), ("c.txt", "b.txt")):
+            lines = split_lines(old[base])
+            assert apply_replacements(lines, locate(changes[path].hunks, lines)) == new[path], context
+
+
+# ----------------------------------------------------------------------------- git's own reading
+
+
+def _git_names(tmp_path: Path, patch: str) -> list[str]:
+    from co_sidecar.git_apply import git_touched
+
+    file = tmp_path / "p.diff"
+    file.write_text(patch)
+    names = git_touched(file)
+    assert names is not None
+    return sorted(names)
+
+
+HEADER_CASES = {
+    "rename from/to": ("diff --git a/a b/b\nsimilarity index 100%\nrename from a\nrename to b\n", "b", "a", "renamed"),
+    "rename old/new": ("diff --git a/a b/b\nsimilarity index 100%\nrename old a\nrename new b\n", "b", "a", "renamed"),
+    "copy": ("diff --git a/a b/c\nsimilarity index 100%\ncopy from a\ncopy to c\n", "c", "a", "added"),
+    "dissimilarity": (
+        "diff --git a/a b/a\ndeleted file mode 100644\ndissimilarity index 90%\nindex 1111111..0000000\n"
+        "--- a/a\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n",
+        "a", None, "deleted",
+    ),
+    "mode change": ("diff --git a/a b/a\nold mode 100644\nnew mode 100755\n", "a", None, "modified"),
+    "index with mode": (
+        "diff --git a/a b/a\nindex 1111111..2222222 100644\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y\n",
+        "a", None, "modified",
+    ),
+    "new symlink": (
+        "diff --git a/l b/l\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/l\n"
+        "@@ -0,0 +1 @@\n+a\n\\ No newline at end of file\n",
+        "l", None, "added",
+    ),
+    "gitlink": (
+        "diff --git a/sub b/sub\nnew file mode 160000\nindex 0000000..1111111\n--- /dev/null\n+++ b/sub\n"
+        "@@ -0,0 +1 @@\n+Subproject commit 1111111111111111111111111111111111111111\n",
+        "sub", None, "added",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HEADER_CASES))
+def test_every_header_git_knows_names_the_files_git_touches(tmp_path: Path, name: str) -> None:
+    patch, path, old_path, status = HEADER_CASES[name]
+    (change,) = parse_patch(patch)
+    assert (change.path, change.old_path, change.status) == (path, old_path, status)
+    assert _git_names(tmp_path, patch) == [path]  # git itself reads the same file
+
+
+@pytest.mark.parametrize(
+    ("patch", "why"),
+    [
+        ("diff --git a/a b/a\nrename frm a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y\n", "not one git"),
+        ("diff --git a/a b/a\nX-Header: 1\nrename from a\nrename to ../../x\n", "not one git"),
+        ("diff --git a/a b/b\nrename from a\nrename to b\n--- a/a\n+++ b/other\n@@ -1 +1 @@\n-x\n+y\n", "names another file"),
+        ("diff --git a/a b/a\nnew file mode 100644\ndeleted file mode 100644\n", "inconsistent"),
+        ("diff --git a/a b/a\nold mode 100600\nnew mode 104755\n", "unsupported file mode"),
+        # A traditional patch hidden after a file's hunks: git would apply it too.
+        ("diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y\nnote\n--- a/b\n+++ b/c\n@@ -0,0 +1 @@\n+z\n", "outside any file"),
+        ("Subject: x\n--- a/b\n+++ b/c\n@@ -0,0 +1 @@\n+z\n", "outside any file"),
+    ],
+)
+def test_headers_git_reads_differently_are_refused(patch: str, why: str) -> None:
+    with pytest.raises(PatchRefused, match=why):
+        parse_patch(patch)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "GIT~1/config", "x/git~2/hooks", ".git./config", ".git /config", ".GiT/config",
+        ".g\u200cit/config", "\ufeff.git/config", ".git::$INDEX_ALLOCATION/config",
+        "gitmod~1", "GI7EBA~1", ".gitmodules.", ".gitmodules ", ".gitmodul\u200des",
+        "a\\..\\b", "name.", "dir /x", "a//b", "./a",
+    ],
+)
+def test_names_git_refuses_on_any_platform_are_refused(path: str) -> None:
+    q = path.replace("\\", "\\\\")  # C-quoted, as git writes it
+    patch = f'diff --git "a/{q}" "b/{q}"\nnew file mode 100644\n--- /dev/null\n+++ "b/{q}"\n@@ -0,0 +1 @@\n+x\n'
+    with pytest.raises(PatchRefused, match="refused path"):
+        parse_patch(patch)
+
+
+def test_paths_are_checked_where_they_resolve_after_the_patch(tmp_path: Path) -> None:
+    ws, outside = tmp_path / "ws", tmp_path / "outside"
+    outside.mkdir()
+    Repo(ws).commit({"x": "x\n", "sub/y": "y\n"})
+    (ws / "tolink").symlink_to(ws / "sub")
+    (ws / "togit").symlink_to(ws / ".git")
+    link = "diff --git a/{0} b/{0}\nnew file mode 120000\n--- /dev/null\n+++ b/{0}\n@@ -0,0 +1 @@\n+{1}\n\\ No newline at end of file\n"
+    new = "diff --git a/{0} b/{0}\nnew file mode 100644\n--- /dev/null\n+++ b/{0}\n@@ -0,0 +1 @@\n+z\n"
+    # Through a symlink the patch creates, into .git through an existing one, a rename whose source
+    # leaves, and a link whose target resolves through another link the patch makes.
+    for patch, why in [
+        (link.format("l", "../outside") + new.format("l/evil"), "outside the workspace"),
+        (link.format("l", "sub") + link.format("sub2", "l/../..") + new.format("sub2/ws2"), "outside the workspace"),
+        (new.format("togit/hooks/post-checkout"), ".git"),
+        (link.format("g", ".git") , ".git"),
+        (new.format(".runs/adhoc/r/manifest.json"), ".runs"),
+    ]:
+        with pytest.raises(PatchRefused, match=why):
+            check_paths(parse_patch(patch), ws, ws / ".runs")
+    # Inside stays fine: a link to a sibling, a file written through an inner link.
+    assert check_paths(parse_patch(link.format("l", "sub") + new.format("tolink/new")), ws, ws / ".runs") == []
+    external = check_paths(parse_patch(link.format("l", "../outside")), ws, ws / ".runs")
+    assert [c.path for c in external] == ["l"] and "outside the workspace" in external[0].reason

@@ -180,3 +180,132 @@ def test_hostile_and_odd_patches_through_diff_and_apply(workspace: Path, tmp_pat
         assert "noeol.txt" in client["failureReason"]
     finally:
         server.close()
+
+
+# ----------------------------------------------------------------------------- what git would do
+
+RENAME_OLD_NEW = (
+    "diff --git a/a.txt b/a.txt\nsimilarity index 100%\nrename old a.txt\nrename new out/evil.desktop\n"
+)
+RENAME_OLD_NEW_EDIT = (
+    "diff --git a/a.txt b/a.txt\nsimilarity index 90%\nrename old a.txt\nrename new out/evil.desktop\n"
+    "--- a/a.txt\n+++ b/out/evil.desktop\n@@ -1 +1 @@\n-keep\n+[Desktop Entry]\n"
+)
+LINK_THEN_WRITE = (
+    "diff --git a/l b/l\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/l\n"
+    "@@ -0,0 +1 @@\n+../outside\n\\ No newline at end of file\n"
+    "diff --git a/l/evil.txt b/l/evil.txt\nnew file mode 100644\nindex 0000000..2222222\n--- /dev/null\n"
+    "+++ b/l/evil.txt\n@@ -0,0 +1 @@\n+pwned\n"
+)
+RUNS_ROOT_WRITE = (
+    "diff --git a/.runs/adhoc/x/manifest.json b/.runs/adhoc/x/manifest.json\nnew file mode 100644\n"
+    "--- /dev/null\n+++ b/.runs/adhoc/x/manifest.json\n@@ -0,0 +1 @@\n+{}\n"
+)
+EXTERNAL_LINK = (
+    "diff --git a/docs-link b/docs-link\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n"
+    "+++ b/docs-link\n@@ -0,0 +1 @@\n+../outside\n\\ No newline at end of file\n"
+)
+
+
+def test_rename_old_new_through_an_outside_symlink_is_refused_by_both_strategies(tmp_path: Path) -> None:
+    """The reported attack: git reads `rename old/new` as `rename from/to`; with `out` a symlink
+    leaving the workspace, an accepted diff wrote outside it. Now co/diff shows the rename and
+    refuses it, and neither strategy writes anything, nor does git ever get the patch."""
+    from apply_faults import seed_run
+
+    repo = make_repo(tmp_path / "ws", {"a.txt": "keep\n"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "out").symlink_to(outside)
+    runs = {
+        name: seed_run(repo, patch)
+        for name, patch in {
+            "rename-old-new": RENAME_OLD_NEW,
+            "rename-old-new-edit": RENAME_OLD_NEW_EDIT,
+            "link-then-write": LINK_THEN_WRITE,
+            "runs-root": RUNS_ROOT_WRITE,
+        }.items()
+    }
+    bin_dir, log = wrapper_dir(tmp_path)
+    server = RpcProcess(cwd=repo, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    server.initialize(repo, {})
+    try:
+        for name, run_id in runs.items():
+            for method, params in [
+                ("co/diff", {"runId": run_id}),
+                ("co/apply", {"runId": run_id, "accept": True, "strategy": "client"}),
+                ("co/apply", {"runId": run_id, "accept": True, "strategy": "git", "allowExternalSymlinks": True}),
+            ]:
+                with pytest.raises(RpcError) as caught:
+                    server.request(method, params)
+                assert caught.value.code == PATCH_REFUSED, (name, method, caught.value.error)
+                expected = ".runs" if name == "runs-root" else "outside the workspace"
+                assert expected in caught.value.message, (name, caught.value.message)
+        assert not server.server_requests  # no workspace/applyEdit
+        calls = log.read_text().splitlines() if log.exists() else []
+        assert not [c for c in calls if c.startswith("apply")], calls
+        assert list(outside.iterdir()) == [] and (repo / "a.txt").read_text() == "keep\n"
+        assert not (repo / "l").exists() and not (repo / ".runs" / "adhoc" / "x").exists()
+        for run_id in runs.values():
+            assert server.request("co/status", {"runId": run_id})["state"] == "succeeded"
+    finally:
+        server.close()
+
+
+def test_symlink_out_of_the_workspace_needs_allow_external_symlinks(tmp_path: Path) -> None:
+    from apply_faults import seed_run
+
+    repo = make_repo(tmp_path / "ws", {"a.txt": "keep\n"})
+    (tmp_path / "outside").mkdir()
+    run_id = seed_run(repo, EXTERNAL_LINK)
+    server = RpcProcess(cwd=repo)
+    server.initialize(repo, {})
+    try:
+        shown = server.request("co/diff", {"runId": run_id})
+        assert [f["path"] for f in shown["files"]] == ["docs-link"]
+        assert "outside the workspace" in shown["conflicts"][0]["reason"]
+        for strategy in ("client", "git"):
+            with pytest.raises(RpcError) as caught:
+                server.request("co/apply", {"runId": run_id, "accept": True, "strategy": strategy})
+            assert caught.value.code == PATCH_REFUSED and "allowExternalSymlinks" in caught.value.message
+        with pytest.raises(RpcError) as caught:  # strictly a boolean
+            server.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git", "allowExternalSymlinks": "yes"})
+        assert caught.value.code == -32602 and "allowExternalSymlinks" in caught.value.message
+        assert not os.path.lexists(repo / "docs-link")
+        done = server.request("co/apply", {"runId": run_id, "accept": True, "strategy": "git", "allowExternalSymlinks": True})
+        assert done["applied"] is True
+        assert os.readlink(repo / "docs-link") == "../outside"
+    finally:
+        server.close()
+
+
+def big_new_files_patch(files: int, lines: int = 100) -> bytes:
+    body = "".join(f"+line {n:04d} " + "x" * 48 + "\n" for n in range(lines))
+    return "".join(
+        f"diff --git a/big/f{i:05d}.txt b/big/f{i:05d}.txt\nnew file mode 100644\nindex 0000000..1111111\n"
+        f"--- /dev/null\n+++ b/big/f{i:05d}.txt\n@@ -0,0 +1,{lines} @@\n{body}"
+        for i in range(files)
+    ).encode()
+
+
+def test_co_status_is_answered_while_a_big_co_diff_is_built(tmp_path: Path) -> None:
+    """An 18 MB co/diff is parsed and built off the event loop: a co/status sent after it is
+    answered before it (order, not time)."""
+    from apply_faults import seed_run
+
+    repo = make_repo(tmp_path / "ws", {"a.txt": "a\n"})
+    patch = big_new_files_patch(3000)
+    assert len(patch) > 18_000_000
+    run_id = seed_run(repo, patch)
+    server = RpcProcess(cwd=repo)
+    server.initialize(repo, {})
+    try:
+        server.request("co/list", {})
+        server.send({"jsonrpc": "2.0", "id": "diff", "method": "co/diff", "params": {"runId": run_id}})
+        server.send({"jsonrpc": "2.0", "id": "status", "method": "co/status", "params": {"runId": run_id}})
+        assert server.wait_response("status")["result"]["state"] == "succeeded"
+        diff = server.wait_response("diff", timeout=120)
+        assert len(diff["result"]["files"]) == 3000
+        assert server.answered.index("status") < server.answered.index("diff")
+    finally:
+        server.close()

@@ -126,6 +126,12 @@ class CloudConfig(Section):
     base_url: str = doc("https://chatgpt.com/backend-api", "Base URL of the task API.")
     codex_command: list[str] = doc(lambda: ["codex"], "argv prefix of the Codex CLI (cli adapter).")
     qa_mode: bool = doc(False, "Ask the service to run the environment in QA mode.")
+    max_response_bytes: int = doc(
+        128 * 1024 * 1024,
+        "The largest task API response read (a task's diff arrives inside one): a larger one is "
+        "refused (cloud_protocol) without being read whole. Keep it above diff.maxPatchBytes.",
+        ge=1024,
+    )
     poll: PollConfig = doc(PollConfig, "Polling knobs.")
 
 

@@ -1,8 +1,9 @@
 """Unified git patches → per-file changes, stats, safety checks and an LSP WorkspaceEdit.
 
-Each file's header is parsed by `unidiff`; its hunks by a small one-pass parser here
-(unidiff's per-line objects made a 20 MB patch take seconds), falling back to unidiff
-for the whole file on anything irregular so that errors stay the same. This module
+Each file's extended header is read as git's apply.c reads it (every header line git knows,
+renames and copies in all spellings, modes, symlinks, gitlinks; any other line refuses the
+patch), so the files shown are the files `git apply` would touch; hunks by a one-pass
+parser that refuses anything irregular. This module
 also derives safe paths and locates each hunk in the text the client will actually
 edit (its open buffer, else the file on disk). A hunk that cannot be located exactly becomes a
 Conflict for its file; we never emit an edit we are not sure of.
@@ -15,14 +16,12 @@ import gc
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pygls import uris
-from unidiff import PatchSet
-from unidiff.errors import UnidiffParseError
 
 from .errors import PatchRefused
 from .protocol import Conflict, FileStat
@@ -32,11 +31,11 @@ GIT_STRATEGY_HINT = 'apply it with strategy "git"'
 
 _FILE_START = re.compile(r"(?m)^(?=diff --git )")
 _HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-_NO_NEWLINE = "\\ No newline at end of file"
 _LONE_CR = re.compile(r"\r(?!\n)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 _PLAIN_MODES = {"100644", None}
+_KNOWN_MODES = {"100644", "100755", "120000", "160000"}
 
 
 @dataclass(frozen=True)
@@ -107,143 +106,182 @@ def _gc_paused() -> Iterator[None]:
 
 
 def parse_patch(patch: bytes | str) -> list[FileChange]:
-    """Parse `git diff --binary -M` output. Raises PatchRefused for unsafe paths or bad text."""
+    """Parse `git diff --binary -M` output the way `git apply` reads it (apply.c's
+    parse_git_diff_header and find_header). Raises PatchRefused for unsafe paths, headers git
+    would read differently than we do, and anything else irregular."""
     # surrogateescape keeps non-UTF-8 content lines lossless; such files become conflicts.
     text = patch.decode("utf-8", "surrogateescape") if isinstance(patch, bytes) else patch
     changes: list[FileChange] = []
     with _gc_paused():
         for chunk in _FILE_START.split(text):
-            if not chunk.strip():
+            if not chunk:
                 continue
-            change = _parse_chunk(chunk)
-            if change is not None:
-                changes.append(change)
+            lines = list(io.StringIO(chunk, newline="\n"))  # split on "\n" only, like git
+            if chunk.startswith("diff --git "):
+                changes.append(_parse_chunk(lines, _SURROGATE.search(chunk) is not None))
+            else:
+                # A preamble (mail header, commit message): git skips it unless it holds a
+                # patch of its own, which we do not show, so refuse it.
+                _check_junk(lines, 0, "the text before the first 'diff --git'")
     return changes
 
 
-def _parse_chunk(chunk: str) -> FileChange | None:
-    header = chunk.split("\n", 1)[0]
-    non_utf8 = _SURROGATE.search(chunk) is not None
-    hunks: list[Hunk] | None = None
-    source = chunk
-    if chunk.startswith("diff --git "):
-        lines = list(io.StringIO(chunk, newline="\n"))  # split on "\n" only, like unidiff
-        first = next((i for i, line in enumerate(lines) if line.startswith("@@ ")), len(lines))
-        hunks = _fast_hunks(lines, first)
-        if hunks is not None:
-            source = "".join(lines[:first])  # unidiff reads only the header
-    try:
-        patch_set = PatchSet(source)
-    except (UnidiffParseError, ValueError) as exc:
-        raise PatchRefused(f"malformed patch near {header[:200]!r}: {exc}") from exc
-    if not chunk.startswith("diff --git ") and not patch_set:
-        return None  # preamble such as a format-patch mail header
-    if not chunk.startswith("diff --git "):
-        raise PatchRefused(f"malformed patch: expected a 'diff --git' header, got {header[:200]!r}")
-    if len(patch_set) != 1:
-        raise PatchRefused(f"malformed patch near {header[:200]!r}: expected one file")
-    return _file_change(patch_set[0], header, non_utf8, hunks)
+@dataclass
+class _Header:
+    """What git's header parser (apply.c) derives from a file's extended header lines."""
+
+    def_name: str | None
+    old: str | None = None
+    new: str | None = None
+    is_new: bool = False
+    is_deleted: bool = False
+    is_rename: bool = False
+    is_copy: bool = False
+    old_mode: str | None = None
+    new_mode: str | None = None
+    binary: bool = False
 
 
-def _fast_hunks(lines: list[str], start: int) -> list[Hunk] | None:
-    """The hunks of one file from `lines[start:]`, or None if anything is irregular.
+def _parse_chunk(lines: list[str], non_utf8: bool) -> FileChange:
+    head = lines[0].rstrip("\n")
+    where = repr(head[:200])
+    h = _Header(def_name=_git_header_name(head[len("diff --git ") :]))
+    i = 1
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("@@ -"):
+            break
+        if line.startswith(("GIT binary patch", "Binary files ")):
+            h.binary = True
+            break
+        if not line.endswith("\n"):
+            raise PatchRefused(f"malformed patch near {where}: incomplete header line {line[:200]!r}")
+        body = line[:-1]
+        for prefix, handler in _HEADER_LINES:
+            if body.startswith(prefix):
+                handler(h, body[len(prefix) :], where)
+                break
+        else:
+            # git ends the header at a line it does not know and reads on past it: whatever
+            # followed would be applied or skipped without the user seeing it.
+            raise PatchRefused(
+                f"refused patch near {where}: header line {body[:200]!r} is not one git's apply "
+                "understands the same way"
+            )
+        if sum((h.is_new, h.is_deleted, h.is_rename, h.is_copy)) > 1:
+            raise PatchRefused(f"refused patch near {where}: inconsistent header lines (new, deleted, rename, copy)")
+        i += 1
+    if h.old is None and h.new is None:
+        if h.def_name is None:
+            raise PatchRefused(f"malformed patch near {where}: the header names no file")
+        h.old = h.new = h.def_name
+    if (h.new is None and not h.is_deleted) or (h.old is None and not h.is_new):
+        raise PatchRefused(f"malformed patch near {where}: the header lacks a file name")
+    for candidate in (h.old, h.new):
+        if candidate is not None:
+            _refuse_unsafe(candidate)
 
-    Mirrors what unidiff + `_convert_hunk` produce for well-formed input; on any line
-    it would treat specially (or reject), returns None and the caller uses unidiff.
-    """
+    hunks: list[Hunk] = []
+    if h.binary:
+        _check_junk(lines, i + 1, where)  # binary data lines never start a header
+    else:
+        parsed = _fast_hunks(lines, i)
+        if parsed is None:
+            raise PatchRefused(f"malformed patch near {where}: a hunk does not match its header")
+        hunks, end = parsed
+        _check_junk(lines, end, where)
+    return _file_change(h, hunks, non_utf8)
+
+
+def _check_junk(lines: list[str], start: int, where: str) -> None:
+    """Lines git skips between patches: refuse any that git would read as a patch or hunk."""
+    for j in range(start, len(lines)):
+        line = lines[j]
+        if line.startswith("@@ -") or (
+            line.startswith("--- ") and j + 1 < len(lines) and lines[j + 1].startswith("+++ ")
+        ):
+            raise PatchRefused(f"malformed patch near {where}: a hunk or file header outside any file ({line[:100]!r})")
+
+
+def _fast_hunks(lines: list[str], start: int) -> tuple[list[Hunk], int] | None:
+    """The hunks of one file from `lines[start:]` and where they end, or None if a hunk is
+    shorter or longer than its header says or holds a line git would not accept."""
     hunks: list[Hunk] = []
     last: list[str] | None = None  # the list holding the previous line, for "\ No newline"
     i, n = start, len(lines)
     while i < n:
         line = lines[i]
-        i += 1
-        if line.startswith("@@ "):
-            match = _HUNK_HEADER.match(line)
-            if match is None:
-                return None
-            want_source = 1 if match[2] is None else int(match[2])
-            want_target = 1 if match[4] is None else int(match[4])
-            source: list[str] = []
-            blocks: list[Block] = []
-            current: Block | None = None
-            last = None
-            seen_source = seen_target = 0
-            while seen_source < want_source or seen_target < want_target:
-                if i >= n:
-                    return None  # shorter than its header says
-                line = lines[i]
-                i += 1
-                kind = line[:1]
-                if kind == " " or line == "\n" or line == "\r\n":
-                    source.append(line[1:] if kind == " " else line)
-                    seen_source += 1
-                    seen_target += 1
-                    current = None
-                    last = source
-                elif kind == "-":
-                    if current is None:
-                        current = Block(offset=len(source), removed=0, added=[])
-                        blocks.append(current)
-                    source.append(line[1:])
-                    current.removed += 1
-                    seen_source += 1
-                    last = source
-                elif kind == "+":
-                    if current is None:
-                        current = Block(offset=len(source), removed=0, added=[])
-                        blocks.append(current)
-                    current.added.append(line[1:])
-                    seen_target += 1
-                    last = current.added
-                elif kind == "\\":
-                    if last and last[-1].endswith("\n"):
-                        last[-1] = last[-1][:-1]
-                else:
-                    return None
-                if seen_source > want_source or seen_target > want_target:
-                    return None
-            hunks.append(Hunk(source_start=int(match[1]), source=source, blocks=blocks))
-        elif line.startswith(_NO_NEWLINE) and hunks:
+        if line.startswith("\\ ") and hunks:
+            i += 1
             if last and last[-1].endswith("\n"):
                 last[-1] = last[-1][:-1]
-        elif line == "\n" and hunks:
-            continue  # a blank line after the last hunk
-        else:
+            continue
+        if not line.startswith("@@ -"):
+            break
+        i += 1
+        match = _HUNK_HEADER.match(line)
+        if match is None:
             return None
-    return hunks
+        want_source = 1 if match[2] is None else int(match[2])
+        want_target = 1 if match[4] is None else int(match[4])
+        source: list[str] = []
+        blocks: list[Block] = []
+        current: Block | None = None
+        last = None
+        seen_source = seen_target = 0
+        while seen_source < want_source or seen_target < want_target:
+            if i >= n:
+                return None  # shorter than its header says
+            line = lines[i]
+            i += 1
+            kind = line[:1]
+            if kind == " " or line == "\n" or line == "\r\n":
+                source.append(line[1:] if kind == " " else line)
+                seen_source += 1
+                seen_target += 1
+                current = None
+                last = source
+            elif kind == "-":
+                if current is None:
+                    current = Block(offset=len(source), removed=0, added=[])
+                    blocks.append(current)
+                source.append(line[1:])
+                current.removed += 1
+                seen_source += 1
+                last = source
+            elif kind == "+":
+                if current is None:
+                    current = Block(offset=len(source), removed=0, added=[])
+                    blocks.append(current)
+                current.added.append(line[1:])
+                seen_target += 1
+                last = current.added
+            elif kind == "\\":
+                if last and last[-1].endswith("\n"):
+                    last[-1] = last[-1][:-1]
+            else:
+                return None
+            if seen_source > want_source or seen_target > want_target:
+                return None
+        if not blocks:
+            return None  # git: a hunk that changes nothing is corrupt
+        hunks.append(Hunk(source_start=int(match[1]), source=source, blocks=blocks))
+    return hunks, i
 
 
-def _file_change(
-    patched: Any, header: str, non_utf8: bool, parsed: list[Hunk] | None = None
-) -> FileChange:
-    info = list(patched.patch_info or [])
-    mode_changed = any(line.startswith("old mode ") for line in info)
-    old = _info_path(info, "rename from ") or _info_path(info, "copy from ")
-    new = _info_path(info, "rename to ") or _info_path(info, "copy to ")
-    is_copy = any(line.startswith("copy from ") for line in info)
-    source = patched.source_file
-    target = patched.target_file
-    is_new = source == "/dev/null"
-    is_deleted = target == "/dev/null"
-    if old is None:
-        old = None if is_new else _header_path(source, header)
-    if new is None:
-        new = old if is_deleted else _header_path(target, header)
-    assert new is not None
-    for candidate in {new, old} - {None}:
-        _refuse_unsafe(str(candidate))
-
-    hunks = parsed if parsed is not None else [_convert_hunk(h) for h in patched]
+def _file_change(h: _Header, hunks: list[Hunk], non_utf8: bool) -> FileChange:
     additions = deletions = 0
     for hunk in hunks:
         for block in hunk.blocks:
             additions += len(block.added)
             deletions += block.removed
-
-    renamed = old is not None and old != new and not is_copy
-    is_binary = bool(patched.is_binary_file)
+    is_new, is_deleted, is_copy = h.is_new, h.is_deleted, h.is_copy
+    path = h.old if is_deleted else h.new
+    assert path is not None
+    old = h.old
+    renamed = h.is_rename and old != path
     status: Literal["added", "modified", "deleted", "renamed", "binary"]
-    if is_binary:
+    if h.binary:
         status = "binary"
     elif is_new or is_copy:
         status = "added"
@@ -254,7 +292,8 @@ def _file_change(
     else:
         status = "modified"
 
-    old_mode, new_mode = patched.source_mode, patched.target_mode
+    old_mode = None if is_new else h.old_mode
+    new_mode = None if is_deleted else (h.new_mode or h.old_mode)
     unsupported = None
     if non_utf8:
         unsupported = f"content is not UTF-8 text; {GIT_STRATEGY_HINT}"
@@ -264,18 +303,18 @@ def _file_change(
         unsupported = f"submodule; {GIT_STRATEGY_HINT}"
     elif is_new and new_mode not in _PLAIN_MODES:
         unsupported = f"new file mode {new_mode} cannot be set by a text edit; {GIT_STRATEGY_HINT}"
-    elif not is_new and not is_deleted and mode_changed and old_mode != new_mode:
+    elif not is_new and not is_deleted and old_mode and new_mode and old_mode != new_mode:
         unsupported = (
             f"file mode change {old_mode} -> {new_mode} cannot be made by a text edit; "
             f"{GIT_STRATEGY_HINT}"
         )
     return FileChange(
-        path=new,
+        path=path,
         old_path=old if (renamed or is_copy) else None,
         status=status,
-        additions=0 if is_binary else additions,
-        deletions=0 if is_binary else deletions,
-        is_binary=is_binary,
+        additions=0 if h.binary else additions,
+        deletions=0 if h.binary else deletions,
+        is_binary=h.binary,
         hunks=hunks,
         old_mode=old_mode,
         new_mode=new_mode,
@@ -286,46 +325,170 @@ def _file_change(
     )
 
 
-def _convert_hunk(unidiff_hunk: Any) -> Hunk:
-    # One pass: this runs once per patch line, so it stays small and local.
-    source: list[str] = []
-    blocks: list[Block] = []
-    current: Block | None = None
-    last: list[str] | None = None  # the list holding the previous line, for "\ No newline"
-    for line in unidiff_hunk:
-        kind = line.line_type
-        if kind == " ":
-            current = None
-            source.append(line.value)
-            last = source
-        elif kind == "-" or kind == "+":
-            if current is None:
-                current = Block(offset=len(source), removed=0, added=[])
-                blocks.append(current)
-            if kind == "-":
-                source.append(line.value)
-                current.removed += 1
-                last = source
-            else:
-                current.added.append(line.value)
-                last = current.added
-        elif kind == "\\" and last and last[-1].endswith("\n"):
-            last[-1] = last[-1][:-1]  # the previous line has no final newline
-    return Hunk(source_start=unidiff_hunk.source_start, source=source, blocks=blocks)
+# -- the extended header lines git's apply.c knows (its `optable`), each as git treats it
 
 
-def _info_path(info: Iterable[str], prefix: str) -> str | None:
-    for line in info:
-        if line.startswith(prefix):
-            return _unquote(line[len(prefix) :].rstrip("\n"))
+def _mode(value: str, where: str) -> str:
+    mode = value.strip()
+    if mode not in _KNOWN_MODES:
+        raise PatchRefused(f"refused patch near {where}: unsupported file mode {value[:40]!r}")
+    return mode
+
+
+def _old_name(h: _Header, value: str, where: str) -> None:
+    # "--- a/x": the old name, which must agree with one a rename/copy line already gave.
+    if h.is_new:
+        if value.split("\t")[0] != "/dev/null":
+            raise PatchRefused(f"malformed patch near {where}: a new file's old name must be /dev/null")
+        return
+    name = _dash_name(value, "a/", where)
+    if h.old is not None and name != h.old:
+        raise PatchRefused(f"refused patch near {where}: '--- {value[:100]}' names another file than the header")
+    h.old = name
+
+
+def _new_name(h: _Header, value: str, where: str) -> None:
+    if h.is_deleted:
+        if value.split("\t")[0] != "/dev/null":
+            raise PatchRefused(f"malformed patch near {where}: a deleted file's new name must be /dev/null")
+        return
+    name = _dash_name(value, "b/", where)
+    if h.new is not None and name != h.new:
+        raise PatchRefused(f"refused patch near {where}: '+++ {value[:100]}' names another file than the header")
+    h.new = name
+
+
+def _dash_name(value: str, prefix: str, where: str) -> str:
+    end = _closing_quote(value) if value.startswith('"') else None
+    name = _unquote(value[: end + 1]) if end is not None else value.split("\t")[0]
+    if name == "/dev/null" or not name.startswith(prefix):
+        raise PatchRefused(f"malformed patch: cannot read the path from {value[:200]!r} near {where}")
+    return name[len(prefix) :]
+
+
+def _set_old_mode(h: _Header, value: str, where: str) -> None:
+    h.old_mode = _mode(value, where)
+
+
+def _set_new_mode(h: _Header, value: str, where: str) -> None:
+    h.new_mode = _mode(value, where)
+
+
+def _deleted(h: _Header, value: str, where: str) -> None:
+    h.is_deleted = True
+    h.old = h.def_name  # as git: the name comes from the `diff --git` line
+    h.old_mode = _mode(value, where)
+
+
+def _created(h: _Header, value: str, where: str) -> None:
+    h.is_new = True
+    h.new = h.def_name
+    h.new_mode = _mode(value, where)
+
+
+def _copy_from(h: _Header, value: str, where: str) -> None:
+    h.is_copy = True
+    h.old = _whole_name(value, where)
+
+
+def _copy_to(h: _Header, value: str, where: str) -> None:
+    h.is_copy = True
+    h.new = _whole_name(value, where)
+
+
+def _rename_from(h: _Header, value: str, where: str) -> None:
+    h.is_rename = True
+    h.old = _whole_name(value, where)
+
+
+def _rename_to(h: _Header, value: str, where: str) -> None:
+    h.is_rename = True
+    h.new = _whole_name(value, where)
+
+
+def _whole_name(value: str, where: str) -> str:
+    name = _unquote(value)
+    if not name:
+        raise PatchRefused(f"malformed patch near {where}: an empty file name")
+    return name
+
+
+def _similarity(h: _Header, value: str, where: str) -> None:
+    if not re.fullmatch(r"\d{1,3}%", value):
+        raise PatchRefused(f"malformed patch near {where}: bad similarity line {value[:40]!r}")
+
+
+def _index(h: _Header, value: str, where: str) -> None:
+    match = re.fullmatch(r"[0-9a-f]{4,64}\.\.[0-9a-f]{4,64}(?: (\S+))?", value)
+    if match is None:
+        raise PatchRefused(f"malformed patch near {where}: bad index line {value[:80]!r}")
+    if match[1]:
+        h.old_mode = _mode(match[1], where)  # git: the mode of an unchanged-mode file
+
+
+_HEADER_LINES: list[tuple[str, Callable[[_Header, str, str], None]]] = [
+    ("--- ", _old_name),
+    ("+++ ", _new_name),
+    ("old mode ", _set_old_mode),
+    ("new mode ", _set_new_mode),
+    ("deleted file mode ", _deleted),
+    ("new file mode ", _created),
+    ("copy from ", _copy_from),
+    ("copy to ", _copy_to),
+    # git reads "rename old/new" exactly like "rename from/to".
+    ("rename old ", _rename_from),
+    ("rename new ", _rename_to),
+    ("rename from ", _rename_from),
+    ("rename to ", _rename_to),
+    ("similarity index ", _similarity),
+    ("dissimilarity index ", _similarity),
+    ("index ", _index),
+]
+
+
+def _git_header_name(rest: str) -> str | None:
+    """The name on a `diff --git a/X b/X` line when both halves name the same file (git's
+    git_header_name), else None: renames and copies name their files in their own lines."""
+    if rest.startswith('"'):
+        end = _closing_quote(rest)
+        if end is None:
+            return None
+        first, second = _unquote(rest[: end + 1]), rest[end + 1 :]
+        if not second.startswith(" "):
+            return None
+        second = second[1:]
+        second = _unquote(second) if second.startswith('"') else second
+        a, b = _strip_component(first), _strip_component(second)
+        return a if a is not None and a == b else None
+    if rest.endswith('"'):
+        at = rest.find(' "')
+        if at < 0:
+            return None
+        a, b = _strip_component(rest[:at]), _strip_component(_unquote(rest[at + 1 :]))
+        return a if a is not None and a == b else None
+    for at, ch in enumerate(rest):
+        if ch in " \t":
+            a, b = _strip_component(rest[:at]), _strip_component(rest[at + 1 :])
+            if a is not None and a == b:
+                return a
     return None
 
 
-def _header_path(name: str, header: str) -> str:
-    path = _unquote(name.rstrip("\t"))
-    if path[:2] in ("a/", "b/"):
-        return path[2:]
-    raise PatchRefused(f"malformed patch: cannot read the path from {header[:200]!r}")
+def _closing_quote(text: str) -> int | None:
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    return None
+
+
+def _strip_component(name: str) -> str | None:
+    slash = name.find("/")
+    return name[slash + 1 :] if slash > 0 else None
 
 
 def _unquote(name: str) -> str:
@@ -353,31 +516,172 @@ def _unquote(name: str) -> str:
     return out.decode("utf-8", errors="surrogateescape")
 
 
+# Code points HFS+ ignores in names, so ".g\u200cit" is ".git" there (git's is_hfs_dotgit).
+_HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
+# NTFS 8.3 short names of .git, .gitmodules, .gitattributes, .gitignore and .mailmap (git's
+# is_ntfs_dotgit / is_ntfs_dot_generic: the truncated name and the hashed one).
+_SHORT_NAME = re.compile(r"(?:git|gitmod|gi7eba|gitatt|gi7d29|gitign|gi250a|mailma|maba30)~[0-9]+")
+_GIT_FILES = {".gitmodules", ".gitattributes", ".gitignore", ".mailmap"}
+
+
 def _refuse_unsafe(path: str) -> None:
+    """Refuse names git refuses on any platform (core.protectNTFS and core.protectHFS)."""
     if "\0" in path:
         raise PatchRefused(f"refused path {path!r}: contains a NUL byte")
     if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
         raise PatchRefused(f"refused path {path!r}: absolute path")
-    parts = path.split("/")
-    if ".." in parts:
-        raise PatchRefused(f"refused path {path!r}: '..' segment leaves the workspace")
-    if any(part.lower() == ".git" for part in parts):
-        raise PatchRefused(f"refused path {path!r}: writes inside a .git directory")
+    if "\\" in path:
+        raise PatchRefused(f"refused path {path!r}: a backslash is a directory separator on Windows")
+    for part in path.split("/"):
+        if part == "..":
+            raise PatchRefused(f"refused path {path!r}: '..' segment leaves the workspace")
+        if part in ("", "."):
+            raise PatchRefused(f"refused path {path!r}: empty or '.' segment")
+        plain = _HFS_IGNORABLE.sub("", part).split(":")[0].rstrip(". ").lower()
+        if plain == ".git" or _SHORT_NAME.fullmatch(plain):
+            raise PatchRefused(f"refused path {path!r}: writes inside a .git directory (or a name NTFS/HFS reads as .git)")
+        if plain in _GIT_FILES and part != plain:
+            raise PatchRefused(f"refused path {path!r}: a name NTFS/HFS reads as {plain}")
+        if part[-1] in ". ":
+            raise PatchRefused(f"refused path {path!r}: ends in a dot or space (Windows drops them)")
+        if _HFS_IGNORABLE.search(part):
+            raise PatchRefused(f"refused path {path!r}: holds characters HFS+ ignores in names")
 
 
-def check_paths(changes: list[FileChange], workspace: Path) -> None:
-    """Refuse targets (and rename sources) that resolve outside the workspace via a symlink."""
+def check_paths(
+    changes: list[FileChange],
+    workspace: Path,
+    runs_root: Path | None = None,
+) -> list[Conflict]:
+    """Refuse a patch that would write, delete or rename anything that resolves outside the
+    workspace, inside .git or under the runs root, through symlinks already in the workspace
+    or ones the patch itself creates. Returns the symlinks the patch creates whose target
+    leaves the workspace: allowed only when the user says so for that apply."""
     root = workspace.resolve()
+    view = _AfterPatch(root, changes)
+    forbidden = [root / ".git"]
+    if runs_root is not None:
+        forbidden.append(runs_root.resolve() if runs_root.exists() else runs_root.absolute())
+    external: list[Conflict] = []
+
+    def inside(path: str, where: Path, what: str) -> None:
+        if not where.is_relative_to(root):
+            raise PatchRefused(
+                f"refused path {path!r}: {what} outside the workspace through a symlink (to {str(where)!r})"
+            )
+        for bad in forbidden:
+            if where.is_relative_to(bad):
+                raise PatchRefused(f"refused path {path!r}: {what} inside {str(bad)!r} (via a symlink)")
+        rel = where.relative_to(root).parts
+        if any(_HFS_IGNORABLE.sub("", p).rstrip(". ").lower() == ".git" for p in rel):
+            raise PatchRefused(f"refused path {path!r}: {what} inside a .git directory (via a symlink)")
+
     for change in changes:
+        is_link = change.new_mode == "120000"
         for path in (change.path, change.old_path):
             if path is None:
                 continue
-            resolved = (root / path).resolve()  # follows every existing symlink on the way
-            if not resolved.is_relative_to(root):
-                raise PatchRefused(
-                    f"refused path {path!r}: resolves outside the workspace through a symlink "
-                    f"(to {str(resolved)!r})"
-                )
+            operates_on_link = "120000" in (change.old_mode, change.new_mode) or change.is_deleted
+            # Where git writes or removes it: its directory as it is now and as the patch leaves
+            # it, and (for a regular file) the file itself through a symlink it may be now.
+            for before in (True, False):
+                where = view.resolve(path, follow_last=not operates_on_link, before=before)
+                inside(path, where, "resolves")
+        if is_link and not change.is_deleted:
+            name = change.path.rsplit("/", 1)[-1].lower()
+            if name in _GIT_FILES:
+                raise PatchRefused(f"refused path {change.path!r}: {name} as a symbolic link")
+            target = view.resolve(change.path, follow_last=True, before=False)
+            try:
+                inside(change.path, target, "is a symlink that points")
+            except PatchRefused as exc:
+                if target.is_relative_to(root):
+                    raise  # into .git or the runs root: never
+                external.append(Conflict(path=change.path, reason=f"symlink to {str(target)!r}, outside the workspace ({exc.message})"))
+    return external
+
+
+class _AfterPatch:
+    """The workspace as the patch leaves it, for resolving paths: the files and symlinks the
+    patch creates, renames or deletes over what is on disk."""
+
+    def __init__(self, root: Path, changes: list[FileChange]):
+        self.root = root
+        self.entries: dict[str, str | None] = {}  # path -> symlink target, or None (no link)
+        self._dirs: dict[tuple[str, bool], Path] = {}  # resolved directories: patches share them
+        self._prefix = str(root).rstrip("/") + "/"
+        for change in changes:
+            if change.is_deleted or (change.old_path and not change.is_copy):
+                self.entries[change.old_path or change.path] = None
+            if not change.is_deleted:
+                self.entries[change.path] = _link_target(change, root) if change.new_mode == "120000" else None
+
+    def readlink(self, path: Path, before: bool) -> str | None:
+        if not before:
+            text = str(path)
+            if text.startswith(self._prefix) and text[len(self._prefix) :] in self.entries:
+                return self.entries[text[len(self._prefix) :]]
+        try:
+            return os.readlink(path)
+        except OSError:  # not a symlink, or missing
+            return None
+
+    def resolve(self, rel: str, *, follow_last: bool, before: bool) -> Path:
+        """`root/rel` with every symlink on the way followed (like realpath); the last component
+        too with `follow_last`. `before`: as the workspace is now, else as the patch leaves it."""
+        parent, _, name = rel.rpartition("/")
+        return self._walk(self._dir(parent, before) if parent else self.root, [name], rel, follow_last, before)
+
+    def _dir(self, rel: str, before: bool) -> Path:
+        key = (rel, before)
+        found = self._dirs.get(key)
+        if found is None:
+            parent, _, name = rel.rpartition("/")
+            base = self._dir(parent, before) if parent else self.root
+            found = self._dirs[key] = self._walk(base, [name], rel, True, before)
+        return found
+
+    def _walk(self, current: Path, todo: list[str], rel: str, follow_last: bool, before: bool) -> Path:
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                current = current.parent
+                continue
+            candidate = current / name
+            if not todo and not follow_last:
+                return candidate
+            target = self.readlink(candidate, before)
+            if target is None:
+                current = candidate
+                continue
+            hops += 1
+            if hops > 40:
+                raise PatchRefused(f"refused path {rel!r}: too many levels of symbolic links")
+            if target.startswith("/"):
+                current = Path("/")
+            todo = target.split("/") + todo
+        return current
+
+
+def _link_target(change: FileChange, root: Path) -> str:
+    """The target a symlink has after the patch: its hunks applied to its current target."""
+    old = ""
+    if not change.is_new:
+        source = root / (change.old_path or change.path)
+        try:
+            old = os.readlink(source) if source.is_symlink() else source.read_text("utf-8", "surrogateescape")
+        except OSError:
+            old = ""
+    if not change.hunks:
+        return old
+    try:
+        lines = split_lines(old)
+        return apply_replacements(lines, locate(change.hunks, lines))
+    except _Conflict:
+        return "".join(h.target_text for h in change.hunks)
 
 
 def file_stats(changes: Iterable[FileChange]) -> list[FileStat]:

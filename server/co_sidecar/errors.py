@@ -87,9 +87,9 @@ RPC_CODES: list[tuple[int, str, str]] = [
     (-32603, "internal", "a server bug; the run it concerns is failed, the server stays up"),
     (RUN_NOT_FOUND, "run_not_found", "no run with that runId (data.runId)"),
     (INVALID_STATE, "invalid_state", "the run is not in a state that allows this (data.state)"),
-    (APPLY_REFUSED, "apply_refused / over_budget", "no accept: true, already applied or rejected, or over the diff budget without force"),
+    (APPLY_REFUSED, "apply_refused / over_budget / apply_interrupted", "no accept: true, already applied or rejected, being applied (here or by another server), over the diff budget without force, or an interrupted apply to restore first (co/apply restore: true)"),
     (PREFLIGHT_FAILED, "preflight", "the requested mode cannot run here (e.g. no agent command)"),
-    (PATCH_REFUSED, "patch_refused", "the patch is unsafe (paths leaving the workspace, .git/, NUL) or changed on disk"),
+    (PATCH_REFUSED, "patch_refused", "the patch is unsafe (paths resolving outside the workspace, into .git/ or the runs root, NTFS/HFS aliases of .git, NUL, headers git reads differently, symlinks out without allowExternalSymlinks) or changed on disk"),
     (WORKSPACE_ERROR, "workspace / runs_root / system_error / local_not_git_repo", "no workspace folder or it is not usable; runs_root: the runs root cannot be written (nothing recorded); system_error: out of file descriptors or memory; local_not_git_repo: a local launch outside a git repository (nothing written)"),
     (CLOUD_ERROR, "cloud_*", "a Codex Cloud call failed; data.category is one of the cloud codes below"),
 ]

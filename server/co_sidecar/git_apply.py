@@ -44,6 +44,14 @@ def parse_checked(patch: bytes) -> list[FileChange]:
     return changes
 
 
+def external_symlinks_refused(external: list[Conflict]) -> str:
+    return (
+        "refused patch: it creates symlinks pointing outside the workspace ("
+        + "; ".join(f"{c.path}: {c.reason}" for c in external)
+        + "); pass allowExternalSymlinks: true to co/apply to allow them for this apply"
+    )
+
+
 @dataclass
 class GitApplyResult:
     applied: bool
@@ -52,7 +60,61 @@ class GitApplyResult:
     failure_reason: str | None = None
 
 
-def git_apply(workspace: Path, patch_path: Path, *, check_only: bool = False) -> GitApplyResult:
+def git_touched(patch_path: Path) -> list[str] | None:
+    """The files `git apply` itself reads the patch as touching (new names; old ones for
+    deletions), from `git apply --numstat -z`; None when git is not installed."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="co-sidecar-numstat-") as tmp:
+        # Outside any repository: inside one, git apply would skip paths outside the cwd.
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tmp).parent)}
+        done = subprocess.run(  # noqa: S603 - argv list, no shell
+            [git, "apply", "--numstat", "-z", str(patch_path.resolve())],
+            cwd=tmp, env=env, capture_output=True, timeout=_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
+        raise PatchRefused(f"refused patch: git cannot read it ({why[0] if why else 'git apply --numstat failed'})")
+    names: list[str] = []
+    fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    i = 0
+    while i < len(fields):
+        record = fields[i]
+        i += 1
+        if not record:
+            continue
+        name = record.split("\t", 2)[2] if record.count("\t") >= 2 else ""
+        if name:
+            names.append(name)
+        else:  # a rename or copy: "\0old\0new"
+            names.append(fields[i + 1] if i + 1 < len(fields) else "")
+            i += 2
+    return names
+
+
+def verify_with_git(changes: list[FileChange], patch_path: Path) -> None:
+    """Refuse a patch git reads as touching other files than the ones we show."""
+    names = git_touched(patch_path)
+    if names is None:
+        return
+    ours = sorted(c.path for c in changes)
+    if sorted(names) != ours:
+        extra = sorted(set(names) - set(ours)) or sorted(set(ours) - set(names)) or names
+        raise PatchRefused(
+            "refused patch: git reads it as touching other files than it shows "
+            f"({', '.join(repr(n) for n in extra[:5])})"
+        )
+
+
+def git_apply(
+    workspace: Path,
+    patch_path: Path,
+    *,
+    check_only: bool = False,
+    runs_root: Path | None = None,
+    allow_external_symlinks: bool = False,
+) -> GitApplyResult:
     """Apply `patch_path` to `workspace` with git; with `check_only`, only report what would happen.
 
     1. `git apply --check`: if the patch applies as is, apply it (all or nothing).
@@ -63,7 +125,10 @@ def git_apply(workspace: Path, patch_path: Path, *, check_only: bool = False) ->
     3. If neither works, nothing is written and `conflicts` says why per path.
     """
     changes = parse_checked(patch_path.read_bytes())
-    check_paths(changes, workspace)
+    external = check_paths(changes, workspace, runs_root)
+    if external and not allow_external_symlinks:
+        raise PatchRefused(external_symlinks_refused(external))
+    verify_with_git(changes, patch_path)
     paths = list(dict.fromkeys(p for c in changes for p in (c.old_path, c.path) if p))
     if not changes:
         return GitApplyResult(applied=False, paths=[], failure_reason="the patch is empty")

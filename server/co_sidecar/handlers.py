@@ -30,7 +30,6 @@ from .protocol import (
     CanaryParams,
     CanaryResult,
     DiffParams,
-    DiffResult,
     DoctorCheck,
     DoctorParams,
     DoctorResult,
@@ -286,9 +285,12 @@ class Handlers:
         self.ensure_all_loaded()
         return await self.manager.cancel(params.run_id)
 
-    def diff(self, params: DiffParams) -> DiffResult:
+    async def diff(self, params: DiffParams) -> dict[str, Any]:
         self.ensure_all_loaded()
-        return self.manager.diff(params, self.open_documents())
+        documents = self.open_documents()
+        # Off the event loop, wire form included: parsing a 100 MB patch and dumping its edit take
+        # seconds, and co/status must not wait for them.
+        return await asyncio.to_thread(lambda: self.manager.diff(params, documents).wire())
 
     async def apply(self, params: ApplyParams) -> ApplyResult:
         self.ensure_all_loaded()

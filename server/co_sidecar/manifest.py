@@ -51,7 +51,8 @@ def new_run_id() -> str:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # extra="allow": fields a newer version wrote survive a rewrite by this one.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
 class Transition(Model):
@@ -116,6 +117,18 @@ class ApplyOutcome(Model):
     reason: str | None = None
     forced: bool = False
     at: str
+
+
+class ApplyIntent(Model):
+    """Written before an apply touches the first file, cleared when it ends. Found set by a
+    later server (and nobody holding the run's apply lock), it means an apply was cut short:
+    the pre-images in `<run dir>/apply-preimages` can restore the files it may have changed."""
+
+    strategy: ApplyStrategy
+    attempt: int | None = None
+    paths: list[str] = Field(default_factory=list)
+    pid: int
+    started_at: str
 
 
 class CloudAttempt(Model):
@@ -209,6 +222,7 @@ class RunManifest(Model):
     executor: ExecutorInfo = Field(default_factory=ExecutorInfo)
     diff: DiffEvidence | None = None
     apply: ApplyOutcome | None = None
+    applying: ApplyIntent | None = None
     cloud: CloudInfo | None = None
     codex: CodexRunInfo | None = None
 
@@ -266,21 +280,36 @@ class ManifestStore:
         return path
 
     def load_all(self) -> tuple[list[RunManifest], list[tuple[Path, str]]]:
-        """Every manifest under the root, and the unreadable ones with why (never deleted)."""
+        """Every manifest under the root, and the ones skipped with why (never deleted): any
+        file there is input, and one bad file never hides the others."""
         manifests: list[RunManifest] = []
         broken: list[tuple[Path, str]] = []
         if not self.root.is_dir():
             return manifests, broken
         for path in sorted(self.root.glob(f"*/*/{MANIFEST_NAME}")):
             try:
-                manifests.append(load_manifest(path))
-            except (OSError, ValueError, ValidationError) as exc:
-                broken.append((path, str(exc).splitlines()[0]))
+                manifest = load_manifest(path)
+            except (OSError, ValueError, ValidationError, RecursionError) as exc:
+                broken.append((path, (str(exc).splitlines() or [type(exc).__name__])[0]))
+                continue
+            if (manifest.task_id, manifest.run_id) != (path.parent.parent.name, path.parent.name):
+                # Saving it would write elsewhere (or over another run): not a run of this root.
+                broken.append((path, f"names run {manifest.task_id}/{manifest.run_id}, not the directory it is in"))
+                continue
+            manifests.append(manifest)
         return manifests, broken
+
+
+def skipped_manifests(root: Path) -> list[tuple[Path, str]]:
+    """The manifest files under a runs root that are not loaded, each with the reason (for
+    `doctor` and the log)."""
+    return ManifestStore(root).load_all()[1]
 
 
 def load_manifest(path: Path) -> RunManifest:
     data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"not a run manifest: a JSON {type(data).__name__}, not an object")
     version = data.get("schemaVersion", 0)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(f"manifest schemaVersion {version!r} is newer than this server understands")

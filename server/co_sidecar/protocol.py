@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.alias_generators import to_camel
 
 from .registry import REQUESTS
@@ -144,6 +144,15 @@ class ApplyParams(Params):
     attempt: int | None = Field(default=None, ge=1, le=4)
     strategy: ApplyStrategy = "client"
     force: bool = False
+    allow_external_symlinks: StrictBool = Field(
+        default=False,
+        description="allow, for this apply only, symlinks the patch creates that point outside the workspace",
+    )
+    restore: StrictBool = Field(
+        default=False,
+        description="put back the files an interrupted apply may have changed (from their pre-images); "
+        "needs no accept",
+    )
 
 
 class PruneParams(Params):
@@ -235,6 +244,7 @@ class ApplyResult(Wire):
     paths: list[str] = Field(default_factory=list)
     failure_reason: str | None = None
     conflicts: list[Conflict] = Field(default_factory=list)
+    restored: list[str] = Field(default_factory=list, description="files put back (restore, or a failed apply)")
 
 
 class FileChange(Wire):

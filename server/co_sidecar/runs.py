@@ -10,26 +10,28 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import diffs
+from . import apply_journal, diffs, redact
 from .config import Config
 from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound, WorkspaceError
 from .execution import Executor, Outcome, Stream
-from .git_apply import parse_checked
+from .git_apply import external_symlinks_refused, parse_checked, verify_with_git
 from .lifecycle import check_transition
 from .manifest import (
     MANIFEST_NAME,
+    ApplyIntent,
     ApplyOutcome,
     DiffEvidence,
     ManifestStore,
@@ -45,6 +47,7 @@ from .protocol import (
     FINISHED_STATES,
     ApplyParams,
     ApplyResult,
+    Conflict,
     DiffBudget,
     DiffParams,
     DiffResult,
@@ -91,6 +94,8 @@ def _timestamp(iso: str) -> float:
 
 
 OWNER_LOCK = "owner.lock"
+# Held (flock) by whoever applies, restores or rejects the run, in any process: see `_apply_lock`.
+APPLY_LOCK = "apply.lock"
 
 
 def try_lock(path: Path) -> int | None:
@@ -217,6 +222,7 @@ class RunRecord:
         self.save(message or state.value)
 
     def save(self, message: str = "") -> None:
+        redact.redact_model(self.manifest)  # in memory too: co/status answers from it
         self.store.save(self.manifest)
         if message:
             self.emit(message)
@@ -290,6 +296,10 @@ class RunRecord:
         if created is None or created[0] != m.created_at:
             created = self._created = (m.created_at, _timestamp(m.created_at))
         state = m.state
+        # The terminal update of a cloud run carries each attempt's answer.
+        answers = cloud.answers() if cloud is not None and state in FINISHED_STATES else None
+        if redact.active():
+            message, event, answers = redact.redact(message), redact.redact_json(event), redact.redact_json(answers)
         self.sink(
             {
                 "runId": m.run_id,
@@ -305,8 +315,7 @@ class RunRecord:
                 "stream": stream,
                 "errorCode": m.error_code,
                 "event": event,
-                # The terminal update of a cloud run carries each attempt's answer.
-                "answers": cloud.answers() if cloud is not None and state in FINISHED_STATES else None,
+                "answers": answers,
             }
         )
 
@@ -328,6 +337,7 @@ class RunRecord:
         self.emit(message)
 
     def try_save(self) -> bool:
+        redact.redact_model(self.manifest)
         try:
             self.store.save(self.manifest)
         except OSError as exc:
@@ -375,6 +385,9 @@ class RunManager:
         self.runs: dict[str, RunRecord] = {}
         # Each runs root loaded so far: the workspace, store and config it was loaded with.
         self._loaded: dict[Path, tuple[Path, ManifestStore, Config]] = {}
+        self.skipped: dict[Path, list[tuple[Path, str]]] = {}  # runs root -> manifests not loaded
+        redact.refresh(self.environ)
+        redact.install_log_filter()
         self._local_slots: dict[Path, asyncio.Semaphore] = {}
 
     # -- loading ------------------------------------------------------------
@@ -390,14 +403,17 @@ class RunManager:
             return []
         self._loaded[store.root] = (workspace, store, config)
         manifests, broken = store.load_all()
+        self.skipped[store.root] = broken
         for path, why in broken:
-            log.warning("skipping unreadable manifest %s: %s", path, why)
+            log.warning("skipping manifest %s: %s", path, why)
         orphans: list[RunRecord] = []
         for manifest in manifests:
             if manifest.run_id in self.runs:
                 continue
             record = RunRecord(manifest, workspace, store, config, self.sink)
             self.runs[manifest.run_id] = record
+            if manifest.applying is not None:
+                self._report_interrupted_apply(record)
             # A run still executing is an orphan only if nobody holds its owner lock (another
             # server on this workspace keeps it while driving the run). Taking the lock also
             # makes us its only recoverer when two servers start at once.
@@ -434,6 +450,25 @@ class RunManager:
                     "interrupted",
                 )
             )
+
+    def _report_interrupted_apply(self, record: RunRecord) -> None:
+        """An `applying` intent nobody holds the apply lock for: that apply was cut short (its
+        server died). Say which files may be changed and how to put them back."""
+        lock = try_lock(record.run_dir / APPLY_LOCK)
+        if lock is None:
+            return  # another live server is applying it right now
+        try:
+            try:
+                record.manifest = load_manifest(record.store.path_for(record.manifest))
+            except (OSError, ValueError) as exc:
+                log.warning("cannot re-read manifest of run %s: %s", record.run_id, exc)
+            if record.manifest.applying is None:
+                return
+            message = interrupted_apply_message(record)
+        finally:
+            os.close(lock)
+        log.warning("run %s: %s", record.run_id, message)
+        record.emit(message)
 
     # -- lookups ------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord:
@@ -673,10 +708,31 @@ class RunManager:
 
     def reject(self, run_id: str) -> RunStateResult:
         record = self.get(run_id)
-        self._require_succeeded(record, "reject")
-        record.manifest.apply = ApplyOutcome(rejected=True, reason="rejected by the user", at=utc_now())
-        record.set_state(RunState.REJECTED, "diff rejected")
+        with self._apply_lock(record, "reject"):
+            self._require_succeeded(record, "reject")
+            record.manifest.apply = ApplyOutcome(rejected=True, reason="rejected by the user", at=utc_now())
+            record.set_state(RunState.REJECTED, "diff rejected")
         return RunStateResult(run_id=run_id, state=record.manifest.state)
+
+    @contextlib.contextmanager
+    def _apply_lock(self, record: RunRecord, verb: str) -> Iterator[None]:
+        """The run's apply lock, across processes (two editor windows on one workspace), with
+        the manifest re-read under it: whatever another server did to the run is seen here."""
+        if record.applying:
+            raise ApplyRefused(f"run {record.run_id} is being applied right now; not {verb}ing it")
+        lock = try_lock(record.run_dir / APPLY_LOCK)
+        if lock is None:
+            raise ApplyRefused(f"run {record.run_id} is being applied by another server right now; not {verb}ing it")
+        try:
+            try:
+                record.manifest = load_manifest(record.store.path_for(record.manifest))
+            except (OSError, ValueError) as exc:
+                raise ApplyRefused(f"cannot re-read the manifest of run {record.run_id}: {exc}") from exc
+            if record.manifest.applying is not None and verb != "restore":
+                raise ApplyRefused(interrupted_apply_message(record), category="apply_interrupted")
+            yield
+        finally:
+            os.close(lock)
 
     def _require_succeeded(self, record: RunRecord, verb: str) -> None:
         state = record.manifest.state
@@ -714,12 +770,15 @@ class RunManager:
         return m.diff, None
 
     def diff(self, params: DiffParams, open_documents: Mapping[str, diffs.OpenDocument]) -> DiffResult:
+        """Runs off the event loop (see handlers.diff): a big patch takes seconds to parse."""
         record = self.get(params.run_id)
         evidence, attempt = self.evidence(record, params.attempt)
-        patch, changes = self._load_patch(record, evidence)
+        patch, changes, external = self._load_patch(record, evidence)
         edit, conflicts = diffs.build_workspace_edit(
             changes, record.workspace, open_documents, label=self._label(record)
         )
+        flagged = {c.path for c in external}
+        conflicts = [*external, *(c for c in conflicts if c.path not in flagged)]
         budget = budget_of(evidence, self.config_for(record.workspace))
         return DiffResult(
             run_id=record.run_id,
@@ -736,7 +795,11 @@ class RunManager:
         prompt = record.prompt.strip().splitlines()[0]
         return f"co-sidecar: {prompt[:60]}"
 
-    def _load_patch(self, record: RunRecord, evidence: DiffEvidence) -> tuple[bytes, list[diffs.FileChange]]:
+    def _load_patch(
+        self, record: RunRecord, evidence: DiffEvidence
+    ) -> tuple[bytes, list[diffs.FileChange], list[Conflict]]:
+        """The run's patch, parsed and checked: refused if anything in it is unsafe; the
+        symlinks it would create pointing outside the workspace are returned for the caller."""
         if evidence.problem:
             raise PatchRefused(f"the run's patch was refused: {evidence.problem}")
         hard_limit = self.config_for(record.workspace).diff.hard_max_patch_bytes
@@ -748,8 +811,9 @@ class RunManager:
         if hashlib.sha256(patch).hexdigest() != evidence.sha256:
             raise PatchRefused(f"patch file {evidence.patch_path} changed since it was recorded (sha256 mismatch)")
         changes = parse_checked(patch)
-        diffs.check_paths(changes, record.workspace)
-        return patch, changes
+        external = diffs.check_paths(changes, record.workspace, record.store.root)
+        verify_with_git(changes, path)
+        return patch, changes, external
 
     async def apply(
         self,
@@ -758,57 +822,139 @@ class RunManager:
         client_apply: ClientApply | None,
     ) -> ApplyResult:
         record = self.get(params.run_id)
+        if params.restore:
+            return await self.restore(record)
         if params.accept is not True:
             raise ApplyRefused("co/apply needs accept: true (the user's explicit acceptance); nothing was changed")
-        self._require_succeeded(record, "apply")
-        if record.applying:
-            raise ApplyRefused(f"run {record.run_id} is being applied already")
-        evidence, attempt = self.evidence(record, params.attempt)
-        budget = budget_of(evidence, self.config_for(record.workspace))
-        if budget.over_limit and not params.force:
-            b = budget.limits
-            raise ApplyRefused(
-                f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
-                f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
-                "pass force: true to apply anyway",
-                category="over_budget",
-                data={"budget": b.wire()},
+        with self._apply_lock(record, "apply"):
+            self._require_succeeded(record, "apply")
+            evidence, attempt = self.evidence(record, params.attempt)
+            budget = budget_of(evidence, self.config_for(record.workspace))
+            if budget.over_limit and not params.force:
+                b = budget.limits
+                raise ApplyRefused(
+                    f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
+                    f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
+                    "pass force: true to apply anyway",
+                    category="over_budget",
+                    data={"budget": b.wire()},
+                )
+            record.applying = True
+            try:
+                result = await self._apply_journaled(record, params, attempt, evidence, open_documents, client_apply)
+            finally:
+                record.applying = False
+            record.manifest.apply = ApplyOutcome(
+                strategy=params.strategy,
+                applied=result.applied,
+                attempt=attempt,
+                paths=result.paths,
+                reason=result.failure_reason,
+                forced=params.force and budget.over_limit,
+                at=utc_now(),
             )
-        record.applying = True
-        try:
-            result = await self._apply(record, params, evidence, open_documents, client_apply)
-        finally:
-            record.applying = False
-        record.manifest.apply = ApplyOutcome(
-            strategy=params.strategy,
-            applied=result.applied,
-            attempt=attempt,
-            paths=result.paths,
-            reason=result.failure_reason,
-            forced=params.force and budget.over_limit,
-            at=utc_now(),
-        )
-        if result.applied:
-            record.set_state(RunState.APPLIED, f"applied with the {params.strategy} strategy")
-        else:
-            record.save(f"apply failed: {result.failure_reason}")
+            record.manifest.applying = None
+            if result.applied:
+                record.set_state(RunState.APPLIED, f"applied with the {params.strategy} strategy")
+            else:
+                restored = f"; the {len(result.restored)} file(s) it had changed are restored" if result.restored else ""
+                record.save(f"apply failed: {result.failure_reason}{restored}")
+            await asyncio.to_thread(apply_journal.clear, record.run_dir)
         return result
+
+    async def _apply_journaled(
+        self,
+        record: RunRecord,
+        params: ApplyParams,
+        attempt: int | None,
+        evidence: DiffEvidence,
+        open_documents: Mapping[str, diffs.OpenDocument],
+        client_apply: ClientApply | None,
+    ) -> ApplyResult:
+        """Keep the pre-image of every file the patch touches and record the intent, then apply;
+        if it does not complete, put every file back as it was."""
+        patch, changes, external = await asyncio.to_thread(self._load_patch, record, evidence)
+        if external and not params.allow_external_symlinks:
+            raise PatchRefused(external_symlinks_refused(external))
+        paths = list(dict.fromkeys(p for c in changes for p in (c.old_path, c.path) if p))
+        await asyncio.to_thread(apply_journal.snapshot, record.workspace, paths, record.run_dir)
+        record.manifest.applying = ApplyIntent(
+            strategy=params.strategy, attempt=attempt, paths=paths, pid=os.getpid(), started_at=utc_now()
+        )
+        record.save()  # persisted, not announced: editors react to runUpdates, and nothing changed yet
+        try:
+            result = await self._apply(record, params, evidence, patch, changes, open_documents, client_apply)
+        except BaseException:
+            await self._restore_after_failure(record)
+            record.manifest.applying = None
+            record.save("apply failed; every file it touched is as it was")
+            await asyncio.to_thread(apply_journal.clear, record.run_dir)
+            raise
+        if not result.applied:
+            result.restored = await self._restore_after_failure(record)
+        return result
+
+    async def _restore_after_failure(self, record: RunRecord) -> list[str]:
+        try:
+            return await asyncio.to_thread(apply_journal.restore, record.workspace, record.run_dir)
+        except OSError as exc:  # keep the intent and the journal: the next start offers it again
+            log.error("run %s: restoring files after a failed apply failed: %s", record.run_id, exc)
+            raise ApplyRefused(
+                f"the apply failed and restoring the files it touched failed too ({exc}); "
+                f'retry with co/apply {{"runId": "{record.run_id}", "restore": true}}',
+                category="apply_interrupted",
+            ) from exc
+
+    async def restore(self, record: RunRecord) -> ApplyResult:
+        """`co/apply {runId, restore: true}`: put back the files an interrupted apply touched."""
+        with self._apply_lock(record, "restore"):
+            intent = record.manifest.applying
+            if intent is None:
+                raise InvalidState(
+                    f"run {record.run_id} has no interrupted apply to restore (state {record.manifest.state.value})",
+                    data={"state": record.manifest.state.value},
+                )
+            if not apply_journal.exists(record.run_dir):
+                # The intent is written after the pre-images: they were removed since. Say so.
+                record.manifest.applying = None
+                record.save(
+                    f"the interrupted apply's pre-images ({apply_journal.JOURNAL_DIR}) are missing; nothing "
+                    f"could be restored: check {', '.join(intent.paths)} by hand"
+                )
+                return ApplyResult(applied=False, strategy=intent.strategy, paths=intent.paths)
+            restored = await asyncio.to_thread(apply_journal.restore, record.workspace, record.run_dir)
+            record.manifest.applying = None
+            record.save(
+                f"restored {len(restored)} file(s) an interrupted apply had changed"
+                + (f": {', '.join(restored)}" if restored else "")
+            )
+            await asyncio.to_thread(apply_journal.clear, record.run_dir)
+        return ApplyResult(applied=False, strategy=intent.strategy, paths=intent.paths, restored=restored)
 
     async def _apply(
         self,
         record: RunRecord,
         params: ApplyParams,
         evidence: DiffEvidence,
+        patch: bytes,
+        changes: list[diffs.FileChange],
         open_documents: Mapping[str, diffs.OpenDocument],
         client_apply: ClientApply | None,
     ) -> ApplyResult:
-        patch, changes = self._load_patch(record, evidence)
         paths = [c.path for c in changes]
         if params.strategy == "git":
             from .git_apply import git_apply
 
             patch_path = record.store.root / evidence.patch_path
-            outcome = await asyncio.to_thread(git_apply, record.workspace, patch_path)
+            outcome = await asyncio.to_thread(
+                functools.partial(
+                    git_apply,
+                    record.workspace,
+                    patch_path,
+                    runs_root=record.store.root,
+                    allow_external_symlinks=params.allow_external_symlinks,
+                )
+            )
             return ApplyResult(
                 applied=outcome.applied,
                 strategy="git",
@@ -880,3 +1026,19 @@ def failure_of(exc: Exception) -> Outcome:
     if isinstance(exc, OSError):
         return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", "system_error")
     return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
+
+
+def interrupted_apply_message(record: RunRecord) -> str:
+    """What the user needs after an apply was cut short: which files may be changed, and how
+    to put them back."""
+    intent = record.manifest.applying
+    assert intent is not None
+    try:
+        changed = apply_journal.changed(record.workspace, record.run_dir)
+        which = f"{len(changed)} file(s) differ from before it: {', '.join(changed)}" if changed else "no file differs from before it"
+    except (OSError, ValueError, TypeError) as exc:
+        which = f"its pre-images cannot be read ({exc}); it touched: {', '.join(intent.paths)}"
+    return (
+        f"an apply of run {record.run_id} ({intent.strategy} strategy, started {intent.started_at}) was "
+        f"interrupted; {which}. Restore them with co/apply {{\"runId\": \"{record.run_id}\", \"restore\": true}}"
+    )

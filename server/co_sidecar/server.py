@@ -449,7 +449,9 @@ class CoSidecarServer(LanguageServer):
 
 
 def to_rpc_error(exc: CoError) -> JsonRpcException:
-    return JsonRpcException(message=exc.message, code=exc.code, data=exc.payload())
+    from .redact import redact  # the core is loaded by now; keep start-up imports light
+
+    return JsonRpcException(message=redact(exc.message), code=exc.code, data=exc.payload())
 
 
 def method(ls: CoSidecarServer, spec: Request) -> Callable[[Any], Awaitable[Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -344,17 +345,21 @@ class HttpCloudClient:
         base_url: str,
         credentials: Credentials | None,
         request_timeout: float = 30.0,
+        max_response_bytes: int | None = None,
     ):
         self.base_url = normalize_base_url(base_url)
         self.root = tasks_root(self.base_url)
         self._credentials = credentials
         self._timeout = httpx.Timeout(request_timeout)
+        self._max_bytes = max_response_bytes
 
     @classmethod
     def from_config(
         cls, cloud: CloudConfig, environ: Mapping[str, str] | None = None
     ) -> HttpCloudClient:
-        return cls(cloud.base_url, load_credentials(environ), cloud.poll.request_timeout_seconds)
+        return cls(
+            cloud.base_url, load_credentials(environ), cloud.poll.request_timeout_seconds, cloud.max_response_bytes
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -371,9 +376,13 @@ class HttpCloudClient:
     async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
         where = f"{method} {url.removeprefix(self.base_url) or '/'}"
         try:
-            response = await pooled_client(self.base_url).request(
-                method, url, headers=self._headers(), timeout=self._timeout, **kwargs
-            )
+            client = pooled_client(self.base_url)
+            request = client.build_request(method, url, headers=self._headers(), timeout=self._timeout, **kwargs)
+            response = await client.send(request, stream=True)
+            try:
+                body = await self._read_capped(response, where)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise CloudUnavailable(f"{where}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -382,7 +391,7 @@ class HttpCloudClient:
             err.data["connect"] = isinstance(exc, httpx.ConnectError)
             raise err from None
         if response.status_code >= 400:
-            excerpt = self._clean(response.text[:300].strip())
+            excerpt = self._clean(body[:300].decode("utf-8", "replace").strip())
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise error_for_status(
                 response.status_code,
@@ -391,12 +400,32 @@ class HttpCloudClient:
                 retry_after,
             )
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError:
             raise CloudProtocolError(
                 f"{where}: response is not JSON (HTTP {response.status_code})",
                 http_status=response.status_code,
             ) from None
+
+    async def _read_capped(self, response: httpx.Response, where: str) -> bytes:
+        """The body, refused once it passes cloud.maxResponseBytes (before it is all in memory)."""
+        limit = self._max_bytes
+        declared = response.headers.get("Content-Length", "")
+        chunks: list[bytes] = []
+        size = 0
+        if limit is None or not (declared.isdigit() and int(declared) > limit):
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        raise CloudProtocolError(
+            f"{where}: the response is over cloud.maxResponseBytes={limit} bytes (a task diff that large "
+            "is not fetched); raise the setting to fetch it",
+            http_status=response.status_code,
+        )
 
     async def create_task(
         self,

@@ -15,6 +15,7 @@ from ..errors import CoError
 from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
+from ..redact import redact
 from . import processes
 from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
@@ -88,7 +89,7 @@ class EventLog:
         self.handle = path.open("ab")
 
     def add(self, line: str) -> None:
-        data = line.encode("utf-8", "replace") + b"\n"
+        data = redact(line).encode("utf-8", "replace") + b"\n"
         if self.written + len(data) > self.limit:
             self.dropped += 1
             return

@@ -142,6 +142,7 @@ export interface RunManifest {
   executor: ExecutorInfo;
   diff: DiffEvidence | null;
   apply: ApplyOutcome | null;
+  applying: ApplyIntent | null;
   cloud: CloudInfo | null;
   codex: CodexRunInfo | null;
 }
@@ -193,6 +194,15 @@ export interface ApplyOutcome {
   reason: string | null;
   forced: boolean;
   at: string;
+}
+
+/** Written before an apply touches the first file, cleared when it ends. Found set by a */
+export interface ApplyIntent {
+  strategy: "client" | "git";
+  attempt: number | null;
+  paths: string[];
+  pid: number;
+  startedAt: string;
 }
 
 export interface CloudInfo {
@@ -335,6 +345,10 @@ export interface ApplyParams {
   attempt?: number | null;
   strategy?: "client" | "git";
   force?: boolean;
+  /** allow, for this apply only, symlinks the patch creates that point outside the workspace */
+  allowExternalSymlinks?: boolean;
+  /** put back the files an interrupted apply may have changed (from their pre-images); needs no accept */
+  restore?: boolean;
 }
 
 export interface ApplyResult {
@@ -343,6 +357,8 @@ export interface ApplyResult {
   paths: string[];
   failureReason: string | null;
   conflicts: Conflict[];
+  /** files put back (restore, or a failed apply) */
+  restored: string[];
 }
 
 export interface PruneParams {
