@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+from . import scratch_report
 
 SECTIONS = (
     "## 1. Start-up",
@@ -187,6 +191,15 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def scratch_section(r: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    """Section 6, when this run measured it; its "before" is `scratch_baseline.json`."""
+    if "scratch" not in r:
+        return []
+    base = Path(__file__).with_name("scratch_baseline.json")
+    before = json.loads(base.read_text()) if base.is_file() else None
+    return scratch_report.render(r["scratch"], before, notes.get("scratch", ""))
+
+
 def render(r: dict[str, Any], before: dict[str, Any] | None, notes: dict[str, str]) -> str:
     m = r["machine"]
     s, lat, p, d, n = r["startup"], r["latency"], r["polling"], r["diff"], r["notify"]
@@ -332,6 +345,7 @@ def render(r: dict[str, Any], before: dict[str, Any] | None, notes: dict[str, st
         "",
         notes.get("notify", ""),
         "",
+        *scratch_section(r, notes),
         SECTIONS[5],
         "",
     ]

@@ -23,6 +23,7 @@ SECTIONS = (
     "## 3. Polling at scale",
     "## 4. Diff → WorkspaceEdit",
     "## 5. Notification throughput",
+    "## 6. Scratch copies",
     "## Before and after",
 )
 
@@ -45,6 +46,9 @@ def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
     assert results["notify"]["succeeded"] == results["notify"]["runs"]
     assert results["latency"]["rows"]["co/status"]["p50_ms"] > 0
     assert all(row["edits"] > 0 for row in results["diff"]["rows"])
+    (scratch,) = results["scratch"]["rows"]  # launch → agent started, exit → diff ready, disk
+    assert scratch["warm"]["launch_s"] > 0 and scratch["warm"]["exit_s"] > 0
+    assert scratch["warm"]["disk_mb"] > 0 and scratch["concurrent"]["wall_s"] > 0
     assert "CPU" in text and "Python" in text
 
 
