@@ -197,6 +197,8 @@ def scratch_section(r: dict[str, Any], notes: dict[str, str]) -> list[str]:
         return []
     base = Path(__file__).with_name("scratch_baseline.json")
     before = json.loads(base.read_text()) if base.is_file() else None
+    if before is not None and before.get("started") == r.get("started"):
+        before = None  # this run is the baseline
     return scratch_report.render(r["scratch"], before, notes.get("scratch", ""))
 
 

@@ -12,7 +12,8 @@ project), with a few uncommitted and untracked changes, one server and a marker-
   not counted);
 - 4 runs at once: wall time from four `co/launch` to the last `succeeded`.
 
-Cold = the first run of a fresh server with an empty scratch root; warm = later runs (median).
+Cold = the first run of a fresh server with an empty scratch root; warm = later runs (median),
+each launched 1 s after the previous one succeeded, plus one launched back to back.
 Floors in the same run: `git worktree add` (and remove) of the same repository, and the same
 agent started directly in the workspace (spawn → marker).
 """
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,9 @@ if spec.get("du"):
 with open(spec["marker"] + ".exit", "w") as f:
     f.write(repr(time.time()))
 '''
+# Between runs: a user reads one diff before launching the next (and a pooled scratch is reset
+# after its run is reported). One more warm run is launched back to back, without it.
+PAUSE_S = 1.0
 FINISHED = ("succeeded", "failed", "cancelled", "timed_out")
 
 
@@ -134,7 +136,12 @@ async def _measure_repo(name: str, repo: Path, warm_reps: int, concurrent: int) 
             await client.initialize(repo, options)
             runs = Runs(client, tmp)
             cold = await runs.one(du=scratch_root)
-            warm = [await runs.one(du=scratch_root if i == 0 else None) for i in range(warm_reps)]
+            warm = []
+            for i in range(warm_reps):
+                await asyncio.sleep(PAUSE_S)  # the user reads the diff before the next launch
+                warm.append(await runs.one(du=scratch_root if i == 0 else None))
+            back_to_back = await runs.one()  # launched the moment the last one succeeded
+            await asyncio.sleep(PAUSE_S)
             t0 = time.perf_counter()
             together = await asyncio.gather(*(runs.one() for _ in range(concurrent)))
             wall = time.perf_counter() - t0
@@ -152,6 +159,7 @@ async def _measure_repo(name: str, repo: Path, warm_reps: int, concurrent: int) 
             "launch_s": median([w["launch_s"] for w in warm]),
             "exit_s": median([w["exit_s"] for w in warm]),
             "disk_mb": warm[0]["disk_mb"],
+            "back_to_back_launch_s": back_to_back["launch_s"],
         },
         "concurrent": {
             "runs": concurrent,

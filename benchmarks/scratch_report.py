@@ -16,7 +16,9 @@ INTRO = (
     "the client. **disk**: unique inodes under the scratch root while the run's agent runs "
     "(objects borrowed from the user's store not counted). **4 at once**: four `co/launch` → "
     "the last `succeeded`. **Cold** is a new server's first run with an empty scratch root; "
-    "**warm** the median of the next {reps}. Floors, same run: `git worktree add` of the same "
+    "**warm** the median of the next {reps}, each launched 1 s after the previous one "
+    "succeeded (a user reads the diff; a pooled scratch is reset after its run is reported), "
+    "and **back to back** one launched the moment the previous one succeeded. Floors, same run: `git worktree add` of the same "
     "repository (first and last of the run), the same agent spawned directly in the workspace."
 )
 
@@ -39,6 +41,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
             _s(r["floor_direct_s"]),
             _s(r["cold"]["launch_s"]),
             _s(r["warm"]["launch_s"]),
+            _s(r["warm"]["back_to_back_launch_s"]) if "back_to_back_launch_s" in r["warm"] else "—",
             _s(r["cold"]["exit_s"]),
             _s(r["warm"]["exit_s"]),
             f"{r['warm']['disk_mb']:.1f} MB",
@@ -50,7 +53,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
 
 HEADER = [
     "repository", "files", "`git worktree add` (first / last)", "agent direct",
-    "launch → started, cold", "warm", "exit → diff ready, cold", "warm",
+    "launch → started, cold", "warm", "back to back", "exit → diff ready, cold", "warm",
     "disk per run", "4 at once",
 ]  # fmt: skip
 
@@ -69,9 +72,10 @@ def goals(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         g = r200["warm"]["launch_s"] / r5["warm"]["launch_s"]
         out.append(("warm launch growth 5k → 200k ≤ 2×", f"{g:.1f}×", g <= 2))
     for r in res["rows"]:
-        floor = min(r["floor_worktree_s"], r["floor_worktree_warm_s"])
+        # The floor of a cold start: a worktree made, then the agent started in it.
+        floor = min(r["floor_worktree_s"], r["floor_worktree_warm_s"]) + r["floor_direct_s"]
         c = r["cold"]["launch_s"] / floor
-        out.append((f"cold ≤ 1.2 × `git worktree add` ({r['name']})", f"{c:.2f}×", c <= 1.2))
+        out.append((f"cold ≤ 1.2 × (`git worktree add` + agent start), {r['name']}", f"{c:.2f}×", c <= 1.2))
     return out
 
 
