@@ -1,4 +1,4 @@
-"""`co-sidecar` entry points: serve (default), doctor, run, emulator."""
+"""`co-sidecar` entry points: serve (default), doctor, run, scratch, emulator."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("--emulator", action="store_true", help="run against a loopback emulator of the task API")
     canary.add_argument("--format", choices=["text", "json"], default="text")
 
+    scratch = sub.add_parser("scratch", help="the pool of reused scratch checkouts: show or prune it")
+    scratch.add_argument("action", choices=["show", "prune"], help="prune removes every slot not in use")
+
     emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
     emulator.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run_client import run_task
 
         return run_task(args)
+    if command == "scratch":
+        from .local.pool import scratch_command
+
+        return scratch_command(args.action)
     return 2
 
 
