@@ -308,3 +308,19 @@ def test_a_reused_scratch_follows_every_kind_of_user_change(
     fresh = acquire(repo, "r3")
     assert state(second.scratch.path) == state(fresh.scratch.path)
     assert agent_git(second.scratch.path, "status", "--porcelain") == ""
+
+
+def test_the_users_ignore_rules_hold_in_capture(repo: Path, tmp_path: Path) -> None:
+    ignore = tmp_path / "global-ignore"
+    ignore.write_text("*.swp\n")
+    git(repo, "config", "core.excludesFile", str(ignore))
+    (repo / ".git" / "info" / "exclude").write_text("scratchpad/\n")
+    lease = acquire(repo, "r1")
+    work = lease.scratch.path
+    (work / "x.swp").write_text("editor swap file\n")
+    (work / "scratchpad").mkdir()
+    (work / "scratchpad" / "n.txt").write_text("private\n")
+    (work / "kept.txt").write_text("a real change\n")
+    patch = capture_patch(lease.scratch)
+    assert b"kept.txt" in patch and b"x.swp" not in patch and b"scratchpad" not in patch
+    lease.release()

@@ -449,7 +449,7 @@ def acquire(
             handle.close()
         raise
     scratch = Scratch(path=slot.work, repo=repo.toplevel, prefix=repo.prefix, base=base,
-                      gitdir=slot.gitdir, excludes=tuple(excludes))  # fmt: skip
+                      gitdir=slot.gitdir, excludes=tuple(excludes), git_config=tuple(repo.config))  # fmt: skip
     return Lease(slot, scratch, repo, excludes, handle, size, cold, run_id)
 
 
@@ -596,7 +596,7 @@ def capture(scratch: Scratch) -> bytes:
     env = sealed_env(scratch.gitdir, scratch.path)
 
     def run(args: Sequence[str]) -> bytes:
-        return _run([*SEALED, *args], scratch.path, env)
+        return _run([*SEALED, *scratch.git_config, *args], scratch.path, env)
 
     excludes = list(scratch.excludes)
     spec = ["--", ".", *(f":(exclude,literal){rel}" for rel in excludes)]

@@ -153,6 +153,7 @@ class Scratch:
     # and top-level-relative paths never carried (the runs root). None: a git worktree.
     gitdir: Path | None = None
     excludes: tuple[str, ...] = ()
+    git_config: tuple[str, ...] = ()  # ("-c", "core.autocrlf=...", ...) read from the user's repo
 
     @property
     def cwd(self) -> Path:
