@@ -1,4 +1,4 @@
-"""LocalExecutor: run the agent in a scratch worktree, stream its output, capture its diff."""
+"""LocalExecutor: run the agent in a pooled scratch checkout, stream its output, capture its diff."""
 
 from __future__ import annotations
 

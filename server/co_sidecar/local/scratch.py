@@ -1,4 +1,8 @@
-"""Scratch copies: a detached `git worktree` of HEAD plus the user's uncommitted changes.
+"""Scratch copies: the git helpers, the `Scratch` record, capture, and the sweep.
+
+Local runs get their scratch from the pool (pool.py: sealed, reused checkouts). The
+worktree copy below (`create_scratch`) is what the canary's `git apply --check` uses: a
+detached, locked `git worktree` of HEAD plus the user's uncommitted changes.
 
 The scratch lives outside the user's tree (see `scratch_root`). Its HEAD is a
 "base" commit of the user's current state, so `git diff <base>` in the scratch
