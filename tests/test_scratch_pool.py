@@ -232,6 +232,9 @@ def test_the_pool_is_bounded_least_recently_used_and_pruned(repo: Path, tmp_path
     assert kept == sorted([leases[1].slot.dir, leases[2].slot.dir])
     summary = pool.summary()
     assert (summary.repos, summary.slots, summary.busy) == (1, 2, 0) and summary.bytes > 0
+    half_deleted = pool.pool_dir(leases[0].repo.toplevel) / ".trash-0123"  # by a process that died
+    (half_deleted / "work").mkdir(parents=True)
+    assert pool.evict(leases[0].repo.toplevel, 2) == [] and not half_deleted.exists()
     busy = acquire(repo, "r9", size=2)  # the most recently used slot, reused
     assert busy.slot.dir == leases[2].slot.dir
     assert pool.prune() == [leases[1].slot.dir]  # a slot in use is never removed

@@ -494,7 +494,10 @@ def _claim(parent: Path) -> tuple[Slot | None, IO[str] | None]:
 def _slots(parent: Path) -> list[Slot]:
     if not parent.is_dir():
         return []
-    return [Slot(p) for p in parent.iterdir() if (p / SLOT_MARK).is_file() and not p.is_symlink()]
+    return [
+        Slot(p) for p in parent.iterdir()
+        if not p.name.startswith(".") and (p / SLOT_MARK).is_file() and not p.is_symlink()
+    ]  # fmt: skip
 
 
 def _create(slot: Slot, repo: RepoInfo, excludes: Sequence[str]) -> str:
@@ -670,32 +673,42 @@ def link_stays_inside(path: str, target: str, prefix: str) -> bool:
 def evict(toplevel: Path, size: int) -> list[Path]:
     """Remove free slots beyond `size`, least recently used first; return them."""
     parent = pool_dir(toplevel)
-    removed: list[Path] = []
     if not parent.is_dir():
-        return removed
+        return []
     with _flock(parent / "pool.lock"):
         slots = sorted(_slots(parent), key=lambda s: float(s.meta().get("used", 0)), reverse=True)
-        for slot in slots[max(size, 0):]:
-            with _flock(slot.dir / "lock", blocking=False) as held:
-                if held is not None:
-                    _rmtree(slot.dir)
-                    removed.append(slot.dir)
+        removed = _take_free(parent, slots[max(size, 0) :])
+    _empty_trash(parent)
     return removed
 
 
 def sweep(toplevel: Path) -> list[Path]:
     """At start-up: a free slot whose run never released it (the server died) is removed."""
     parent = pool_dir(toplevel)
-    removed: list[Path] = []
-    with contextlib.suppress(OSError), _flock(parent / "pool.lock"):
-        for slot in _slots(parent):
-            if slot.meta().get("state") == "clean":
-                continue
-            with _flock(slot.dir / "lock", blocking=False) as held:
-                if held is not None:
-                    _rmtree(slot.dir)
-                    removed.append(slot.dir)
+    if not parent.is_dir():
+        return []
+    with _flock(parent / "pool.lock"):
+        removed = _take_free(parent, [s for s in _slots(parent) if s.meta().get("state") != "clean"])
+    _empty_trash(parent)
     return removed
+
+
+def _take_free(parent: Path, slots: Sequence[Slot]) -> list[Path]:
+    """Move the slots no one holds to the pool's trash (a rename: quick, under the pool lock);
+    `_empty_trash` deletes them after the lock is released."""
+    taken = []
+    for slot in slots:
+        with _flock(slot.dir / "lock", blocking=False) as held:
+            if held is not None:
+                os.rename(slot.dir, parent / f".trash-{slot.dir.name}")
+                taken.append(slot.dir)
+    return taken
+
+
+def _empty_trash(parent: Path) -> None:
+    # Also what an earlier process left half-deleted when it exited.
+    for trash in parent.glob(".trash-*"):
+        _rmtree(trash)
 
 
 @dataclass(frozen=True)
@@ -747,13 +760,9 @@ def prune(root: Path | None = None) -> list[Path]:
 
 
 def evict_all(parent: Path) -> list[Path]:
-    removed: list[Path] = []
     with _flock(parent / "pool.lock"):
-        for slot in _slots(parent):
-            with _flock(slot.dir / "lock", blocking=False) as held:
-                if held is not None:
-                    _rmtree(slot.dir)
-                    removed.append(slot.dir)
+        removed = _take_free(parent, _slots(parent))
+    _empty_trash(parent)
     with contextlib.suppress(OSError):
         if not _slots(parent):
             shutil.rmtree(parent)
