@@ -14,8 +14,8 @@ project), with a few uncommitted and untracked changes, one server and a marker-
 
 Cold = the first run of a fresh server with an empty scratch root; warm = later runs (median),
 each launched 1 s after the previous one succeeded, plus one launched back to back.
-Floors in the same run: `git worktree add` (and remove) of the same repository, and the same
-agent started directly in the workspace (spawn → marker).
+Floors in the same run: `git worktree add` (and remove) of the same repository, the same
+agent started directly in the workspace (spawn → marker), and `git status` in the workspace.
 """
 
 from __future__ import annotations
@@ -68,6 +68,13 @@ def _worktree_floor(repo: Path, tmp: Path) -> float:
     took = time.perf_counter() - t0
     subprocess.run(["git", "worktree", "remove", "--force", str(dest)], cwd=repo, check=True)
     return took
+
+
+def _status_floor(repo: Path) -> float:
+    """`git status` in the workspace: the scan any copy of "HEAD + uncommitted changes" needs."""
+    t0 = time.perf_counter()
+    subprocess.run(["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True)
+    return time.perf_counter() - t0
 
 
 def _direct_floor(agent: list[str], repo: Path, tmp: Path) -> float:
@@ -127,6 +134,8 @@ async def _measure_repo(name: str, repo: Path, warm_reps: int, concurrent: int) 
         scratch_root = tmp / "scratch-root"
         floor_wt = _worktree_floor(repo, tmp)
         floor_direct = _direct_floor(agent, repo, tmp)
+        _status_floor(repo)  # once to warm the cache, as a warm launch finds it
+        floor_status = _status_floor(repo)
         client = Client()
         await client.start(
             server_argv(), env=server_env(CO_SCRATCH_ROOT=str(scratch_root)), cwd=str(repo)
@@ -154,6 +163,7 @@ async def _measure_repo(name: str, repo: Path, warm_reps: int, concurrent: int) 
         "floor_worktree_s": floor_wt,
         "floor_worktree_warm_s": floor_wt_warm,
         "floor_direct_s": floor_direct,
+        "floor_status_s": floor_status,
         "cold": cold,
         "warm": {
             "launch_s": median([w["launch_s"] for w in warm]),

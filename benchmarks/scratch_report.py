@@ -19,7 +19,8 @@ INTRO = (
     "**warm** the median of the next {reps}, each launched 1 s after the previous one "
     "succeeded (a user reads the diff; a pooled scratch is reset after its run is reported), "
     "and **back to back** one launched the moment the previous one succeeded. Floors, same run: `git worktree add` of the same "
-    "repository (first and last of the run), the same agent spawned directly in the workspace."
+    "repository (first and last of the run), the same agent spawned directly in the workspace, "
+    "`git status` in the workspace (warm cache)."
 )
 
 
@@ -39,6 +40,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
             f"{r['files']:,}",
             f"{_s(r['floor_worktree_s'])} / {_s(r['floor_worktree_warm_s'])}",
             _s(r["floor_direct_s"]),
+            _s(r["floor_status_s"]) if "floor_status_s" in r else "—",
             _s(r["cold"]["launch_s"]),
             _s(r["warm"]["launch_s"]),
             _s(r["warm"]["back_to_back_launch_s"]) if "back_to_back_launch_s" in r["warm"] else "—",
@@ -52,7 +54,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
 
 
 HEADER = [
-    "repository", "files", "`git worktree add` (first / last)", "agent direct",
+    "repository", "files", "`git worktree add` (first / last)", "agent direct", "`git status`",
     "launch → started, cold", "warm", "back to back", "exit → diff ready, cold", "warm",
     "disk per run", "4 at once",
 ]  # fmt: skip

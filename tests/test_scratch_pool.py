@@ -327,3 +327,30 @@ def test_the_users_ignore_rules_hold_in_capture(repo: Path, tmp_path: Path) -> N
     patch = capture_patch(lease.scratch)
     assert b"kept.txt" in patch and b"x.swp" not in patch and b"scratchpad" not in patch
     lease.release()
+
+
+def test_nested_repositories_and_an_ignored_runs_root(repo: Path) -> None:
+    (repo / ".gitignore").write_text("*.log\nbuild/\n.runs/\n")  # the runs root ignored by the user
+    (repo / ".runs" / "t").mkdir(parents=True)
+    (repo / ".runs" / "t" / "manifest.json").write_text("{}\n")
+    make_repo(repo / "vendored")  # untracked nested repositories, with and without a commit
+    (repo / "fresh").mkdir()
+    git(repo / "fresh", "init", "-q")
+    (repo / "fresh" / "f.txt").write_text("f\n")
+    lease = acquire(repo, "r1", exclude=[repo / ".runs"])
+    work = lease.scratch.path
+    assert not (work / ".runs").exists() and not (work / "vendored").exists()
+    assert not (work / "fresh").exists() and (work / "notes" / "todo.txt").exists()
+    (work / ".runs").mkdir()
+    (work / ".runs" / "x.json").write_text("ignored in the scratch too\n")
+    (work / "theirs").mkdir()
+    git(work / "theirs", "init", "-q")  # the agent's nested repository, no commit
+    (work / "theirs" / "t.txt").write_text("t\n")
+    make_repo(work / "committed")  # and one with a commit
+    (work / ".gitignore").write_text("*.log\n")  # the agent un-ignores the runs root
+    (work / "ok.txt").write_text("ok\n")
+    patch = capture_patch(lease.scratch)
+    assert b"ok.txt" in patch and b".gitignore" in patch
+    assert b"b/.runs/" not in patch and b"x.json" not in patch
+    assert b"theirs" not in patch and b"committed" not in patch
+    lease.release()

@@ -379,16 +379,19 @@ def _base_commit(repo: RepoInfo, slot: Slot, excludes: Sequence[str]) -> str:
         shutil.copy2(repo.index, index)
     except FileNotFoundError:
         _run([*base, "read-tree", "HEAD"], top, env)
-    spec = ["--", ".", *(f":(exclude,literal){rel}" for rel in excludes)]
+
+    def run(args: Sequence[str], input: bytes | None = None) -> bytes:
+        return _run([*base, *args], top, env, input)
+
     try:
-        _run([*base, "add", "-A", "--ignore-errors", *spec], top, env)
-        tree = _text(_run([*base, "write-tree"], top, env))
+        add_all(run, top, excludes)
+        tree = _text(run(["write-tree"]))
     except WorkspaceError:
         # An index git cannot use here (e.g. mid-merge oddities): start from HEAD's tree.
         index.unlink(missing_ok=True)
-        _run([*base, "read-tree", "HEAD"], top, env)
-        _run([*base, "add", "-A", *spec], top, env)
-        tree = _text(_run([*base, "write-tree"], top, env))
+        run(["read-tree", "HEAD"])
+        add_all(run, top, excludes)
+        tree = _text(run(["write-tree"]))
     env.update(
         GIT_AUTHOR_NAME="co-sidecar", GIT_AUTHOR_EMAIL="co-sidecar@localhost",
         GIT_COMMITTER_NAME="co-sidecar", GIT_COMMITTER_EMAIL="co-sidecar@localhost",
@@ -598,33 +601,54 @@ def capture(scratch: Scratch) -> bytes:
     assert scratch.gitdir is not None
     env = sealed_env(scratch.gitdir, scratch.path)
 
-    def run(args: Sequence[str]) -> bytes:
-        return _run([*SEALED, *scratch.git_config, *args], scratch.path, env)
+    def run(args: Sequence[str], input: bytes | None = None) -> bytes:
+        return _run([*SEALED, *scratch.git_config, *args], scratch.path, env, input)
 
-    excludes = list(scratch.excludes)
-    spec = ["--", ".", *(f":(exclude,literal){rel}" for rel in excludes)]
+    spec = add_all(run, scratch.path, scratch.excludes)
+    raw = run(["diff", "--cached", "--raw", "-z", "--no-renames", scratch.base, *spec])
+    check_symlinks(scratch, raw)
+    relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
+    return run(["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec])
+
+
+def add_all(run: Any, root: Path, excludes: Sequence[str]) -> list[str]:
+    """`git add -A` of everything but `excludes` and nested repositories; returns the pathspec
+    used (for the diffs that follow). A nested repository is left out whether or not it has a
+    commit (a patch could only name its commit, not carry its files)."""
+    spec = ["--", ".", *(f":(exclude,literal){rel}" for rel in _not_ignored(run, excludes))]
     try:
-        run(["add", "-A", *spec])
+        out = run(["add", "-A", "--verbose", *spec])
     except WorkspaceError:
         # A nested repository without a commit stops `git add`: find them and leave them out.
         listing = run(["ls-files", "--others", "--directory", "-z", *spec])
         nested = [
             os.fsdecode(p).rstrip("/") for p in listing.split(b"\0")
-            if p.endswith(b"/") and (scratch.path / os.fsdecode(p) / ".git").exists()
-        ]
+            if p.endswith(b"/") and (root / os.fsdecode(p) / ".git").exists()
+        ]  # fmt: skip
         if not nested:
             raise
-        excludes += nested
         spec += [f":(exclude,literal){rel}" for rel in nested]
-        run(["add", "-A", *spec])
-    raw = run(["diff", "--cached", "--raw", "-z", "--no-renames", scratch.base, *spec])
-    gitlinks = _added_gitlinks(raw)
-    if gitlinks:  # nested repositories with a commit: unstaged again, left out
+        out = run(["add", "-A", "--verbose", *spec])
+    # `add 'path'` lines name what was added; a directory among them is a nested repository.
+    added = [line[5:-1] for line in os.fsdecode(out).splitlines() if line.startswith("add '")]
+    gitlinks = [rel for rel in added if (root / rel).is_dir() and not (root / rel).is_symlink()]
+    if gitlinks:
         run(["rm", "--cached", "-q", "-r", "--", *gitlinks])
         spec += [f":(exclude,literal){rel}" for rel in gitlinks]
-    check_symlinks(scratch, raw)
-    relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
-    return run(["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec])
+    return spec
+
+
+def _not_ignored(run: Any, paths: Sequence[str]) -> list[str]:
+    """The paths git would not ignore anyway: an exclude pathspec naming an ignored directory
+    makes `git add` fail ("paths are ignored"), and an ignored one needs no exclusion."""
+    if not paths:
+        return []
+    try:
+        stdin = "".join(p + "\0" for p in paths).encode()
+        ignored = set(os.fsdecode(run(["check-ignore", "-z", "--stdin"], input=stdin)).split("\0"))
+    except WorkspaceError:  # exit 1: none of them is ignored
+        ignored = set()
+    return [p for p in paths if p not in ignored]
 
 
 def _raw_entries(raw: bytes) -> Iterator[tuple[list[bytes], str]]:
@@ -632,11 +656,6 @@ def _raw_entries(raw: bytes) -> Iterator[tuple[list[bytes], str]]:
     items = raw.split(b"\0")
     for i in range(0, len(items) - 1, 2):
         yield items[i].split(), os.fsdecode(items[i + 1])
-
-
-def _added_gitlinks(raw: bytes) -> list[str]:
-    return [path for meta, path in _raw_entries(raw)
-            if len(meta) >= 5 and meta[1] == b"160000" and meta[0] != b":160000"]  # fmt: skip
 
 
 def check_symlinks(scratch: Scratch, raw: bytes) -> None:
