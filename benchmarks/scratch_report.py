@@ -47,7 +47,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
             _s(r["cold"]["exit_s"]),
             _s(r["warm"]["exit_s"]),
             f"{r['warm']['disk_mb']:.1f} MB",
-            f"{_s(r['concurrent']['wall_s'])} (launch ≤ {_s(r['concurrent']['launch_max_s'])})",
+            f"{r['concurrent']['runs']}: {_s(r['concurrent']['wall_s'])} (launch ≤ {_s(r['concurrent']['launch_max_s'])})",
         ]
         for r in res["rows"]
     ]
@@ -56,7 +56,7 @@ def _rows(res: dict[str, Any]) -> list[list[Any]]:
 HEADER = [
     "repository", "files", "`git worktree add` (first / last)", "agent direct", "`git status`",
     "launch → started, cold", "warm", "back to back", "exit → diff ready, cold", "warm",
-    "disk per run", "4 at once",
+    "disk per run", "runs at once: all done",
 ]  # fmt: skip
 
 
