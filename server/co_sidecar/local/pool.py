@@ -262,7 +262,7 @@ class Lease:
                 _clean(self.slot, self.git, self.scratch.base)
                 self.slot.write_meta(state="clean", used=time.time())
             except (WorkspaceError, OSError):
-                _rmtree(self.slot.dir)
+                _discard(self.slot)
         finally:
             self._unlock()
         evict(self.repo.toplevel, self.pool_size)
@@ -432,7 +432,7 @@ def acquire(
             try:
                 base = _reuse(slot, repo, excludes, handle)
             except (WorkspaceError, OSError):
-                _rmtree(slot.dir)
+                _discard(slot)
                 handle.close()
                 slot = None
                 cold = True
@@ -447,7 +447,7 @@ def acquire(
         (slot.work / repo.prefix).mkdir(parents=True, exist_ok=True)
     except BaseException:
         if slot is not None:
-            _rmtree(slot.dir)
+            _discard(slot)
         if handle is not None:
             handle.close()
         raise
@@ -722,6 +722,14 @@ def _take_free(parent: Path, slots: Sequence[Slot]) -> list[Path]:
                 os.rename(slot.dir, parent / f".trash-{slot.dir.name}")
                 taken.append(slot.dir)
     return taken
+
+
+def _discard(slot: Slot) -> None:
+    """Take a slot out of the pool now (a rename); the next eviction deletes it."""
+    try:
+        os.rename(slot.dir, slot.dir.parent / f".trash-{slot.dir.name}")
+    except OSError:
+        _rmtree(slot.dir)
 
 
 def _empty_trash(parent: Path) -> None:
