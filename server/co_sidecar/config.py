@@ -67,7 +67,7 @@ class LocalConfig(Section):
     )
     codex: CodexLocalConfig = doc(CodexLocalConfig, "The default Codex agent's flags.")
     timeout_seconds: float = doc(1800.0, "Kill the agent's process group after this long.", gt=0)
-    keep_scratch: bool = doc(False, "Keep the scratch worktree after the run (its path is in the manifest).")
+    keep_scratch: bool = doc(False, "Keep the scratch checkout after the run, out of the pool (its path is in the manifest).")
     scratch_pool: ScratchPoolConfig = doc(ScratchPoolConfig, "The pool of reused scratch checkouts.")
     max_concurrent: int = doc(4, "Local runs at once per workspace; more wait in state queued.", ge=1)
     max_output_bytes: int = doc(1_000_000, "Agent output kept per stream (the tail) in the manifest.", ge=1024)
