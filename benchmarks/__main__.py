@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import diff_edit, diff_stall, latency, notify, polling, startup
+from . import diff_edit, diff_stall, latency, notify, polling, scratch, scratch_report, startup
 from .machine import describe
 from .notes import NOTES
 from .report import render
@@ -30,6 +30,10 @@ FULL = {
     "notify_runs": 4,
     "notify_seconds": 5.0,
     "stall_files": 16_000,
+    "scratch_sizes": [5_000, 50_000, 200_000],
+    "scratch_warm": 3,
+    "scratch_concurrent": 4,
+    "scratch_own_repo": True,
 }
 QUICK = {
     "startup_reps": 3,
@@ -42,6 +46,10 @@ QUICK = {
     "notify_runs": 1,
     "notify_seconds": 1.0,
     "stall_files": 1_000,
+    "scratch_sizes": [300],
+    "scratch_warm": 1,
+    "scratch_concurrent": 2,
+    "scratch_own_repo": False,
 }
 
 
@@ -49,20 +57,30 @@ def step(name: str) -> None:
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
 
 
-async def run_all(sizes: dict[str, Any]) -> dict[str, Any]:
+async def run_scratch(sizes: dict[str, Any]) -> dict[str, Any]:
+    return await scratch.run(
+        sizes["scratch_sizes"], sizes["scratch_warm"], sizes["scratch_concurrent"], sizes["scratch_own_repo"]
+    )
+
+
+async def run_all(sizes: dict[str, Any], only: str | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    step("1/6 start-up")
+    if only == "scratch":
+        return {"scratch": await run_scratch(sizes)}
+    step("1/7 start-up")
     results["startup"] = await startup.run(sizes["startup_reps"])
-    step("2/6 latency")
+    step("2/7 latency")
     results["latency"] = await latency.run(sizes["latency_runs"], sizes["latency_requests"])
-    step("3/6 polling at scale")
+    step("3/7 polling at scale")
     results["polling"] = await polling.run(sizes["poll_runs"], sizes["poll_polls"])
-    step("4/6 diff → WorkspaceEdit")
+    step("4/7 diff → WorkspaceEdit")
     results["diff"] = diff_edit.run(sizes["diff_sizes"], sizes["diff_reps"])
-    step("5/6 notification throughput")
+    step("5/7 notification throughput")
     results["notify"] = await notify.run(sizes["notify_runs"], sizes["notify_seconds"])
-    step("6/6 co/status during a big co/diff")
+    step("6/7 co/status during a big co/diff")
     results["stall"] = await diff_stall.run(sizes["stall_files"], 20)
+    step("7/7 scratch copies")
+    results["scratch"] = await run_scratch(sizes)
     return results
 
 
@@ -77,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-json", default=None, help="render the report from saved results; run nothing"
     )
+    parser.add_argument(
+        "--only", choices=["scratch"], default=None,
+        help="run one section and replace it in the existing report",
+    )
+    parser.add_argument(
+        "--save-scratch-baseline", action="store_true",
+        help="record this run's scratch section as its 'before' figures",
+    )
     args = parser.parse_args(argv)
     output = Path(args.output) if args.output else ROOT / "docs" / "benchmarks.md"
     if args.from_json:
@@ -85,10 +111,22 @@ def main(argv: list[str] | None = None) -> int:
         started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         machine = describe()
         t0 = time.perf_counter()
-        results = asyncio.run(run_all(QUICK if args.quick else FULL))
+        results = asyncio.run(run_all(QUICK if args.quick else FULL, args.only))
         results.update(
             machine=machine, quick=args.quick, started=started, took_s=time.perf_counter() - t0
         )
+    if args.save_scratch_baseline and "scratch" in results:
+        scratch_base = dict(results["scratch"], started=results.get("started"))
+        (BASELINE.parent / "scratch_baseline.json").write_text(json.dumps(scratch_base, indent=1) + "\n")
+    if args.only:
+        from .report import scratch_section
+
+        old = output.read_text() if output.is_file() else ""
+        output.write_text(scratch_report.splice(old, scratch_section(results, NOTES)))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"[bench] wrote {output}", file=sys.stderr)
+        return 0
     if args.save_baseline:
         BASELINE.write_text(json.dumps(results, indent=1) + "\n")
     before = json.loads(BASELINE.read_text()) if BASELINE.is_file() else None

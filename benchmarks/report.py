@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from .diff_stall import TARGET_SHARE
+from . import scratch_report
 
 SECTIONS = (
     "## 1. Start-up",
@@ -223,6 +226,15 @@ def _stall_section(st: dict[str, Any], notes: dict[str, str]) -> list[str]:
         + notes.get("stall", ""),
         "",
     ]
+def scratch_section(r: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    """Section 6, when this run measured it; its "before" is `scratch_baseline.json`."""
+    if "scratch" not in r:
+        return []
+    base = Path(__file__).with_name("scratch_baseline.json")
+    before = json.loads(base.read_text()) if base.is_file() else None
+    if before is not None and before.get("started") == r.get("started"):
+        before = None  # this run is the baseline
+    return scratch_report.render(r["scratch"], before, notes.get("scratch", ""))
 
 
 def render(r: dict[str, Any], before: dict[str, Any] | None, notes: dict[str, str]) -> str:
@@ -371,6 +383,7 @@ def render(r: dict[str, Any], before: dict[str, Any] | None, notes: dict[str, st
         notes.get("notify", ""),
         "",
         *(_stall_section(r["stall"], notes) if "stall" in r else []),
+        *scratch_section(r, notes),
         SECTIONS[5],
         "",
     ]

@@ -199,6 +199,13 @@ def run_task_cell(base: Path, phase: str, kind: str) -> Cell:
 # --------------------------------------------------------------------------- kill -9 rounds
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def kill_rounds(base: Path, rounds: int, local_runs: int, cloud_runs: int) -> dict[str, Any]:
     """Start runs, kill -9 the server `rounds` times mid-flight, restart each time; count losses."""
     repo = make_repo(base / "kill" / "ws")
@@ -238,7 +245,11 @@ def kill_rounds(base: Path, rounds: int, local_runs: int, cloud_runs: int) -> di
         creates = sum(1 for r in emu.requests if r["method"] == "POST" and r["path"].endswith("/tasks"))
     final = {r: find_manifest(repo, r) for r in local + cloud}
     scratch = base / "kill" / "scratch"
-    leftover = [p for p in scratch.rglob("*") if p.is_dir() and p.parent.parent == scratch] if scratch.exists() else []
+    # Left behind: a per-run scratch directory (<root>/<repo>/<run>), or a pool slot
+    # (<root>/pool/<repo>/<slot>) that was not returned to the pool clean.
+    per_run = [p for p in scratch.glob("*/*") if p.is_dir() and p.parent.name != "pool"]
+    dirty = [s for s in scratch.glob("pool/*/*") if s.is_dir() and '"clean"' not in _read(s / "meta.json")]
+    leftover = per_run + dirty
     return {
         "kills": kills,
         "runs": len(final),
@@ -467,7 +478,7 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         f"| local runs failed with `interrupted` | {kills['local_interrupted']} / {kills['local']} |",
         f"| cloud runs resumed and succeeded | {kills['cloud_succeeded']} / {kills['cloud']} |",
         f"| cloud tasks created (no duplicates on resume) | {kills['cloud_tasks_created']} |",
-        f"| scratch worktrees left behind | {kills['scratch_left']} |",
+        f"| scratch copies left behind (per run, or pool slots not returned clean) | {kills['scratch_left']} |",
         f"| runs lost | {kills['lost']} |",
         "",
         "## Concurrency",

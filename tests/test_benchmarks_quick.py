@@ -24,6 +24,7 @@ SECTIONS = (
     "## 4. Diff → WorkspaceEdit",
     "## 5. Notification throughput",
     "## 6. co/status during a big co/diff",
+    "## 7. Scratch copies",
     "## Before and after",
 )
 
@@ -47,6 +48,9 @@ def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
     assert results["latency"]["rows"]["co/status"]["p50_ms"] > 0
     assert all(row["edits"] > 0 for row in results["diff"]["rows"])
     assert results["stall"]["during_count"] > 0 and results["stall"]["diff_files"] == results["stall"]["files"]
+    (scratch,) = results["scratch"]["rows"]  # launch → agent started, exit → diff ready, disk
+    assert scratch["warm"]["launch_s"] > 0 and scratch["warm"]["exit_s"] > 0
+    assert scratch["warm"]["disk_mb"] > 0 and scratch["concurrent"]["wall_s"] > 0
     assert "CPU" in text and "Python" in text
 
 

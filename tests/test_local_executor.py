@@ -259,10 +259,30 @@ def test_scratch_carries_uncommitted_changes_not_ignored(repo: Path, scratch_roo
     # The base commit holds that state: nothing to report before the agent runs.
     assert capture_patch(scratch) == b""
     assert git(s, "status", "--porcelain") == b""
+    # Registered in the user's repository: locked, saying whose it is (`git worktree prune`
+    # leaves it alone).
+    assert b"locked co-sidecar scratch copy" in git(repo, "worktree", "list", "--porcelain")
 
     remove_scratch(scratch.path)
     assert not s.exists()
     assert worktrees(repo) == [str(repo)]
+    assert snapshot(repo) == before
+
+
+def test_a_pooled_scratch_holds_the_same_state_as_a_worktree_copy(repo: Path, scratch_root: Path) -> None:
+    from co_sidecar.local.pool import acquire
+
+    dirty(repo)
+    before = snapshot(repo)
+    legacy = create_scratch(repo, "r1", exclude=[repo / ".runs"])
+    lease = acquire(repo, "r2", exclude=[repo / ".runs"])
+    pooled = lease.scratch.path
+    assert tree_files(pooled) == tree_files(legacy.path)
+    assert os.access(pooled / "tools" / "run.sh", os.X_OK) and (pooled / "link.txt").is_symlink()
+    assert capture_patch(lease.scratch) == b"" and git(pooled, "status", "--porcelain") == b""
+    assert worktrees(repo) == [str(repo), str(legacy.path)]  # the pool registers nothing
+    lease.release()
+    remove_scratch(legacy.path)
     assert snapshot(repo) == before
 
 

@@ -1,4 +1,4 @@
-"""`co-sidecar` entry points: serve (default), doctor, run, runs, apply, reject, canary, emulator."""
+"""`co-sidecar` entry points: serve (default), doctor, run, runs, apply, reject, scratch, canary, emulator."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runs_parsers(sub)
 
+    scratch = sub.add_parser("scratch", help="the pool of reused scratch checkouts: show or prune it")
+    scratch.add_argument("action", choices=["show", "prune"], help="prune removes every slot not in use")
+
     emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
     emulator.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from .runs_cli import main as runs_main
 
         return runs_main(args)
+    if command == "scratch":
+        from .local.pool import scratch_command
+
+        return scratch_command(args.action)
     return 2
 
 

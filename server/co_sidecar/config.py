@@ -48,6 +48,15 @@ class CodexLocalConfig(Section):
     extra_args: list[str] = doc(list, "More arguments for `codex exec`, before the prompt (e.g. [\"-c\", \"model_reasoning_effort=high\"]).")
 
 
+class ScratchPoolConfig(Section):
+    size: int = doc(
+        2,
+        "Scratch checkouts kept per repository for reuse (least recently used evicted beyond "
+        "this); each holds one checkout on disk. 0: a fresh one per run, removed after it.",
+        ge=0,
+    )
+
+
 class LocalConfig(Section):
     agent_command: list[str] | None = doc(
         None,
@@ -64,7 +73,8 @@ class LocalConfig(Section):
     )
     codex: CodexLocalConfig = doc(CodexLocalConfig, "The default Codex agent's flags.")
     timeout_seconds: float = doc(1800.0, "Kill the agent's process group after this long.", gt=0)
-    keep_scratch: bool = doc(False, "Keep the scratch worktree after the run (its path is in the manifest).")
+    keep_scratch: bool = doc(False, "Keep the scratch checkout after the run, out of the pool (its path is in the manifest).")
+    scratch_pool: ScratchPoolConfig = doc(ScratchPoolConfig, "The pool of reused scratch checkouts.")
     max_concurrent: int = doc(4, "Local runs at once per workspace; more wait in state queued.", ge=1)
     max_output_bytes: int = doc(1_000_000, "Agent output kept per stream (the tail) in the manifest.", ge=1024)
     env_allow: list[str] = doc(

@@ -63,6 +63,10 @@ async def doctor(
             fix=None if shutil.which("git") else "install git",
         )
     ]
+    from .local.pool import doctor_line
+
+    pool_text = await asyncio.to_thread(doctor_line, config.local.scratch_pool.size)
+    checks.append(DoctorCheck(name="scratch", ok=True, message=pool_text))
     # Before the cloud preflight: its `codex login status` is then answered from the cache.
     codex = await asyncio.to_thread(codex_info, config, environ)
     local = local_issues(config, workspace)

@@ -1,4 +1,4 @@
-"""Local execution: the agent runs in a scratch git worktree; its diff is captured there."""
+"""Local execution: the agent runs in a sealed scratch checkout from a pool; its diff is captured there."""
 
 from .agent import (
     AGENT_ENV_ALLOW,

@@ -1,4 +1,4 @@
-"""LocalExecutor: run the agent in a scratch worktree, stream its output, capture its diff."""
+"""LocalExecutor: run the agent in a pooled scratch checkout, stream its output, capture its diff."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from ..redact import redact
 from . import processes
 from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
-from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
+from .pool import Lease, acquire
+from .scratch import Scratch, capture_patch
 
 CHUNK_BYTES = 64 * 1024
 # A "line" longer than this is emitted in pieces, so a newline-free flood can't grow memory.
@@ -178,6 +179,15 @@ async def feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
     proc.stdin.close()
 
 
+_RELEASES: set[asyncio.Task[None]] = set()
+
+
+def release_later(lease: Lease) -> None:
+    task = asyncio.get_running_loop().create_task(asyncio.to_thread(lease.release))
+    _RELEASES.add(task)
+    task.add_done_callback(_RELEASES.discard)
+
+
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-n:])
 
@@ -200,16 +210,21 @@ class LocalExecutor:
         info = ctx.manifest.executor
         info.kind = "local"
         started = time.monotonic()
-        scratch: Scratch | None = None
+        lease: Lease | None = None
         try:
             plan = await asyncio.to_thread(plan_agent, ctx.config.local)
             # The manifest keeps the template: the prompt is stored once, in manifest.prompt.
             info.argv = plan.template
             if ctx.cancel_event.is_set():
                 return Outcome(RunState.CANCELLED, "cancelled before the agent started")
-            scratch = await asyncio.to_thread(
-                create_scratch, Path(ctx.workspace), ctx.run_id, exclude=[self._runs_root(ctx)]
+            lease = await asyncio.to_thread(
+                acquire,
+                Path(ctx.workspace),
+                ctx.run_id,
+                exclude=[self._runs_root(ctx)],
+                size=ctx.config.local.scratch_pool.size,
             )
+            scratch = lease.scratch
             info.scratch_path = str(scratch.path)
             ctx.save()
             if ctx.cancel_event.is_set():  # cancelled while the scratch was being made
@@ -228,9 +243,14 @@ class LocalExecutor:
         finally:
             info.finished_at = utc_now()
             info.duration_ms = int((time.monotonic() - started) * 1000)
-            if scratch is not None and not ctx.config.local.keep_scratch:
-                await asyncio.to_thread(remove_scratch, scratch.path, scratch.repo)
-                info.scratch_path = None
+            if lease is not None:
+                if ctx.config.local.keep_scratch:
+                    info.scratch_path = str(await asyncio.to_thread(lease.detach))
+                else:
+                    # The slot goes back to the pool after the run is reported: its reset
+                    # (the agent's files removed) is not on the way to `succeeded`.
+                    release_later(lease)
+                    info.scratch_path = None
             ctx.save()
 
     @staticmethod

@@ -1,4 +1,8 @@
-"""Scratch copies: a detached `git worktree` of HEAD plus the user's uncommitted changes.
+"""Scratch copies: the git helpers, the `Scratch` record, capture, and the sweep.
+
+Local runs get their scratch from the pool (pool.py: sealed, reused checkouts). The
+worktree copy below (`create_scratch`) is what the canary's `git apply --check` uses: a
+detached, locked `git worktree` of HEAD plus the user's uncommitted changes.
 
 The scratch lives outside the user's tree (see `scratch_root`). Its HEAD is a
 "base" commit of the user's current state, so `git diff <base>` in the scratch
@@ -149,6 +153,11 @@ class Scratch:
     repo: Path  # the user's git top level
     prefix: str  # workspace relative to `repo`, "" or "sub/dir/" (git's --show-prefix)
     base: str  # sha of the base commit (HEAD + user's uncommitted changes)
+    # A pool slot (local/pool.py): the sidecar's own git directory for it, outside `path`,
+    # and top-level-relative paths never carried (the runs root). None: a git worktree.
+    gitdir: Path | None = None
+    excludes: tuple[str, ...] = ()
+    git_config: tuple[str, ...] = ()  # ("-c", "core.autocrlf=...", ...) read from the user's repo
 
     @property
     def cwd(self) -> Path:
@@ -168,7 +177,10 @@ def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = 
     if path.exists():
         raise WorkspaceError(f"scratch directory already exists: {path}")
     with worktree_lock(toplevel):
-        git(["worktree", "add", "--detach", "--quiet", str(path), "HEAD"], toplevel, scratch=True)
+        # Locked, with a reason, so the user's `git worktree prune` leaves it alone and
+        # `git worktree list` says whose it is.
+        git(["worktree", "add", "--detach", "--quiet", "--lock", "--reason",
+             "co-sidecar scratch copy (removed after use)", str(path), "HEAD"], toplevel, scratch=True)  # fmt: skip
     try:
         _carry_over(toplevel, path, [p.resolve() for p in exclude])
         git(["add", "-A"], path, scratch=True)
@@ -216,6 +228,10 @@ def _carry_over(toplevel: Path, dest: Path, exclude: Sequence[Path]) -> None:
 
 def capture_patch(scratch: Scratch) -> bytes:
     """The agent's change as a binary-safe git patch, relative to the user's workspace."""
+    if scratch.gitdir is not None:
+        from .pool import capture
+
+        return capture(scratch)
     git(["add", "-A"], scratch.path, scratch=True)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
     return git(
@@ -236,6 +252,13 @@ def _force_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:
 
 def remove_scratch(path: Path, repo: Path | None = None) -> None:
     """Remove a scratch worktree (best effort, never raises) and prune its admin entry."""
+    from .pool import SLOT_MARK
+
+    for slot in (path, path.parent):
+        if (slot / SLOT_MARK).is_file() and not slot.is_symlink():
+            # A kept pool slot: its own repository, nothing registered with the user's.
+            shutil.rmtree(slot, onerror=_force_writable)
+            return
     if repo is None:
         try:
             repo = Path(
@@ -290,4 +313,6 @@ def sweep_scratch(
                 removed.append(child)
     with contextlib.suppress(WorkspaceError), worktree_lock(toplevel):
         git(["worktree", "prune"], toplevel, scratch=True)
-    return removed
+    from .pool import sweep
+
+    return removed + sweep(toplevel)
