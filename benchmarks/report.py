@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .diff_stall import TARGET_SHARE
 from . import scratch_report
+from .diff_stall import TARGET_SHARE
 
 SECTIONS = (
     "## 1. Start-up",
