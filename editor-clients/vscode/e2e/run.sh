@@ -29,7 +29,8 @@ done
 [ -e /usr/include/X11/Xlib.h ] || missing+=("libx11-dev")
 [ -e /usr/include/X11/extensions/XKBfile.h ] || missing+=("libxkbfile-dev")
 { command -v pkg-config >/dev/null && pkg-config --exists libsecret-1; } || missing+=("libsecret-1-dev")
-[ "${1:-}" = "--install-only" ] || [ -x "$root/.venv/bin/co-sidecar" ] || missing+=("$root/.venv with co-sidecar (./dev test creates it)")
+# The user's Python (the extension finds python3 on PATH and runs its bundled server with it).
+[ "${1:-}" = "--install-only" ] || command -v python3 >/dev/null || missing+=("python3 (3.11+)")
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "e2e: missing prerequisites: ${missing[*]}" >&2
   echo "e2e: install them with: apt-get install -y $APT_PACKAGES   (node/npm: Node 20+; the venv: ./dev test)" >&2
@@ -78,15 +79,12 @@ fi
 exec 9>&-
 [ "${1:-}" = "--install-only" ] && exit 0
 
-# The extension as users build it: npm ci && npm run package → co-sidecar-<version>.vsix.
+# The extension as users get it: the linux-x64 platform package, which carries the server and
+# its Python libraries (npm run package -- linux-x64 → co-sidecar-linux-x64-<version>.vsix).
 version="$(node -p 'require(process.argv[1]).version' "$ext/package.json")"
-vsix="$ext/co-sidecar-$version.vsix"
-(
-  cd "$ext"
-  [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
-  rm -f "$vsix"
-  npm run package >/dev/null
-)
+vsix="$ext/co-sidecar-linux-x64-$version.vsix"
+rm -f "$vsix"
+(cd "$ext" && npm run package -- linux-x64 >/dev/null)
 [ -f "$vsix" ] || { echo "e2e: npm run package did not write $vsix" >&2; exit 1; }
 
 export PATH="$node24/bin:$PATH"

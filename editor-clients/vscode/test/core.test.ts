@@ -302,8 +302,9 @@ describe("confirmAndApply", () => {
 
 describe("settings and text helpers", () => {
   it("resolves the server command", () => {
-    assert.deepEqual(resolveServerCommand(undefined), ["co-sidecar", "serve"]);
-    assert.deepEqual(resolveServerCommand([]), ["co-sidecar", "serve"]);
+    assert.equal(resolveServerCommand(undefined), undefined);
+    assert.equal(resolveServerCommand([]), undefined);
+    assert.equal(resolveServerCommand(["", "serve"]), undefined);
     assert.deepEqual(resolveServerCommand("co-sidecar  serve --log x"), ["co-sidecar", "serve", "--log", "x"]);
     assert.deepEqual(
       resolveServerCommand(["${workspaceFolder}/.venv/bin/co-sidecar", "serve"], { workspaceFolder: "/w" }),

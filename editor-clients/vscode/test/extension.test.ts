@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import Module from "node:module";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -33,15 +34,19 @@ function stub(name: string, overrides: Record<string | symbol, unknown> = {}): a
   });
 }
 
-function fakeVscode() {
+function fakeVscode(opts: { folder?: string; settings?: Record<string, unknown> } = {}) {
   const commands = new Map<string, (...args: unknown[]) => unknown>();
   const statusItem: Record<string, unknown> = { show() {}, hide() {}, dispose() {} };
-  const settings: Record<string, unknown> = {};
+  const settings: Record<string, unknown> = { ...(opts.settings ?? {}) };
   const defaults: Record<string, unknown> = {};
   for (const [key, schema] of Object.entries<any>(manifest.contributes.configuration.properties)) {
     defaults[key.replace(/^co-sidecar\./, "")] = schema.default;
   }
   const shown: string[] = [];
+  const buttons: string[][] = [];
+  const folders = opts.folder
+    ? [{ uri: { fsPath: opts.folder, toString: () => `file://${opts.folder}` }, name: "ws", index: 0 }]
+    : undefined;
   const vscode = stub("vscode", {
     commands: stub("commands", {
       registerCommand: (id: string, fn: (...args: unknown[]) => unknown) => {
@@ -55,11 +60,15 @@ function fakeVscode() {
       createStatusBarItem: () => statusItem,
       showInputBox: async () => undefined,
       showInformationMessage: async (m: string) => void shown.push(m),
-      showErrorMessage: async (m: string) => void shown.push(m),
+      showErrorMessage: async (m: string, ...items: unknown[]) => {
+        shown.push(m);
+        buttons.push(items.filter((i): i is string => typeof i === "string"));
+        return undefined;
+      },
       activeTextEditor: undefined,
     }),
     workspace: stub("workspace", {
-      workspaceFolders: undefined,
+      workspaceFolders: folders,
       textDocuments: [],
       registerTextDocumentContentProvider: () => ({ dispose() {} }),
       onDidChangeConfiguration: () => ({ dispose() {} }),
@@ -68,6 +77,7 @@ function fakeVscode() {
         return { get: (key: string, fallback?: unknown) => settings[key] ?? defaults[key] ?? fallback };
       },
     }),
+    extensions: stub("extensions", { getExtension: () => undefined }), // no Python extension
     StatusBarAlignment: { Left: 1, Right: 2 },
     ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
     EventEmitter: class {
@@ -79,7 +89,7 @@ function fakeVscode() {
       constructor(readonly value: string) {}
     },
   });
-  return { vscode: asModule(vscode), commands, statusItem, defaults, shown };
+  return { vscode: asModule(vscode), commands, statusItem, defaults, shown, buttons };
 }
 
 /**
@@ -104,7 +114,11 @@ describe("the bundled extension", () => {
       assert.ok(titles.includes(t), `missing command ${t}`);
     }
     const props = manifest.contributes.configuration.properties;
-    assert.deepEqual(props["co-sidecar.serverCommand"].default, ["co-sidecar", "serve"]);
+    // Zero set-up: no server command, the bundled server run by a Python the extension finds.
+    assert.deepEqual(props["co-sidecar.serverCommand"].default, []);
+    assert.deepEqual(props["co-sidecar.interpreter"].default, []);
+    assert.equal(props["co-sidecar.importStrategy"].default, "useBundled");
+    assert.deepEqual(props["co-sidecar.importStrategy"].enum, ["useBundled", "fromEnvironment"]);
     assert.equal(props["co-sidecar.serverCommand"].type, "array");
     assert.equal(props["co-sidecar.settings"].type, "object");
     assert.equal(manifest.main, "./out/extension.js");
@@ -137,6 +151,42 @@ describe("the bundled extension", () => {
       await ext.deactivate();
     } finally {
       anyModule._load = originalLoad;
+    }
+  });
+
+  it("with no usable Python, says so once, with the fix and buttons, and starts nothing", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "co-ext-"));
+    const ws = mkdtempSync(path.join(tmpdir(), "co-ws-"));
+    // An extension directory with a bundle, and an interpreter setting that does not exist.
+    mkdirSync(path.join(dir, "bundled", "libs", "co_sidecar"), { recursive: true });
+    writeFileSync(path.join(dir, "bundled", "manifest.json"), JSON.stringify({ pythons: ["3.11", "3.12"] }));
+    const fake = fakeVscode({ folder: ws, settings: { interpreter: [path.join(dir, "no-python")] } });
+    const anyModule = Module as any;
+    const originalLoad = anyModule._load;
+    anyModule._load = function (request: string, ...rest: unknown[]) {
+      if (request === "vscode") return fake.vscode;
+      return originalLoad.call(this, request, ...rest);
+    };
+    try {
+      const bundle = path.join(EXTENSION_DIR, "out", "extension.js");
+      delete require.cache[bundle];
+      const ext = require(bundle);
+      const subscriptions: { dispose(): void }[] = [];
+      await ext.activate({ subscriptions, extensionPath: dir });
+      for (let i = 0; i < 100 && fake.shown.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      // A command afterwards tries again: the same single message, not a second generic one.
+      await fake.commands.get("co-sidecar.doctor")!();
+      assert.equal(fake.shown.length, 2, fake.shown.join("\n"));
+      assert.equal(fake.shown[0], fake.shown[1]);
+      assert.match(fake.shown[0], /co-sidecar needs Python 3\.11 or newer \(3\.11, 3\.12\) to start its server/);
+      assert.match(fake.shown[0], /no-python \(co-sidecar\.interpreter\): not found/);
+      assert.deepEqual(fake.buttons[0], ["Set co-sidecar.interpreter", "Download Python"]);
+      for (const s of subscriptions) s.dispose();
+      await ext.deactivate();
+    } finally {
+      anyModule._load = originalLoad;
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(ws, { recursive: true, force: true });
     }
   });
 });
