@@ -14,6 +14,7 @@ targets=("$@")
 cd "$ext"
 [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
 version="$(node -p 'require("./package.json").version')"
+node scripts/build.mjs --production  # out/extension.js, once for every target
 for target in "${targets[@]}"; do
   "$python" scripts/bundle.py --target "$target"
   out="co-sidecar-$target-$version.vsix"
