@@ -41,7 +41,7 @@ PLATFORMS: dict[str, tuple[str, ...]] = {
 
 def pip(*args: str) -> None:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)  # noqa: S603 (our own argv)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"bundle: pip failed (exit {proc.returncode}): {' '.join(cmd)}")
@@ -102,7 +102,15 @@ def lock() -> None:
     """bundled/requirements.txt: what `pip install .` resolves for the server (no dev extras)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        pip("install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report), str(ROOT))
+        pip(
+            "install",
+            "--quiet",
+            "--dry-run",
+            "--ignore-installed",
+            "--report",
+            str(report),
+            str(ROOT),
+        )
         installed = json.loads(report.read_text())["install"]
     pins = sorted(
         f"{i['metadata']['name']}=={i['metadata']['version']}"

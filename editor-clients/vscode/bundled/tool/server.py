@@ -11,11 +11,11 @@ import sys
 
 LIBS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "libs")
 
-if sys.version_info < (3, 11):
+# Kept: this file runs with whatever interpreter the user configured, old ones included.
+if sys.version_info < (3, 11):  # noqa: UP036
     sys.stderr.write(
-        "co-sidecar: the server needs Python 3.11 or newer; %s is %d.%d. "
+        f"co-sidecar: the server needs Python 3.11 or newer; {sys.executable} is {sys.version_info[0]}.{sys.version_info[1]}. "
         "Set co-sidecar.interpreter to a newer Python.\n"
-        % (sys.executable, sys.version_info[0], sys.version_info[1])
     )
     sys.exit(3)
 
