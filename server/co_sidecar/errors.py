@@ -125,6 +125,7 @@ PREFLIGHT_CODES: list[tuple[str, str]] = [
     ("cloud_auth", "cloud.adapter = cli and `codex login status` says not signed in (or an API key: codex cloud needs ChatGPT)"),
     ("cloud_branch_missing", "the requested branch is not on origin"),
     ("local_agent_missing", "no agent command can run"),
+    ("local_agent_signed_out", "co/doctor: the local agent is the Codex CLI, not signed in and no API key (CODEX_API_KEY) set"),
     ("local_not_git_repo", "the workspace is not a git repository"),
     ("local_no_commits", "the repository has no commits"),
     ("local_git_missing", "git is not on PATH"),
