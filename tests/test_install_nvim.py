@@ -153,7 +153,7 @@ def assert_task_ran(out: dict, repo: Path) -> None:
     assert "setup() not called (not needed)" in health, health
     assert "setup() called" not in health.replace("setup() not called", "")
     assert "vim.lsp.enable('co_sidecar'): the server starts" in health
-    assert ":help co_sidecar is available" in health
+    assert "help tags found (doc/tags)" in health, health
     assert "`co-sidecar serve` found" in health
     assert "local mode ready" in health
     assert "pip install" not in health

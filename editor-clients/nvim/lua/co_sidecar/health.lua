@@ -26,7 +26,7 @@ function M.check()
     health.info("vim.lsp.enable('co_sidecar') not called: the server starts on the first :Co command")
   end
   if #vim.fn.getcompletion('co_sidecar', 'help') > 0 then
-    health.ok(':help co_sidecar is available (doc/tags)')
+    health.ok('help tags found (doc/tags): the :help pages work')
   else
     health.warn(':help co_sidecar has no tags', { 'Run :helptags ALL, or install the plugin with its doc/tags' })
   end
