@@ -70,12 +70,18 @@ def test_dist_builds_an_sdist_and_a_wheel(dist: dict[str, Path]) -> None:
     } <= members
 
 
+BUILD_REQUIRES = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+
+
 def wheelhouse(wheel: Path) -> Path:
-    """The wheel's dependencies as wheels, downloaded once per set of Requires-Dist lines."""
+    """The wheel's dependencies (and the build backend, to install from a source tree) as
+    wheels, downloaded once per set of requirements."""
     with zipfile.ZipFile(wheel) as whl:
         metadata = whl.read(f"co_sidecar-{VERSION}.dist-info/METADATA").decode()
     requires = sorted(line for line in metadata.splitlines() if line.startswith("Requires-Dist:"))
-    key = hashlib.sha256("\n".join([sys.version, *requires]).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join([sys.version, *requires, *BUILD_REQUIRES]).encode()).hexdigest()[
+        :12
+    ]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "co-sidecar"
     house = cache / f"wheelhouse-{key}"
     if not (house / ".complete").exists():
@@ -92,6 +98,7 @@ def wheelhouse(wheel: Path) -> Path:
                     "-d",
                     str(house),
                     str(wheel),
+                    *BUILD_REQUIRES,
                 ]
             )
         )
@@ -142,7 +149,7 @@ def installed(dist: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
     env["HOME"] = str(base / "home")  # no user config, no codex sign-in
     (base / "home").mkdir()
-    return {"venv": venv, "env": env, "base": base}
+    return {"venv": venv, "env": env, "base": base, "house": house}
 
 
 def test_the_wheel_installs_and_runs_from_a_clean_venv(installed: dict[str, object]) -> None:
@@ -201,3 +208,76 @@ def test_the_wheel_installs_and_runs_from_a_clean_venv(installed: dict[str, obje
     manifests = list((repo / ".runs").rglob("manifest.json"))
     assert len(manifests) == 1
     assert json.loads(manifests[0].read_text())["state"] == "applied"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail(f"{name} is not installed in the dev venv (a dev dependency: ./dev setup)")
+    return found
+
+
+def test_pipx_and_uv_install_it_as_the_docs_say(
+    dist: dict[str, Path], installed: dict[str, object], tmp_path: Path
+) -> None:
+    """README: `pipx install` / `uv tool install` of a clone or of the wheel. Offline: the
+    dependencies and the build backend come from the wheelhouse."""
+    house = installed["house"]
+    env = installed["env"]
+    assert isinstance(house, Path) and isinstance(env, dict)
+    clone = tmp_path / "co-sidecar"
+    ok(run(["git", "clone", "--quiet", str(ROOT), str(clone)]))
+    python = getattr(sys, "_base_executable", sys.executable)
+
+    # uv tool install <clone>: builds it from the source tree.
+    uv_env = {**env, "UV_TOOL_DIR": str(tmp_path / "uv-tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "uv-bin"),
+              "UV_CACHE_DIR": str(tmp_path / "uv-cache")}  # fmt: skip
+    ok(
+        run(
+            [
+                tool("uv"),
+                "tool",
+                "install",
+                "--offline",
+                "--no-index",
+                "--find-links",
+                str(house),
+                "--python",
+                python,
+                str(clone),
+            ],
+            env=uv_env,
+            cwd=tmp_path,
+        )
+    )
+    assert (
+        ok(
+            run([str(tmp_path / "uv-bin" / "co-sidecar"), "--version"], env=env, cwd=tmp_path)
+        ).strip()
+        == f"co-sidecar {VERSION}"
+    )
+
+    # pipx install <the wheel>.
+    pipx_env = {**env, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "pipx-bin"),
+                "PIPX_MAN_DIR": str(tmp_path / "pipx-man")}  # fmt: skip
+    pip_args = f"--no-index --find-links {house}"
+    ok(
+        run(
+            [
+                tool("pipx"),
+                "install",
+                "--python",
+                python,
+                f"--pip-args={pip_args}",
+                str(dist["wheel"]),
+            ],
+            env=pipx_env,
+            cwd=tmp_path,
+        )
+    )
+    assert (
+        ok(
+            run([str(tmp_path / "pipx-bin" / "co-sidecar"), "--version"], env=env, cwd=tmp_path)
+        ).strip()
+        == f"co-sidecar {VERSION}"
+    )
