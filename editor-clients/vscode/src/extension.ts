@@ -628,3 +628,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 export async function deactivate(): Promise<void> {
   await stopClient();
 }
+
+/** For test/extension.test.ts: how the server would be started, under a stand-in `vscode`. */
+export const _resolveLaunch = resolveLaunch;

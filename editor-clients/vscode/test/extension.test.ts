@@ -6,13 +6,14 @@
  */
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import Module from "node:module";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 
-import { EXTENSION_DIR } from "./harness";
+import { EXTENSION_DIR, python } from "./harness";
 
 const manifest = JSON.parse(readFileSync(path.join(EXTENSION_DIR, "package.json"), "utf8"));
 
@@ -34,7 +35,7 @@ function stub(name: string, overrides: Record<string | symbol, unknown> = {}): a
   });
 }
 
-function fakeVscode(opts: { folder?: string; settings?: Record<string, unknown> } = {}) {
+function fakeVscode(opts: { folder?: string; settings?: Record<string, unknown>; pythonExtension?: unknown } = {}) {
   const commands = new Map<string, (...args: unknown[]) => unknown>();
   const statusItem: Record<string, unknown> = { show() {}, hide() {}, dispose() {} };
   const settings: Record<string, unknown> = { ...(opts.settings ?? {}) };
@@ -77,7 +78,9 @@ function fakeVscode(opts: { folder?: string; settings?: Record<string, unknown> 
         return { get: (key: string, fallback?: unknown) => settings[key] ?? defaults[key] ?? fallback };
       },
     }),
-    extensions: stub("extensions", { getExtension: () => undefined }), // no Python extension
+    extensions: stub("extensions", {
+      getExtension: (id: string) => (id === "ms-python.python" ? opts.pythonExtension : undefined),
+    }),
     StatusBarAlignment: { Left: 1, Right: 2 },
     ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
     EventEmitter: class {
@@ -188,5 +191,92 @@ describe("the bundled extension", () => {
       rmSync(dir, { recursive: true, force: true });
       rmSync(ws, { recursive: true, force: true });
     }
+  });
+
+  describe("which Python starts the bundled server", () => {
+    const withFake = async (fake: ReturnType<typeof fakeVscode>, fn: (ext: any) => Promise<void>) => {
+      const anyModule = Module as any;
+      const originalLoad = anyModule._load;
+      anyModule._load = function (request: string, ...rest: unknown[]) {
+        if (request === "vscode") return fake.vscode;
+        return originalLoad.call(this, request, ...rest);
+      };
+      try {
+        const bundle = path.join(EXTENSION_DIR, "out", "extension.js");
+        delete require.cache[bundle];
+        await fn(require(bundle));
+      } finally {
+        anyModule._load = originalLoad;
+      }
+    };
+    const bundleDir = () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "co-ext-"));
+      mkdirSync(path.join(dir, "bundled", "libs", "co_sidecar"), { recursive: true });
+      const [major, minor] = execFileSync(python(), ["-c", "import sys; print(*sys.version_info[:2])"], { encoding: "utf8" })
+        .trim()
+        .split(" ");
+      writeFileSync(path.join(dir, "bundled", "manifest.json"), JSON.stringify({ pythons: [`${major}.${minor}`] }));
+      return dir;
+    };
+    const folder = { uri: { fsPath: tmpdir() } };
+    const realExecutable = execFileSync(python(), ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim();
+
+    it("the Python extension's selected interpreter, through its environments API", async () => {
+      const dir = bundleDir();
+      const pythonExtension = {
+        isActive: true,
+        exports: {
+          environments: {
+            getActiveEnvironmentPath: () => ({ path: "/selected/in/the/python/extension" }),
+            resolveEnvironment: async () => ({ executable: { uri: { fsPath: python() } } }),
+          },
+        },
+      };
+      try {
+        await withFake(fakeVscode({ pythonExtension }), async (ext) => {
+          const launch = await ext._resolveLaunch(dir, folder);
+          assert.equal(launch.command, realExecutable);
+          assert.deepEqual(launch.args, [path.join(dir, "bundled", "tool", "server.py")]);
+          assert.equal(launch.env.CO_SIDECAR_IMPORT_STRATEGY, "useBundled");
+          assert.equal(launch.fromPythonExtension, true);
+          assert.match(launch.description, /the bundled server with .* from the Python extension; importStrategy useBundled/);
+        });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("co-sidecar.interpreter wins over the Python extension; importStrategy is passed on", async () => {
+      const dir = bundleDir();
+      const pythonExtension = {
+        isActive: true,
+        exports: {
+          environments: {
+            getActiveEnvironmentPath: () => ({ path: "/nonexistent/python" }),
+            resolveEnvironment: async () => undefined,
+          },
+        },
+      };
+      try {
+        const settings = { interpreter: [python()], importStrategy: "fromEnvironment" };
+        await withFake(fakeVscode({ pythonExtension, settings }), async (ext) => {
+          const launch = await ext._resolveLaunch(dir, folder);
+          assert.equal(launch.command, realExecutable);
+          assert.equal(launch.env.CO_SIDECAR_IMPORT_STRATEGY, "fromEnvironment");
+          assert.equal(launch.fromPythonExtension, false);
+          assert.match(launch.description, /from co-sidecar\.interpreter/);
+        });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("a set co-sidecar.serverCommand is run as given", async () => {
+      await withFake(fakeVscode({ settings: { serverCommand: ["/opt/co/bin/co-sidecar", "serve"] } }), async (ext) => {
+        const launch = await ext._resolveLaunch(path.join(tmpdir(), "no-bundle"), folder);
+        assert.equal(launch.command, "/opt/co/bin/co-sidecar");
+        assert.deepEqual(launch.args, ["serve"]);
+      });
+    });
   });
 });
