@@ -121,9 +121,10 @@ def test_code_server_e2e() -> None:
     """The packaged extension in a real VS Code (code-server), driven through its UI.
 
     editor-clients/vscode/e2e/run.sh installs Node 24 and code-server from the npm registry
-    into a cache (the first time: a few minutes), packages co-sidecar-<version>.vsix and runs
-    the five steps of e2e/e2e.mjs. Missing prerequisites and a failed install fail this test;
-    only CO_SKIP_VSCODE_E2E=1 skips it.
+    into a cache (the first time: a few minutes), packages co-sidecar-linux-x64-<version>.vsix
+    (the server bundled) and runs the five steps of e2e/e2e.mjs as a user with no co-sidecar.
+    Missing prerequisites and a failed install fail this test; CO_SKIP_VSCODE_E2E=1 skips it,
+    and so does a CO_VSCODE_E2E_SKIP reason from `./dev setup`.
     """
     env = dict(os.environ)
     env.pop("NODE_OPTIONS", None)
