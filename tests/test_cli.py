@@ -55,11 +55,16 @@ def test_run_reports_a_failed_agent_with_non_zero_exit(repo: Path) -> None:
     assert "run failed" in failing.stdout and "boom" in failing.stdout
 
 
-async def test_serve_over_tcp(repo: Path) -> None:
+async def test_serve_over_tcp(repo: Path, tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = await asyncio.create_subprocess_exec(*CLI, "serve", "--tcp", f"127.0.0.1:{port}")
+    token_file = tmp_path / "tcp.token"
+    server = await asyncio.create_subprocess_exec(
+        *CLI, "serve", "--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file), stderr=asyncio.subprocess.PIPE
+    )
+    assert server.stderr is not None
+    await server.stderr.readline()  # the banner: the token file is written
     try:
         client = LanguageClient("t", "0", converter_factory=plain_converter)
         for _ in range(100):
@@ -69,7 +74,11 @@ async def test_serve_over_tcp(repo: Path) -> None:
             except OSError:
                 await asyncio.sleep(0.1)
         result = await client.initialize_async(
-            types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=repo.as_uri())
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                root_uri=repo.as_uri(),
+                initialization_options={"authToken": token_file.read_text().strip()},
+            )
         )
         assert result.server_info is not None and result.server_info.name == "co-sidecar"
         assert "co.launch" in (result.capabilities.execute_command_provider.commands or [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from co_sidecar.local import (
 )
 from co_sidecar.local import agent as agent_mod
 from co_sidecar.local import executor as executor_mod
+from co_sidecar.local.processes import launcher_available
 from co_sidecar.manifest import DiffEvidence, RunManifest, utc_now
 from co_sidecar.protocol import RunState
 
@@ -673,9 +675,12 @@ async def test_escaped_daemon_holding_pipes_does_not_hang(
         outcome = await LocalExecutor().execute(ctx)
         assert outcome.state == RunState.SUCCEEDED, outcome
         assert time.monotonic() - start < 5
+        if launcher_available():  # the setsid daemon is ended with the run too
+            assert_dead(int(pidfile.read_text()))
     finally:
         if pidfile.exists():
-            os.kill(int(pidfile.read_text()), 9)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), 9)
 
 
 CODEX_EVENTS_BODY = """

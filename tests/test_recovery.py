@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,8 @@ async def test_local_run_killed_with_the_server_is_marked_interrupted_and_swept(
     os.kill(first.client._server.pid, signal.SIGKILL)  # type: ignore[attr-defined]
     await asyncio.sleep(0.2)
     assert json.loads(manifest_path.read_text())["state"] == "running"  # intact after kill -9
-    os.killpg(agent_pid, signal.SIGKILL)  # the orphaned agent dies with the session in real life
+    with contextlib.suppress(ProcessLookupError):  # it dies with the server (tests/test_processes.py)
+        os.killpg(agent_pid, signal.SIGKILL)
 
     second = await start_server(repo)
     runs = (await second.request("co/list", {}))["runs"]

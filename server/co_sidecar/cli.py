@@ -1,4 +1,4 @@
-"""`co-sidecar` entry points: serve (default), doctor, run, emulator."""
+"""`co-sidecar` entry points: serve (default), doctor, run, runs, apply, reject, canary, emulator."""
 
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the JSON-RPC server (stdio by default)")
-    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument(
+        "--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (clients prove a token: see --token-file)"
+    )
+    serve.add_argument(
+        "--token-file", help="with --tcp: where to write the token (default: $XDG_RUNTIME_DIR/co-sidecar/tcp-PORT.token)"
+    )
     # Many LSP clients (vscode-languageclient among them) append --stdio for stdio transport.
     serve.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     serve.add_argument("--log-file", help="write the server log here (default: stderr)")
@@ -35,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--workspace", default=".", help="workspace folder (default: .)")
     doctor.add_argument("--cloud", action="store_true", help="exit non-zero unless cloud mode can run")
     doctor.add_argument("--format", choices=["text", "json"], default="text")
+    doctor.add_argument(
+        "--trust-workspace", action="store_true", help="take agent/credential settings from the workspace's file"
+    )
 
     run = sub.add_parser("run", help="run one task through the server and show its progress and diff")
     run.add_argument("prompt")
@@ -47,11 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--apply", action="store_true", help="apply the diff with git when the run succeeds")
     run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
     run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
+    run.add_argument(
+        "--trust-workspace",
+        action="store_true",
+        help="trust this workspace: its co-sidecar.toml may choose the agent, codex flags and cloud host",
+    )
 
     canary = sub.add_parser("canary", help="one minimal task through the whole cloud path, phase by phase")
     canary.add_argument("--workspace", default=".", help="workspace folder (default: .)")
     canary.add_argument("--emulator", action="store_true", help="run against a loopback emulator of the task API")
     canary.add_argument("--format", choices=["text", "json"], default="text")
+
+    from .runs_cli import add_parsers as add_runs_parsers
+
+    add_runs_parsers(sub)
 
     emulator = sub.add_parser("emulator", help="serve a loopback emulator of the Codex Cloud task API")
     emulator.add_argument("args", nargs=argparse.REMAINDER)
@@ -67,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     if command == "serve":
-        return serve(getattr(args, "tcp", None), getattr(args, "log_file", None), getattr(args, "log_level", "WARNING"))
+        return serve(
+            getattr(args, "tcp", None),
+            getattr(args, "log_file", None),
+            getattr(args, "log_level", "WARNING"),
+            getattr(args, "token_file", None),
+        )
     if command == "doctor":
         return doctor(args)
     if command == "canary":
@@ -78,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         from .run_client import run_task
 
         return run_task(args)
+    if command in ("runs", "apply", "reject"):
+        from .runs_cli import main as runs_main
+
+        return runs_main(args)
     return 2
 
 
-def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
+def serve(tcp: str | None, log_file: str | None, log_level: str, token_file: str | None = None) -> int:
     logging.basicConfig(
         filename=log_file,
         level=getattr(logging, log_level.upper(), logging.WARNING),
@@ -92,8 +118,10 @@ def serve(tcp: str | None, log_file: str | None, log_level: str) -> int:
 
     server = create_server()
     if tcp:
+        from .tcp import serve_tcp
+
         host, _, port = tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        return serve_tcp(server, host or "127.0.0.1", int(port), Path(token_file) if token_file else None)
     else:
         server.start_io()
     return 0
@@ -110,14 +138,25 @@ def _expected_errors_filter(record: logging.LogRecord) -> bool:
 def doctor(args: argparse.Namespace) -> int:
     from .config import load_config
     from .doctor import doctor as run_doctor
+    from .errors import CoError
+    from .handlers import config_checks
 
+    logging.getLogger("co_sidecar.config").setLevel(logging.ERROR)  # shown below as checks instead
     workspace = Path(args.workspace).resolve()
-    result = asyncio.run(run_doctor(load_config(workspace), workspace))
+    warnings: list[str] = []
+    options = {"workspaceTrusted": True} if args.trust_workspace else None
+    try:
+        config = load_config(workspace, client_options=options, warnings=warnings)
+    except CoError as exc:  # a bad co-sidecar.toml, env value or user config: no traceback
+        print(f"co-sidecar doctor: config error: {exc.message}", file=sys.stderr)
+        return 2
+    result = asyncio.run(run_doctor(config, workspace))
+    result.checks += config_checks(warnings)
     if args.format == "json":
         print(json.dumps(result.wire(), indent=2))
     else:
         for check in result.checks:
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "warn" if check.code == "config_warning" else "ok  " if check.ok else "FAIL"
             print(f"[{mark}] {check.name}: {check.message}")
             if check.fix and not check.ok:
                 print(f"       fix: {check.fix}")

@@ -7,6 +7,7 @@ same in TOML files, initializationOptions and workspace settings.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import tomllib
@@ -18,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from .errors import InvalidParams
+
+log = logging.getLogger(__name__)
+_logged: set[str] = set()
 
 # Words CO (codex-orchestrator) accepts to mean "never fall back to local".
 DENY_WORDS = frozenset({"deny", "strict", "false", "0", "off", "disabled", "never"})
@@ -46,8 +50,9 @@ class CodexLocalConfig(Section):
 class LocalConfig(Section):
     agent_command: list[str] | None = doc(
         None,
-        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT), '
-        '"{workdir}" the scratch directory it runs in. Default when codex is on PATH: '
+        'The agent argv; an element "{prompt}" becomes the prompt as one argument (also in $CO_PROMPT '
+        'while it fits one variable), "{promptFile}" the path of a file holding it (also in $CO_PROMPT_FILE; '
+        'for prompts over 128 KiB, which no argument can hold), "{workdir}" the scratch directory it runs in. Default when codex is on PATH: '
         "codex exec --json --sandbox workspace-write -C {workdir} -- {prompt} (the form the installed "
         "version accepts, see docs/codex.md; shaped by local.codex).",
     )
@@ -68,6 +73,13 @@ class LocalConfig(Section):
 
 class RunsConfig(Section):
     root: str = doc(".runs", "Where manifests and patches live; relative to the workspace.")
+    max_prompt_bytes: int = doc(
+        1_000_000,
+        "The largest prompt (UTF-8 bytes) co/launch takes; a larger one is refused (prompt_too_large). "
+        "Up to it a local agent gets the prompt as an argument while it fits one (128 KiB on Linux), "
+        "then codex on stdin and other agents through {promptFile} / $CO_PROMPT_FILE.",
+        ge=1,
+    )
 
 
 class PollConfig(Section):
@@ -130,8 +142,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", "never"})
+ALLOW_WORDS = frozenset({"allow", "true", "1", "on", "enabled", "yes"})
+
+
 def _parse_bool(text: str) -> bool:
-    return text.strip().lower() not in {"", "0", "false", "no", "off", "disabled", "never"}
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not one of {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))}")
 
 
 def parse_argv(text: str) -> list[str]:
@@ -146,13 +168,23 @@ def parse_argv(text: str) -> list[str]:
 
 
 def normalize_fallback(word: str) -> str:
-    return "deny" if word.strip().lower() in DENY_WORDS else "allow"
+    """CO's fallback words; an unknown word is an error (`dney` once meant allow)."""
+    key = word.strip().lower()
+    if key in DENY_WORDS:
+        return "deny"
+    if key in ALLOW_WORDS:
+        return "allow"
+    raise ValueError(
+        f"{word!r} is not a fallback policy: deny ({', '.join(sorted(DENY_WORDS))}) "
+        f"or allow ({', '.join(sorted(ALLOW_WORDS))})"
+    )
 
 
 # (variable, config key, parser); the first variable found wins for a key.
 ENV_VARS: list[tuple[str, str, Callable[[str], Any]]] = [
     ("CO_AGENT_COMMAND", "local.agentCommand", parse_argv),
     ("CO_LOCAL_TIMEOUT_SECONDS", "local.timeoutSeconds", float),
+    ("CO_MAX_PROMPT_BYTES", "runs.maxPromptBytes", int),
     ("CO_RUNS_ROOT", "runs.root", str),
     ("CO_CLOUD_ENABLED", "cloud.enabled", _parse_bool),
     ("CODEX_CLOUD_ENV_ID", "cloud.envId", str),
@@ -179,22 +211,37 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def file_layer(workspace: Path | None) -> dict[str, Any]:
-    """`co-sidecar.toml` at the workspace root, else `[tool.co-sidecar]` in its pyproject.toml."""
+def workspace_config_file(workspace: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """`co-sidecar.toml` at the workspace root, else `[tool.co-sidecar]` in its pyproject.toml:
+    the file (None when neither) and its settings."""
     if workspace is None:
-        return {}
+        return None, {}
     own = workspace / "co-sidecar.toml"
+    if own.is_file():
+        return own, read_toml(own)
+    pyproject = workspace / "pyproject.toml"
+    if pyproject.is_file():
+        section = read_toml(pyproject).get("tool", {}).get("co-sidecar", {})
+        return pyproject, section if isinstance(section, dict) else {}
+    return None, {}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
     try:
-        if own.is_file():
-            return tomllib.loads(own.read_text(encoding="utf-8"))
-        pyproject = workspace / "pyproject.toml"
-        if pyproject.is_file():
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            section = data.get("tool", {}).get("co-sidecar", {})
-            return section if isinstance(section, dict) else {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParams(f"cannot read configuration file: {exc}", category="config") from exc
-    return {}
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise InvalidParams(
+            f"cannot read configuration file {path}: {exc}", category="config", data={"file": str(path)}
+        ) from exc
+
+
+def file_layer(workspace: Path | None) -> dict[str, Any]:
+    """The workspace file's settings (see `workspace_config_file`)."""
+    return workspace_config_file(workspace)[1]
+
+
+# Keys of initializationOptions / settings that are not settings.
+CLIENT_ONLY_KEYS = frozenset({"workspaceTrusted", "authToken"})
 
 
 def client_layer(options: Any) -> dict[str, Any]:
@@ -204,11 +251,181 @@ def client_layer(options: Any) -> dict[str, Any]:
     for key in ("co-sidecar", "coSidecar", "co_sidecar"):
         nested = options.get(key)
         if isinstance(nested, Mapping):
-            return dict(nested)
-    return dict(options)
+            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS}
+    return {k: v for k, v in options.items() if k not in CLIENT_ONLY_KEYS}
 
 
-def build_config(*layers: Mapping[str, Any]) -> Config:
+def client_trusts(*client: Any) -> bool:
+    """The editor passed its workspace trust: `workspaceTrusted: true` in initializationOptions
+    (top level or under "co-sidecar")."""
+    for options in client:
+        if not isinstance(options, Mapping):
+            continue
+        if options.get("workspaceTrusted") is True:
+            return True
+        for key in ("co-sidecar", "coSidecar", "co_sidecar"):
+            nested = options.get(key)
+            if isinstance(nested, Mapping) and nested.get("workspaceTrusted") is True:
+                return True
+    return False
+
+
+# -- trust ------------------------------------------------------------------------------------
+
+# Settings that choose what runs on this machine or where credentials go. A workspace's own
+# file (co-sidecar.toml, pyproject.toml) may set them only when the user trusts the workspace:
+# a cloned repository must not aim the user's token at its host or run its code on open.
+TRUSTED_KEYS: dict[str, str] = {
+    "local.agentCommand": "the program run as the agent",
+    "local.envAllow": "which of your environment variables (secrets) the agent gets",
+    "local.codex.profile": "the Codex profile (its model provider and where your key goes)",
+    "local.codex.extraArgs": "extra codex flags (-c overrides: provider, base URL, sandbox)",
+    "local.codex.sandbox": "how much the agent may do outside its copy",
+    "cloud.baseUrl": "the host your Codex Cloud token is sent to",
+    "cloud.adapter": "whether the codex CLI is run for cloud tasks",
+    "cloud.codexCommand": "the program run as the Codex CLI",
+    "runs.root": "where run records are written (only when outside the workspace)",
+}
+USER_ONLY_KEYS = frozenset({"trustedWorkspaces"})
+
+
+def user_config_path(environ: Mapping[str, str]) -> Path:
+    """The user's own configuration: $XDG_CONFIG_HOME/co-sidecar/config.toml (~/.config/...)."""
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".config")
+    return Path(base) / "co-sidecar" / "config.toml"
+
+
+def trusted_workspaces(user: Mapping[str, Any], path: Path) -> list[Path]:
+    value = user.get("trustedWorkspaces", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParams(
+            f"invalid configuration trustedWorkspaces in {path}: must be a list of paths",
+            category="config",
+            data={"file": str(path), "key": "trustedWorkspaces"},
+        )
+    return [Path(os.path.expanduser(v)).resolve() for v in value]
+
+
+def is_trusted(workspace: Path, trusted: list[Path]) -> bool:
+    """A listed folder trusts itself and everything below it."""
+    here = workspace.resolve()
+    return any(here == t or t in here.parents for t in trusted)
+
+
+def _get(layer: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = layer
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _drop(layer: dict[str, Any], key: str) -> None:
+    *parents, last = key.split(".")
+    node: Any = layer
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(last, None)
+
+
+def _inside(workspace: Path, root: Any) -> bool:
+    if not isinstance(root, str):
+        return False
+    target = Path(root) if os.path.isabs(root) else workspace / root
+    try:
+        target.resolve().relative_to(workspace.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def untrusted_settings(layer: dict[str, Any], workspace: Path) -> list[str]:
+    """Drop the TRUSTED_KEYS an untrusted workspace's file sets (in place); their names."""
+    dropped: list[str] = []
+    for key in TRUSTED_KEYS:
+        for spelling in dict.fromkeys([key, ".".join(_snake(p) for p in key.split("."))]):
+            found, value = _get(layer, spelling)
+            if not found or (key == "runs.root" and _inside(workspace, value)):
+                continue
+            _drop(layer, spelling)
+            if key not in dropped:
+                dropped.append(key)
+    return dropped
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def trust_hint(workspace: Path, environ: Mapping[str, str]) -> str:
+    return (
+        f'to trust {workspace}, add it to trustedWorkspaces in {user_config_path(environ)} '
+        f'(trustedWorkspaces = ["{workspace}"]) or trust the workspace in your editor'
+    )
+
+
+# -- unknown keys -----------------------------------------------------------------------------
+
+
+def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, type[BaseModel] | None]:
+    """Every settings key (camelCase and snake_case), dotted, with its section model if any."""
+    model = model or Config
+    keys: dict[str, type[BaseModel] | None] = {}
+    for name, field in model.model_fields.items():
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        for spelling in {field.alias or to_camel(name), name}:
+            keys[prefix + spelling] = sub
+            if sub is not None:
+                keys.update(known_keys(sub, prefix + spelling + "."))
+    return keys
+
+
+def unknown_keys(layer: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of `layer` that are no setting, each with the nearest valid key if any."""
+    import difflib
+
+    known = known_keys()
+    found: list[str] = []
+    for key, value in layer.items():
+        dotted = prefix + str(key)
+        if dotted in known:
+            if known[dotted] is not None and isinstance(value, Mapping):
+                found += unknown_keys(value, dotted + ".")
+            continue
+        siblings = [k for k in known if k.rsplit(".", 1)[0] == prefix.rstrip(".") or (not prefix and "." not in k)]
+        near = difflib.get_close_matches(dotted, siblings or list(known), n=1, cutoff=0.6)
+        found.append(f"{dotted} (did you mean {near[0]}?)" if near else dotted)
+    return found
+
+
+KNOWN_ENV = frozenset(name for name, _, _ in ENV_VARS) | {
+    "CO_SCRATCH_ROOT", "CO_MAX_MESSAGE_BYTES", "CO_PROMPT", "CO_PROMPT_FILE", "CO_RUN_ID",
+    "CO_TASK_ID", "CO_WORKSPACE", "CODEX_CLOUD_TOKEN", "CODEX_CLOUD_ACCOUNT_ID",
+}  # fmt: skip
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """CO_* / CODEX_CLOUD_* variables that look like a misspelt setting variable."""
+    import difflib
+
+    names = sorted(name for name, _, _ in ENV_VARS)
+    found = []
+    for name in environ:
+        if name in KNOWN_ENV or not (name.startswith("CO_") or name.startswith("CODEX_CLOUD_")):
+            continue
+        near = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+        if near:
+            found.append(f"{name} (did you mean {near[0]}?)")
+    return found
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def build_config(*layers: Mapping[str, Any], names: list[str] | None = None) -> Config:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -216,8 +433,17 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
         return Config.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidParams(f"invalid configuration {where}: {first['msg']}", category="config") from exc
+        loc = [str(p) for p in first["loc"]]
+        where = ".".join(loc)
+        source = ""
+        if names:  # the highest layer that sets the key is the one to fix
+            for layer, name in zip(reversed(layers), reversed(names), strict=True):
+                if _get(layer, ".".join(loc[:2]))[0] or _get(layer, loc[0])[0]:
+                    source = f" (from {name})"
+                    break
+        raise InvalidParams(
+            f"invalid configuration {where}{source}: {first['msg']}", category="config", data={"key": where}
+        ) from exc
 
 
 def load_config(
@@ -225,12 +451,50 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     client_options: Any = None,
     client_settings: Any = None,
+    warnings: list[str] | None = None,
 ) -> Config:
+    """All layers: defaults < the user's config.toml < the workspace's file < environment <
+    initializationOptions < didChangeConfiguration. Settings in TRUSTED_KEYS come from the
+    workspace's file only when the workspace is trusted; what is ignored, and unknown keys,
+    are added to `warnings` (and logged)."""
     environ = os.environ if environ is None else environ
+    notes: list[str] = []
+    user_path = user_config_path(environ)
+    user = read_toml(user_path) if user_path.is_file() else {}
+    trusted = trusted_workspaces(user, user_path)
+    user = {k: v for k, v in user.items() if k not in USER_ONLY_KEYS}
+    file_path, workspace_file = workspace_config_file(workspace)
+    trusts = client_trusts(client_options, client_settings)
+    if file_path is not None and workspace is not None and not (trusts or is_trusted(workspace, trusted)):
+        dropped = untrusted_settings(workspace_file, workspace)
+        if dropped:
+            notes.append(
+                f"{file_path.name} sets {', '.join(dropped)}; ignored because this workspace is "
+                f"not trusted ({trust_hint(workspace, environ)})"
+            )
     try:
         env = env_layer(environ)
     except ValueError as exc:
         raise InvalidParams(f"invalid environment setting: {exc}", category="config") from exc
-    return build_config(
-        file_layer(workspace), env, client_layer(client_options), client_layer(client_settings)
-    )
+    client, settings = client_layer(client_options), client_layer(client_settings)
+    layers: list[tuple[str, dict[str, Any]]] = [
+        (str(user_path), user),
+        (str(file_path) if file_path else "workspace file", workspace_file),
+        ("the environment", env),
+        ("initializationOptions", client),
+        ("workspace/didChangeConfiguration", settings),
+    ]
+    for name, layer in layers:
+        unknown = unknown_keys(layer)
+        if unknown:
+            notes.append(f"unknown setting{'s' if len(unknown) > 1 else ''} in {name}: {'; '.join(unknown)}")
+    for name in unknown_env(environ):
+        notes.append(f"unknown environment variable {name}")
+    config = build_config(*(layer for _, layer in layers), names=[name for name, _ in layers])
+    for note in notes:
+        if note not in _logged:  # config is read on every call: say each thing once
+            _logged.add(note)
+            log.warning("%s", note)
+    if warnings is not None:
+        warnings.extend(notes)
+    return config

@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from .lifecycle import state_diagram
 from .manifest import manifest_json_schema
+from .registry import NOTIFICATIONS, REQUESTS
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def manifest_schema_text() -> str:
@@ -30,10 +32,19 @@ CONFIG_INTRO = """# Configuration
 Settings merge from these layers, lowest to highest:
 
 1. built-in defaults (below);
-2. `co-sidecar.toml` at the workspace root, or else `[tool.co-sidecar]` in its `pyproject.toml`;
-3. environment variables of the server process (table below);
-4. the client's `initializationOptions` (the settings object itself, or nested under `"co-sidecar"`);
-5. `workspace/didChangeConfiguration` settings (same shape), re-read on every change.
+2. your own `$XDG_CONFIG_HOME/co-sidecar/config.toml` (`~/.config/co-sidecar/config.toml`), which
+   also holds `trustedWorkspaces` (see [Trusted workspaces](#trusted-workspaces));
+3. `co-sidecar.toml` at the workspace root, or else `[tool.co-sidecar]` in its `pyproject.toml`
+   (settings that choose what runs or where credentials go only when the workspace is trusted);
+4. environment variables of the server process (table below);
+5. the client's `initializationOptions` (the settings object itself, or nested under `"co-sidecar"`);
+6. `workspace/didChangeConfiguration` settings (same shape), re-read on every change.
+
+An unknown key in any layer (`agentComand`) is reported with the nearest valid key
+(`did you mean local.agentCommand?`): in the `co/launch` result's `warnings`, a `co/runUpdate`,
+`co-sidecar doctor` and the log; so is a `CO_*` variable close to a known one. An unknown value
+is an error naming the key and the file or variable it came from (`co-sidecar doctor` prints
+it as a config error and exits 2).
 
 Keys are the same everywhere: camelCase, grouped by section. In TOML:
 
@@ -66,7 +77,8 @@ CONFIG_OUTRO = """
 The local agent does not inherit the sidecar's environment. It gets an allowlist
 (`AGENT_ENV_ALLOW` in server/co_sidecar/local/agent.py: `PATH`, `HOME`, locale, temp dirs,
 XDG dirs, `CODEX_HOME`, `OPENAI_API_KEY`/`OPENAI_BASE_URL`, proxies and CA bundles), the
-names matched by `local.envAllow`, and `CO_PROMPT`, `CO_RUN_ID`, `CO_TASK_ID`, `CO_WORKSPACE`.
+names matched by `local.envAllow`, and `CO_PROMPT` (while the prompt fits one variable, 128 KiB),
+`CO_PROMPT_FILE` (a file holding the prompt), `CO_RUN_ID`, `CO_TASK_ID`, `CO_WORKSPACE`.
 The sidecar's cloud credential `CODEX_CLOUD_TOKEN` is never passed.
 
 ## Coming from CO (codex-orchestrator)
@@ -79,7 +91,7 @@ co-sidecar reads CO's names as they are, so an environment set up for CO works u
 | `CODEX_CLOUD_BRANCH` | `cloud.branch` | must exist on origin, else preflight issue `cloud_branch_missing` |
 | task `metadata.cloudEnvId` | `metadata.cloudEnvId` in `co/launch` | beats `cloud.envId`; `cloud.envId` in the request beats both |
 | task `metadata.parallel: true` | `metadata.parallel: true` | asks for cloud when `mode` is `auto` |
-| `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` | `cloud.fallback` | CO's deny words (`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`) mean `deny`; `CO_CLOUD_FALLBACK` is the same |
+| `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` | `cloud.fallback` | CO's deny words (`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`) mean `deny`, `allow` (or `true`, `1`, `on`, `enabled`, `yes`) allow; any other word is an error; `CO_CLOUD_FALLBACK` is the same |
 | manifest `cloud_fallback` {reason, issues, timestamp} | manifest `fallback` {`reason`, `issues[{code, message, fix}]`, `at`} | also in the `co/launch` result and a `co/runUpdate` |
 | cloud feature guard (rollback switch) | `cloud.enabled = false` / `CO_CLOUD_ENABLED=0` | every run routes local, reason `cloud is disabled by the feature guard`; nothing cloud-related is imported or contacted |
 | `codex cloud exec/status/diff` polling | `cloud.adapter = "cli"` | or the default `http` adapter: one pooled client instead of a process per poll |
@@ -102,7 +114,15 @@ def _config_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def configuration_text() -> str:
-    from .config import ENV_VARS, Config
+    from .config import (
+        ALLOW_WORDS,
+        DENY_WORDS,
+        ENV_VARS,
+        FALSE_WORDS,
+        TRUE_WORDS,
+        TRUSTED_KEYS,
+        Config,
+    )
 
     lines = [CONFIG_INTRO, "| key | type | default | meaning |", "|---|---|---|---|"]
     lines += _config_rows(Config)
@@ -111,140 +131,62 @@ def configuration_text() -> str:
     lines += [
         "",
         "`CO_CLOUD_FALLBACK` and CO's `CODEX_ORCHESTRATOR_CLOUD_FALLBACK` take CO's deny words "
-        "(`deny`, `strict`, `false`, `0`, `off`, `disabled`, `never`); anything else means allow. "
+        f"({', '.join(f'`{w}`' for w in sorted(DENY_WORDS))}) or allow words "
+        f"({', '.join(f'`{w}`' for w in sorted(ALLOW_WORDS))}); any other word is an error. "
+        f"`CO_CLOUD_ENABLED` takes {', '.join(f'`{w}`' for w in sorted(TRUE_WORDS | FALSE_WORDS))}. "
         "`CO_AGENT_COMMAND` is a JSON list or shell-style words.",
+        "",
+        "## Trusted workspaces",
+        "",
+        "A cloned repository must not choose the program that runs on your machine or the host "
+        "your credentials go to. These settings are taken from a workspace's `co-sidecar.toml` / "
+        "`pyproject.toml` only when you trust that workspace; otherwise they are ignored with a "
+        "warning that says how to trust it (in the `co/launch` result, a `co/runUpdate`, "
+        "`co-sidecar doctor`). From your own config.toml, the environment and the editor's "
+        "settings they always apply.",
+        "",
+        "| key | why it needs trust |",
+        "|---|---|",
+        *[f"| `{key}` | {why} |" for key, why in TRUSTED_KEYS.items()],
+        "",
+        "A workspace is trusted when:",
+        "",
+        "- it is, or is below, a folder listed in `trustedWorkspaces` of your config.toml:",
+        "  `trustedWorkspaces = [\"~/src/my-project\"]`; or",
+        "- the editor says so: `\"workspaceTrusted\": true` in `initializationOptions` (the VS Code "
+        "extension passes `vscode.workspace.isTrusted`; `co-sidecar run` and `co-sidecar doctor` "
+        "take `--trust-workspace`).",
         CONFIG_OUTRO,
     ]
     return "\n".join(lines)
 
 
+def _typescript() -> str:
+    from .clientgen import typescript_text
+
+    return typescript_text()
+
+
+def _lua() -> str:
+    from .clientgen import lua_text
+
+    return lua_text()
+
+
+# Every generated file, by its path in the repository.
 GENERATED: dict[str, Callable[[], str]] = {
-    "manifest.schema.json": manifest_schema_text,
-    "configuration.md": configuration_text,
-    "protocol.md": lambda: protocol_text(),
-    "errors.md": lambda: errors_text(),
+    "docs/manifest.schema.json": manifest_schema_text,
+    "docs/configuration.md": configuration_text,
+    "docs/protocol.md": lambda: protocol_text(),
+    "docs/errors.md": lambda: errors_text(),
+    "editor-clients/vscode/src/core/protocol.generated.ts": _typescript,
+    "editor-clients/nvim/lua/co_sidecar/protocol.lua": _lua,
 }
 
 
 # -- protocol.md ------------------------------------------------------------------
 
-RUN_ID = "20261124T101500123456-a1b2c3"
-_EDIT_EXAMPLE = {
-    "documentChanges": [
-        {
-            "textDocument": {"uri": "file:///work/app/README.md", "version": None},
-            "edits": [
-                {
-                    "range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
-                    "newText": "Run `make test` before pushing.\n",
-                    "annotationId": "co-sidecar",
-                }
-            ],
-        },
-        {"kind": "create", "uri": "file:///work/app/NOTES.md", "options": {"overwrite": False, "ignoreIfExists": False}, "annotationId": "co-sidecar"},
-    ],
-    "changeAnnotations": {"co-sidecar": {"label": "co-sidecar: document testing", "needsConfirmation": True}},
-}
-
-
-def _methods() -> list[dict[str, Any]]:
-    from . import protocol as p
-    from .manifest import RunManifest
-
-    launch = {"prompt": "document testing", "mode": "auto", "taskId": "T-42", "metadata": {"parallel": False}, "cloud": {"envId": "env_123", "attempts": 1}}
-    return [
-        {
-            "method": "co/route",
-            "doc": "Dry run of the mode policy and preflight: which mode a launch would get and why. Starts nothing.",
-            "params": p.RouteParams, "result": p.RouteResult,
-            "example": launch,
-            "answer": {"mode": "local", "requestedMode": "auto", "reason": "configured default mode 'local'", "issues": [], "fallback": None, "denied": False},
-        },
-        {
-            "method": "co/launch",
-            "doc": "Route and start a run. Answers at once; the run goes on in the background and reports through co/runUpdate and $/progress (on `workDoneToken` if given, else on a token the server creates when the client supports window.workDoneProgress).",
-            "params": p.LaunchParams, "result": p.LaunchResult,
-            "example": launch,
-            "answer": {"runId": RUN_ID, "taskId": "T-42", "mode": "local", "state": "launching", "reason": "configured default mode 'local'", "fallback": None},
-        },
-        {
-            "method": "co/status",
-            "doc": "One run's full record: its manifest (see docs/manifest.schema.json).",
-            "params": p.RunIdParams, "result": RunManifest,
-            "example": {"runId": RUN_ID}, "answer": None,
-        },
-        {
-            "method": "co/list",
-            "doc": "Runs of the workspace folders, newest first, optionally filtered: a page of at most `limit` rows (default 100) and the `total` that matched.",
-            "params": p.ListParams, "result": p.ListResult,
-            "example": {"state": "succeeded", "limit": 20},
-            "answer": {"runs": [{"runId": RUN_ID, "taskId": "T-42", "state": "succeeded", "mode": "local", "requestedMode": "auto", "prompt": "document testing", "createdAt": "2026-11-24T10:15:00.123Z", "updatedAt": "2026-11-24T10:15:09.456Z", "failureReason": None, "cloudTaskUrl": None}], "total": 1},
-        },
-        {
-            "method": "co/cancel",
-            "doc": "Cancel a queued or running run: kills the local agent's process group, or stops polling and asks the cloud to cancel (best effort). Waits up to 10 s for the run to stop.",
-            "params": p.RunIdParams, "result": p.RunStateResult,
-            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "cancelled"},
-        },
-        {
-            "method": "co/diff",
-            "doc": "The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version.",
-            "params": p.DiffParams, "result": p.DiffResult,
-            "example": {"runId": RUN_ID},
-            "answer": {"runId": RUN_ID, "attempt": None, "patch": "diff --git a/README.md b/README.md\n...", "files": [{"path": "README.md", "oldPath": None, "status": "modified", "additions": 1, "deletions": 0}, {"path": "NOTES.md", "oldPath": None, "status": "added", "additions": 0, "deletions": 0}], "edit": _EDIT_EXAMPLE, "conflicts": [], "overBudget": False, "budget": {"files": 2, "lines": 1, "bytes": 412, "maxFiles": 500, "maxLines": 50000, "maxBytes": 50000000}},
-        },
-        {
-            "method": "co/apply",
-            "doc": "Explicit acceptance. `accept` must be true. Strategy `client` sends workspace/applyEdit to the client and records its answer; `git` runs `git apply` (a --check first, then a 3-way merge when the base moved) in the workspace. A run is applied at most once; over-budget diffs need `force`.",
-            "params": p.ApplyParams, "result": p.ApplyResult,
-            "example": {"runId": RUN_ID, "accept": True, "strategy": "client"},
-            "answer": {"applied": True, "strategy": "client", "paths": ["README.md", "NOTES.md"], "failureReason": None, "conflicts": []},
-        },
-        {
-            "method": "co/reject",
-            "doc": "Record that the user declined a succeeded run's diff.",
-            "params": p.RunIdParams, "result": p.RunStateResult,
-            "example": {"runId": RUN_ID}, "answer": {"runId": RUN_ID, "state": "rejected"},
-        },
-        {
-            "method": "co/doctor",
-            "doc": "Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
-            "params": p.DoctorParams, "result": p.DoctorResult,
-            "example": {},
-            "answer": {"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch"}]}},
-        },
-        {
-            "method": "co/canary",
-            "doc": "One minimal task through the whole cloud path: preflight, create, poll, diff, and `git apply --check` in a scratch worktree (never the user's tree). Each phase with its duration and outcome; `ok` is false when any failed. `emulator: true` runs it against an in-process loopback emulator. Same report as `co-sidecar canary --format json`.",
-            "params": p.CanaryParams, "result": p.CanaryResult,
-            "example": {"emulator": True},
-            "answer": {"ok": True, "adapter": "http", "baseUrl": "http://127.0.0.1:40975/backend-api", "taskId": "task_e_f0173000", "taskUrl": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000", "phases": [{"name": "preflight", "ok": True, "durationMs": 0, "detail": ""}, {"name": "create", "ok": True, "durationMs": 180, "detail": "http://127.0.0.1:40975/codex/tasks/task_e_f0173000"}, {"name": "poll", "ok": True, "durationMs": 2044, "detail": "1 polls, 0 retries; cloud task succeeded: 1 of 1 attempt(s) produced a diff"}, {"name": "diff", "ok": True, "durationMs": 4, "detail": "2 files, 525 bytes, sha256 1ec9945e3d5b"}, {"name": "apply_check", "ok": True, "durationMs": 91, "detail": "git apply --check passed in a scratch worktree"}]},
-        },
-    ]
-
-
-STATE_DIAGRAM = """```mermaid
-stateDiagram-v2
-    [*] --> routing: co/launch
-    routing --> launching: mode chosen
-    routing --> failed: cloud preflight failed, fallback deny
-    launching --> queued: no free local slot
-    queued --> launching: slot free
-    queued --> cancelled: co/cancel
-    launching --> running: agent started / cloud task created
-    launching --> failed: cannot start
-    running --> succeeded: exit 0 / task ready (diff recorded)
-    running --> failed: agent error / task error / retries exhausted
-    running --> timed_out: local.timeoutSeconds / cloud.poll.timeoutSeconds
-    running --> cancelled: co/cancel, $/progress cancel
-    running --> failed: server died (interrupted, found at next start)
-    succeeded --> applied: co/apply accept=true
-    succeeded --> rejected: co/reject
-    applied --> [*]
-    rejected --> [*]
-```
-
-A cloud run found `running` at start-up resumes polling from its task id instead of failing."""
+STATE_NOTE = """A cloud run found `running` at start-up resumes polling from its task id instead of failing."""
 
 
 def _type_name(annotation: Any) -> str:
@@ -305,7 +247,20 @@ def protocol_text() -> str:
         "`Content-Length` framing. After the usual `initialize` / `initialized`, clients call the `co/*`",
         "requests below, or the same operations as `workspace/executeCommand` commands `co.route`,",
         "`co.launch`, ... with one arguments object (the same params). Params and results are camelCase;",
-        "unknown params are refused (-32602 naming the field).",
+        "unknown params are refused (-32602 naming the field). Param types are strict JSON: a string",
+        "is never a bool or a number (`accept: \"yes\"` is refused; only `true` accepts).",
+        "",
+        "Any message up to `CO_MAX_MESSAGE_BYTES` (64 MiB) is read; JSON nested deeper than 64",
+        "levels, NaN/Infinity, numbers beyond a double and lone surrogates get a JSON-RPC error and",
+        "the server goes on. SIGTERM, SIGHUP, SIGINT and the end of input shut down as",
+        "`shutdown`/`exit` do: live runs end `cancelled`, their agents and every descendant are",
+        "ended, scratch copies removed.",
+        "",
+        "`--tcp HOST:PORT` writes a random token to a file only the user can read",
+        "(`$XDG_RUNTIME_DIR/co-sidecar/tcp-PORT.token`, 0600, or `--token-file`; the path is printed",
+        "on stderr). The first message must be `initialize` with `initializationOptions.authToken`",
+        "set to it; any other connection is answered -32600 and closed, and a line that looks like",
+        "HTTP (`POST /`, `GET /`) closes the connection at once. One authenticated session is served.",
         "",
         "The server also keeps the client's open documents (`textDocument/didOpen`/`didChange`), so",
         "`co/diff` and `co/apply` compute edits from unsaved buffers, and honours `$/cancelRequest`,",
@@ -316,27 +271,27 @@ def protocol_text() -> str:
     ]
     nested: list[type[BaseModel]] = []
     seen: set[type[BaseModel]] = set()
-    for spec in _methods():
-        params, result = spec["params"], spec["result"]
-        params.model_validate(spec["example"])  # examples must stay valid
-        if spec["answer"] is not None:
-            result.model_validate(spec["answer"])
-        out += [f"### `{spec['method']}`", "", spec["doc"], ""]
+    for spec in REQUESTS:
+        params, result = spec.params_model(), spec.result_model()
+        params.model_validate_json(json.dumps(spec.example))  # examples must stay valid (as wire JSON)
+        if spec.answer is not None:
+            result.model_validate(spec.answer)
+        out += [f"### `{spec.method}`", "", spec.doc, ""]
         out += [f"Params: `{params.__name__}`", "", *_field_table(params), ""]
         out += [f"Result: `{result.__name__}`" + (" (see docs/manifest.schema.json)" if result.__name__ == "RunManifest" else ""), ""]
         if result.__name__ != "RunManifest":
             out += _field_table(result) + [""]
-        example = {"jsonrpc": "2.0", "id": 1, "method": spec["method"], "params": spec["example"]}
+        example = {"jsonrpc": "2.0", "id": 1, "method": spec.method, "params": spec.example}
         out += ["```json", json.dumps(example, indent=2), "```", ""]
-        if spec["answer"] is not None:
-            out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec["answer"]}, indent=2), "```", ""]
+        if spec.answer is not None:
+            out += ["```json", json.dumps({"jsonrpc": "2.0", "id": 1, "result": spec.answer}, indent=2), "```", ""]
         for model in (params, result):
             if model.__name__ != "RunManifest":
                 nested += _nested_models(model, seen)
-    update = {"runId": RUN_ID, "taskId": "T-42", "state": "running", "mode": "cloud", "message": "polling: in_progress", "attempt": None, "pollCount": 3, "elapsedMs": 8120, "cloudTaskId": "task_e_123", "cloudTaskUrl": "https://chatgpt.com/codex/tasks/task_e_123", "stream": None, "errorCode": None, "event": None}
-    p.RunUpdate.model_validate(update)
-    step = {**update, "mode": "local", "message": "exit 0: pytest -q", "pollCount": 0, "elapsedMs": 5230, "cloudTaskId": None, "cloudTaskUrl": None, "event": {"kind": "command_execution", "type": "item.completed", "itemId": "item_3", "status": "completed", "command": "pytest -q", "exitCode": 0, "files": None, "text": None}}
-    p.RunUpdate.model_validate(step)
+    (run_update,) = NOTIFICATIONS
+    update, step = run_update.examples
+    for example in run_update.examples:
+        p.RunUpdate.model_validate(example)
     out += [
         "## Notifications (server → client)",
         "",
@@ -379,7 +334,7 @@ def protocol_text() -> str:
     ]
     for model in nested:
         out += [f"### `{model.__name__}`", "", *_field_table(model), ""]
-    out += ["## Run states", "", STATE_DIAGRAM, "", "## Errors", "", "| code | category | meaning |", "|---|---|---|"]
+    out += ["## Run states", "", state_diagram(), "", STATE_NOTE, "", "## Errors", "", "| code | category | meaning |", "|---|---|---|"]
     out += [f"| {code} | `{name}` | {meaning} |" for code, name, meaning in RPC_CODES]
     out += ["", "Run error codes and preflight issue codes: [errors.md](errors.md).", ""]
     return "\n".join(out)
@@ -424,11 +379,11 @@ def errors_text() -> str:
     return "\n".join(out)
 
 
-def stale(docs: Path = DOCS) -> list[str]:
+def stale(root: Path = ROOT) -> list[str]:
     return [
         name
         for name, render in GENERATED.items()
-        if not (docs / name).is_file() or (docs / name).read_text(encoding="utf-8") != render()
+        if not (root / name).is_file() or (root / name).read_text(encoding="utf-8") != render()
     ]
 
 
@@ -436,11 +391,11 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         names = stale()
         for name in names:
-            print(f"docs/{name} is stale: run python -m co_sidecar.docgen", file=sys.stderr)
+            print(f"{name} is stale: run python -m co_sidecar.docgen", file=sys.stderr)
         return 1 if names else 0
     for name, render in GENERATED.items():
-        (DOCS / name).write_text(render(), encoding="utf-8")
-        print(f"wrote docs/{name}")
+        (ROOT / name).write_text(render(), encoding="utf-8")
+        print(f"wrote {name}")
     return 0
 
 

@@ -79,18 +79,18 @@ class WorkspaceError(CoError):
 
 # JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
 RPC_CODES: list[tuple[int, str, str]] = [
-    (-32700, "parse error", "the message body is not JSON"),
-    (-32600, "invalid request", "not a JSON-RPC request object, or larger than CO_MAX_MESSAGE_BYTES (64 MiB)"),
+    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included)"),
+    (-32600, "invalid request", "not a JSON-RPC request object, larger than CO_MAX_MESSAGE_BYTES (64 MiB), or nested deeper than 64 levels"),
     (-32601, "method not found", "unknown method or command"),
     (-32002, "server not initialized", "a request before `initialize` (LSP's ServerNotInitialized)"),
-    (INVALID_PARAMS, "invalid_params", "a param is missing or wrong; the message names the field (data.field)"),
+    (INVALID_PARAMS, "invalid_params / prompt_too_large", "a param is missing or of the wrong JSON type (strict: no \"yes\" for true, no \"1\" for 1), or holds a lone surrogate; prompt_too_large: a prompt over runs.maxPromptBytes; the message names the field (data.field)"),
     (-32603, "internal", "a server bug; the run it concerns is failed, the server stays up"),
     (RUN_NOT_FOUND, "run_not_found", "no run with that runId (data.runId)"),
     (INVALID_STATE, "invalid_state", "the run is not in a state that allows this (data.state)"),
     (APPLY_REFUSED, "apply_refused / over_budget", "no accept: true, already applied or rejected, or over the diff budget without force"),
     (PREFLIGHT_FAILED, "preflight", "the requested mode cannot run here (e.g. no agent command)"),
     (PATCH_REFUSED, "patch_refused", "the patch is unsafe (paths leaving the workspace, .git/, NUL) or changed on disk"),
-    (WORKSPACE_ERROR, "workspace", "no workspace folder, or it is not usable"),
+    (WORKSPACE_ERROR, "workspace / runs_root / system_error / local_not_git_repo", "no workspace folder or it is not usable; runs_root: the runs root cannot be written (nothing recorded); system_error: out of file descriptors or memory; local_not_git_repo: a local launch outside a git repository (nothing written)"),
     (CLOUD_ERROR, "cloud_*", "a Codex Cloud call failed; data.category is one of the cloud codes below"),
 ]
 
@@ -106,7 +106,10 @@ RUN_ERROR_CODES: list[tuple[str, str, str]] = [
     ("cloud_preflight", "failed fast", "cloud preflight failed and the fallback policy is deny, or an unknown environment"),
     ("local_agent_failed", "failed", "the agent exited non-zero; the reason holds its stderr tail"),
     ("local_timeout", "timed_out", "the agent ran past local.timeoutSeconds; its process group was killed"),
-    ("local_agent_missing", "failed fast", "no local.agentCommand and no codex on PATH, or argv[0] cannot start"),
+    ("local_agent_missing", "failed fast", "no local.agentCommand and no codex on PATH, or argv[0] cannot start (ENOENT, EACCES, ENOEXEC)"),
+    ("local_prompt_too_large", "failed fast", "the prompt does not fit one argument (E2BIG, 128 KiB on Linux) and the agent takes it only as {prompt}: use {promptFile}"),
+    ("local_spawn_failed", "failed fast", "the system refused to start the agent (EMFILE, ENOMEM, EAGAIN...); the reason names the errno"),
+    ("system_error", "failed", "the system refused a resource mid-run (file descriptors, disk, permissions); the reason names the errno"),
     ("local_not_git_repo", "failed fast", "the workspace is not inside a git repository"),
     ("local_no_commits", "failed fast", "the repository has no commit to make a scratch worktree from"),
     ("local_git_missing", "failed fast", "git is not on PATH"),

@@ -7,6 +7,7 @@ Imported on the first co/* request or right after `initialized`, never before
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
@@ -21,20 +22,32 @@ from .diffs import OpenDocument
 from .errors import CoError, InvalidParams, WorkspaceError
 from .execution import Executor, Outcome
 from .jsonrpc import lsp_converter
+from .manifest import RunManifest
 from .protocol import (
     FINISHED_STATES,
     ApplyParams,
+    ApplyResult,
     CanaryParams,
+    CanaryResult,
     DiffParams,
+    DiffResult,
+    DoctorCheck,
     DoctorParams,
+    DoctorResult,
     LaunchParams,
+    LaunchResult,
     ListParams,
     Mode,
+    PruneParams,
+    PruneResult,
     RouteParams,
+    RouteResult,
     RunIdParams,
     RunState,
+    RunStateResult,
 )
-from .runs import EXECUTING_STATES, RunManager
+from .registry import Request
+from .runs import EXECUTING_STATES, RunManager, os_cause
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -44,19 +57,33 @@ P = TypeVar("P", bound=BaseModel)
 
 
 def parse_params(model: type[P], raw: Any) -> P:
-    """Validate params; the error names the first bad field in camelCase."""
+    """Validate params as the JSON they came as (strict: see `protocol.Params`); the error
+    names the first bad field in camelCase."""
     if raw is None or raw == []:  # Lua clients (Neovim) encode an empty table as []
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidParams(f"params must be an object, got {type(raw).__name__}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "params"
         raise InvalidParams(
             f"invalid params: {where}: {first['msg']}", data={"field": where}
         ) from exc
+
+
+def config_checks(warnings: list[str]) -> list[DoctorCheck]:
+    """Configuration warnings as doctor checks (they do not make a mode unready)."""
+    return [
+        DoctorCheck(name="config", ok=False, message=w, code="config_warning", fix=_fix_for(w)) for w in warnings
+    ]
+
+
+def _fix_for(warning: str) -> str:
+    if "not trusted" in warning:
+        return "trust the workspace (trustedWorkspaces in your co-sidecar config.toml, or your editor's workspace trust)"
+    return "correct the key's spelling"
 
 
 class CloudNotConfigured:
@@ -83,8 +110,8 @@ class Handlers:
         self._background: set[asyncio.Future[None]] = set()
 
     # -- configuration & workspaces ----------------------------------------
-    def config_for(self, workspace: Path | None) -> Config:
-        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings)
+    def config_for(self, workspace: Path | None, warnings: list[str] | None = None) -> Config:
+        return load_config(workspace, os.environ, self.ls.init_options, self.ls.settings, warnings)
 
     def workspace_folders(self) -> list[Path]:
         try:
@@ -200,15 +227,37 @@ class Handlers:
         response = await self.ls.workspace_apply_edit_async(params)
         return bool(response.applied), response.failure_reason
 
-    # -- co/* methods: raw params in, wire models out ------------------------
-    async def route(self, raw: Any) -> Any:
-        params = parse_params(RouteParams, raw)
+    # -- co/* methods: parsed params in, wire models out -----------------------
+    def call(self, spec: Request, raw: Any) -> Any:
+        """Parse `raw` as the request's params model (the registry's) and call the handler of
+        the same name; returns its result (or coroutine)."""
+        return getattr(self, spec.name)(parse_params(spec.params_model(), raw))
+
+    async def route(self, params: RouteParams) -> RouteResult:
         workspace = self.resolve_workspace(params.workspace_folder)
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
-    def launch(self, raw: Any) -> Any:
-        params = parse_params(LaunchParams, raw)
-        result = self.manager.launch(params, self.resolve_workspace(params.workspace_folder))
+    def launch(self, params: LaunchParams) -> LaunchResult:
+        workspace = self.resolve_workspace(params.workspace_folder)
+        warnings: list[str] = []
+        limit = self.config_for(workspace, warnings).runs.max_prompt_bytes
+        size = len(params.prompt.encode("utf-8"))
+        if size > limit:
+            raise InvalidParams(
+                f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
+                category="prompt_too_large",
+                data={"field": "prompt", "bytes": size, "limit": limit},
+            )
+        try:
+            result = self.manager.launch(params, workspace)
+        except OSError as exc:  # before a run was recorded (reading earlier runs, say)
+            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
+        if warnings:
+            result.warnings = warnings
+            record = self.manager.runs.get(result.run_id)
+            for warning in warnings:  # the editor's run view shows them too
+                if record is not None:
+                    record.emit(f"warning: {warning}")
         if result.state not in FINISHED_STATES:
             title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
             # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
@@ -217,45 +266,49 @@ class Handlers:
             task.add_done_callback(self._background.discard)
         return result
 
-    def status(self, raw: Any) -> Any:
+    def status(self, params: RunIdParams) -> RunManifest:
         self.ensure_all_loaded()
-        return self.manager.get(parse_params(RunIdParams, raw).run_id).manifest
+        return self.manager.get(params.run_id).manifest
 
-    def list(self, raw: Any) -> Any:
+    def list(self, params: ListParams) -> dict[str, Any]:
         self.ensure_all_loaded()
-        return self.manager.list_runs(parse_params(ListParams, raw))
+        return self.manager.list_runs(params)
 
-    async def cancel(self, raw: Any) -> Any:
+    async def cancel(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
-        return await self.manager.cancel(parse_params(RunIdParams, raw).run_id)
+        return await self.manager.cancel(params.run_id)
 
-    def diff(self, raw: Any) -> Any:
+    def diff(self, params: DiffParams) -> DiffResult:
         self.ensure_all_loaded()
-        return self.manager.diff(parse_params(DiffParams, raw), self.open_documents())
+        return self.manager.diff(params, self.open_documents())
 
-    async def apply(self, raw: Any) -> Any:
+    async def apply(self, params: ApplyParams) -> ApplyResult:
         self.ensure_all_loaded()
-        params = parse_params(ApplyParams, raw)
         return await self.manager.apply(params, self.open_documents(), self.client_apply)
 
-    def reject(self, raw: Any) -> Any:
+    def reject(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
-        return self.manager.reject(parse_params(RunIdParams, raw).run_id)
+        return self.manager.reject(params.run_id)
 
-    async def doctor(self, raw: Any) -> Any:
+    async def prune(self, params: PruneParams) -> PruneResult:
+        workspace = self.resolve_workspace(params.workspace_folder)
+        return await self.manager.prune(params, workspace)
+
+    async def doctor(self, params: DoctorParams) -> DoctorResult:
         from .doctor import doctor as run_doctor
 
-        params = parse_params(DoctorParams, raw)
         try:
             workspace: Path | None = self.resolve_workspace(params.workspace_folder)
         except WorkspaceError:
             workspace = None
-        return await run_doctor(self.config_for(workspace), workspace)
+        warnings: list[str] = []
+        result = await run_doctor(self.config_for(workspace, warnings), workspace)
+        result.checks += config_checks(warnings)
+        return result
 
-    async def canary(self, raw: Any) -> Any:
+    async def canary(self, params: CanaryParams) -> CanaryResult:
         from .canary import canary
 
-        params = parse_params(CanaryParams, raw)
         workspace = self.resolve_workspace(params.workspace_folder)
         return await canary(self.config_for(workspace), workspace, emulator=params.emulator)
 

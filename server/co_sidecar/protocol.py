@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from .registry import REQUESTS
+
 
 class Wire(BaseModel):
     """Base for wire models: camelCase aliases, populate by either name."""
@@ -20,6 +22,15 @@ class Wire(BaseModel):
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+class Params(Wire):
+    """Base of every co/* request's params: strict JSON types at the boundary. A string is
+    never a bool or a number (`accept: "yes"` is refused, only `true` accepts), a number is
+    never a string, and an integer field takes no float. `handlers.parse_params` validates
+    the wire JSON in pydantic's JSON mode, where enum and literal fields take their values."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
 
 
 class RunState(StrEnum):
@@ -53,13 +64,13 @@ FileStatus = Literal["added", "modified", "deleted", "renamed", "binary"]
 ApplyStrategy = Literal["client", "git"]
 
 
-class CloudParams(Wire):
+class CloudParams(Params):
     env_id: str | None = None
     branch: str | None = None
     attempts: int = Field(default=1, ge=1, le=4)
 
 
-class LaunchParams(Wire):
+class LaunchParams(Params):
     prompt: str = Field(min_length=1)
     mode: RequestedMode = "auto"
     task_id: str = Field(default="adhoc", min_length=1, max_length=128)
@@ -89,31 +100,38 @@ class LaunchParams(Wire):
 RouteParams = LaunchParams
 
 
-class RunIdParams(Wire):
+class RunIdParams(Params):
     run_id: str = Field(min_length=1)
 
 
 DEFAULT_LIST_LIMIT = 100
 
 
-class ListParams(Wire):
+class ListParams(Params):
     state: RunState | None = None
     task_id: str | None = None
     # A page, newest first: a picker never wants thousands of rows; `total` says how many matched.
     limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
 
 
-class DiffParams(Wire):
+class DiffParams(Params):
     run_id: str = Field(min_length=1)
     attempt: int | None = Field(default=None, ge=1, le=4)
 
 
-class ApplyParams(Wire):
+class ApplyParams(Params):
     run_id: str = Field(min_length=1)
     accept: bool = False
     attempt: int | None = Field(default=None, ge=1, le=4)
     strategy: ApplyStrategy = "client"
     force: bool = False
+
+
+class PruneParams(Params):
+    older_than_days: float | None = Field(default=None, ge=0, description="remove finished runs not updated for this many days")
+    keep: int | None = Field(default=None, ge=0, description="keep this many newest finished runs; remove the rest")
+    dry_run: bool = Field(default=False, description="say what would be removed; remove nothing")
+    workspace_folder: str | None = None
 
 
 class Issue(Wire):
@@ -146,6 +164,9 @@ class LaunchResult(Wire):
     state: RunState
     reason: str
     fallback: Fallback | None = None
+    # Configuration problems that did not stop the run: settings an untrusted workspace's file
+    # may not set (ignored, with how to trust it), unknown keys with the nearest valid one.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class FileStat(Wire):
@@ -254,6 +275,16 @@ class ListResult(Wire):
     total: int = 0
 
 
+class PruneResult(Wire):
+    """Result of `co/prune`: the runs removed (or that would be, with `dryRun`)."""
+
+    dry_run: bool
+    removed: list[RunSummary]
+    kept: int = Field(description="finished runs left in the workspace")
+    skipped: list[str] = Field(default_factory=list, description="runs chosen but left alone, with why")
+    bytes_freed: int = 0
+
+
 class RunStateResult(Wire):
     """Result of `co/cancel` and `co/reject`."""
 
@@ -261,11 +292,11 @@ class RunStateResult(Wire):
     state: RunState
 
 
-class DoctorParams(Wire):
+class DoctorParams(Params):
     workspace_folder: str | None = None
 
 
-class CanaryParams(Wire):
+class CanaryParams(Params):
     workspace_folder: str | None = None
     emulator: bool = False
 
@@ -322,20 +353,9 @@ class DoctorResult(Wire):
     codex: CodexCliInfo | None = None
 
 
-# Each co/* request's params model, as the handlers parse it; the fuzzers (tests and
+# Each co/* request's params model, from the registry; the fuzzers (tests and
 # scripts/reliability.py) draw their fields from here so they cannot drift from the models.
-REQUEST_PARAMS: dict[str, type[Wire]] = {
-    "co/route": RouteParams,
-    "co/launch": LaunchParams,
-    "co/status": RunIdParams,
-    "co/list": ListParams,
-    "co/cancel": RunIdParams,
-    "co/diff": DiffParams,
-    "co/apply": ApplyParams,
-    "co/reject": RunIdParams,
-    "co/doctor": DoctorParams,
-    "co/canary": CanaryParams,
-}
+REQUEST_PARAMS: dict[str, type[Params]] = {r.method: globals()[r.params] for r in REQUESTS}
 
 
 def param_names(model: type[BaseModel]) -> list[str]:

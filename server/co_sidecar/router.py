@@ -12,8 +12,23 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
+from .errors import WorkspaceError
 from .manifest import utc_now
 from .protocol import Fallback, Issue, LaunchParams, Mode, RouteResult
+
+
+def in_git_work_tree(workspace: Path) -> bool:
+    """Whether `workspace` is inside a git work tree (a `.git` directory or file in it or a
+    parent): a cheap check so a local launch can be refused before anything is written."""
+    return any((folder / ".git").exists() for folder in (workspace, *workspace.parents))
+
+
+def not_a_repository(workspace: Path) -> WorkspaceError:
+    return WorkspaceError(
+        f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch "
+        "copy; run `git init` and commit once); nothing was written",
+        category="local_not_git_repo",
+    )
 
 
 def requested_cloud_env(params: LaunchParams, config: Config) -> str | None:

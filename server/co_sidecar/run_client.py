@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -25,19 +27,68 @@ from . import __version__
 from .config import parse_argv
 from .jsonrpc import plain_converter
 
+T = TypeVar("T")
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
 
 
 def run_task(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args, Console(stderr=False)))
+    try:
+        return asyncio.run(_run(args, Console(stderr=False)))
+    except KeyboardInterrupt:  # Ctrl-C before the handler below was in place
+        print("co-sidecar run: interrupted", file=sys.stderr)
+        return 130
+
+
+class ServerGone(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Watch:
+    """Every wait of the client also ends when the server process exits (it says so and the
+    command exits non-zero) or on Ctrl-C/SIGTERM (it cancels the run and exits 130)."""
+
+    def __init__(self, server: asyncio.subprocess.Process, interrupted: asyncio.Event):
+        self.server = server
+        self.died = asyncio.ensure_future(server.wait())
+        self._interrupt = asyncio.ensure_future(interrupted.wait())
+        self.run_id: str | None = None
+
+    async def __call__(self, awaitable: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({task, self.died, self._interrupt}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            try:
+                return task.result()
+            except RuntimeError as exc:  # pygls fails pending requests when the server exits
+                if self.server.returncode is not None:
+                    raise ServerGone() from exc
+                raise
+        task.cancel()
+        if self._interrupt in done:
+            raise Interrupted()
+        raise ServerGone()
+
+    def close(self) -> None:
+        self.died.cancel()
+        self._interrupt.cancel()
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
     workspace = Path(args.workspace).resolve()
     server_cmd = shlex.split(args.server) if args.server else [sys.executable, "-m", "co_sidecar", "serve"]
     options: dict[str, Any] = {}
     if args.agent:
         options["local"] = {"agentCommand": parse_argv(args.agent)}
+    if getattr(args, "trust_workspace", False):
+        options["workspaceTrusted"] = True
 
     client = LanguageClient("co-sidecar-run", __version__, converter_factory=plain_converter)
     updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -46,28 +97,56 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
     def on_update(params: Any) -> None:
         updates.put_nowait(params)
 
-    await client.start_io(*server_cmd)
+    # Its own session: Ctrl-C in the terminal reaches this client only, which cancels the run.
+    await client.start_io(*server_cmd, start_new_session=True)
+    assert client._server is not None
+    watch = Watch(client._server, interrupted)
     try:
-        await client.initialize_async(
-            types.InitializeParams(
-                capabilities=types.ClientCapabilities(),
-                root_uri=workspace.as_uri(),
-                workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)],
-                initialization_options=options,
+        await watch(
+            client.initialize_async(
+                types.InitializeParams(
+                    capabilities=types.ClientCapabilities(),
+                    root_uri=workspace.as_uri(),
+                    workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)],
+                    initialization_options=options,
+                )
             )
         )
         client.initialized(types.InitializedParams())
-        return await _launch_and_follow(client, args, workspace, updates, console)
+        return await _launch_and_follow(client, args, workspace, updates, console, watch)
     except JsonRpcException as exc:
         console.print(f"[red]co-sidecar: {escape(exc.message)}[/red]")
         return 1
+    except ServerGone:
+        code = client._server.returncode
+        where = f"; run {watch.run_id} is recorded under the workspace's runs root" if watch.run_id else ""
+        console.print(f"[red]co-sidecar: the server exited unexpectedly (exit code {code}){where}[/red]")
+        return 1
+    except Interrupted:
+        await _cancel_on_interrupt(client, watch, console)
+        return 130
     finally:
-        try:
-            await asyncio.wait_for(client.shutdown_async(None), 10)
-            client.exit(None)
-        except Exception:  # the server may already be gone; nothing left to save
-            pass
+        watch.close()
+        if client._server.returncode is None:
+            try:
+                await asyncio.wait_for(client.shutdown_async(None), 10)
+                client.exit(None)
+            except Exception:  # the server may already be gone; nothing left to save
+                pass
         await client.stop()
+
+
+async def _cancel_on_interrupt(client: LanguageClient, watch: Watch, console: Console) -> None:
+    """One line: the run is cancelled (or there was none yet)."""
+    if watch.run_id is None:
+        console.print("co-sidecar run: interrupted")
+        return
+    try:
+        result = await asyncio.wait_for(client.protocol.send_request_async("co/cancel", {"runId": watch.run_id}), 15)
+        state = result["state"]
+    except Exception as exc:  # finished meanwhile (nothing to cancel) or the server is gone
+        state = getattr(exc, "message", None) or type(exc).__name__
+    console.print(f"co-sidecar run: interrupted; run {watch.run_id}: {state}")
 
 
 async def _launch_and_follow(
@@ -76,13 +155,14 @@ async def _launch_and_follow(
     workspace: Path,
     updates: asyncio.Queue[dict[str, Any]],
     console: Console,
+    watch: Watch,
 ) -> int:
     params: dict[str, Any] = {"prompt": args.prompt, "mode": args.mode, "taskId": args.task_id}
     cloud = {k: v for k, v in {"envId": args.env_id, "branch": args.branch}.items() if v}
     if cloud or args.attempts != 1:
         params["cloud"] = {**cloud, "attempts": args.attempts}
-    launched = await client.protocol.send_request_async("co/launch", params)
-    run_id = launched["runId"]
+    launched = await watch(client.protocol.send_request_async("co/launch", params))
+    run_id = watch.run_id = launched["runId"]
     console.print(f"[bold]run[/bold] {run_id}  mode=[cyan]{launched['mode']}[/cyan]  {escape(launched['reason'])}")
     if launched.get("fallback"):
         console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
@@ -91,7 +171,7 @@ async def _launch_and_follow(
     shown_urls: set[str] = set()
     with console.status(f"{state}…", spinner="dots") as status:
         while state not in FINISHED:
-            update = await updates.get()
+            update = await watch(updates.get())
             if update.get("runId") != run_id:
                 continue
             state = update["state"]
@@ -113,17 +193,17 @@ async def _launch_and_follow(
                     shown_urls.add(url)
                     console.print(f"  task: [link={url}]{url}[/link]")
 
-    record = await client.protocol.send_request_async("co/status", {"runId": run_id})
+    record = await watch(client.protocol.send_request_async("co/status", {"runId": run_id}))
     if state != "succeeded":
         console.print(f"[red]run {state}: {escape(record.get('failureReason') or '')}[/red]")
         return 1
-    diff = await client.protocol.send_request_async("co/diff", {"runId": run_id})
+    diff = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
-        console.print(f"not applied. To apply: co-sidecar run … --apply, or co/apply {{runId: {run_id}, accept: true}}")
+        console.print(f"not applied. To apply: co-sidecar apply {run_id} (or reject: co-sidecar reject {run_id})")
         return 0
-    result = await client.protocol.send_request_async(
-        "co/apply", {"runId": run_id, "accept": True, "strategy": "git"}
+    result = await watch(
+        client.protocol.send_request_async("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
     )
     if result["applied"]:
         console.print(f"[green]applied[/green] to {workspace}: {', '.join(result['paths'])}")

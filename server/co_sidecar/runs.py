@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import diffs
 from .config import Config
-from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound
+from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound, WorkspaceError
 from .execution import Executor, Outcome, Stream
 from .git_apply import parse_checked
+from .lifecycle import check_transition
 from .manifest import (
+    MANIFEST_NAME,
     ApplyOutcome,
     DiffEvidence,
     ManifestStore,
@@ -48,12 +52,21 @@ from .protocol import (
     LaunchResult,
     ListParams,
     Mode,
+    PruneParams,
+    PruneResult,
     RouteResult,
     RunState,
     RunStateResult,
     RunSummary,
 )
-from .router import requested_cloud_branch, requested_cloud_env, route
+from .prune import RunAge, select_prunable
+from .router import (
+    in_git_work_tree,
+    not_a_repository,
+    requested_cloud_branch,
+    requested_cloud_env,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,9 @@ OUTPUT_INTERVAL_S = 0.1
 OUTPUT_MAX_LINES = 50
 OUTPUT_MAX_CHARS = 8_000
 CANCEL_WAIT_S = 10.0
+# A terminal manifest that could not be written is retried this often, this many times.
+SAVE_RETRY_S = 1.0
+SAVE_RETRIES = 120
 EXECUTING_STATES = frozenset({RunState.QUEUED, RunState.ROUTING, RunState.LAUNCHING, RunState.RUNNING})
 
 
@@ -136,11 +152,14 @@ class RunRecord:
     applying: bool = False
     # The flock on <run dir>/owner.lock held while this server drives the run (see `try_lock`).
     owner_lock: int | None = None
+    # (mtime_ns, size) of the manifest file when last read from disk (see RunManager.refresh).
+    disk_stamp: tuple[int, int] | None = None
     _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
     _last_output_emit: float = 0.0
     _flush_handle: asyncio.TimerHandle | None = None
     _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
     _created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
+    unsaved: bool = False  # the last write of the manifest failed (see finish)
 
     def summary(self) -> dict[str, Any]:
         """This run's `co/list` row. Cached: every change to the fields it shows goes through
@@ -192,6 +211,7 @@ class RunRecord:
             self.owner_lock = None
 
     def set_state(self, state: RunState, message: str = "") -> None:
+        check_transition(self.run_id, RunState(self.manifest.state), state)
         self.manifest.state = state
         self.manifest.transitions.append(Transition(state=state, at=utc_now(), message=message))
         self.save(message or state.value)
@@ -289,11 +309,51 @@ class RunRecord:
         )
 
     def finish(self, outcome: Outcome) -> None:
+        """The terminal transition. It always happens in memory and reaches the client; if the
+        manifest cannot be written now (no file descriptor, disk full), writing is retried."""
         self.flush_output()
         self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
         self.manifest.error_code = outcome.error_code
-        self.set_state(outcome.state, outcome.message)
-        self.release()  # after the final write: whoever takes the lock next sees the end state
+        self.manifest.state = outcome.state
+        self.manifest.transitions.append(Transition(state=outcome.state, at=utc_now(), message=outcome.message))
+        self.emit_after_save(outcome.message or outcome.state.value)
+
+    def emit_after_save(self, message: str) -> None:
+        if self.try_save():
+            self.release()  # after the final write: whoever takes the lock next sees the end state
+        else:
+            self._retry_save(SAVE_RETRIES)
+        self.emit(message)
+
+    def try_save(self) -> bool:
+        try:
+            self.store.save(self.manifest)
+        except OSError as exc:
+            log.error("cannot write the manifest of run %s (will retry): %s", self.run_id, os_cause(exc))
+            self.unsaved = True
+            return False
+        self.unsaved = False
+        return True
+
+    def _retry_save(self, left: int) -> None:
+        def again() -> None:
+            if not self.unsaved:
+                return
+            if self.try_save():
+                self.release()
+            elif left > 1:
+                self._retry_save(left - 1)
+
+        with contextlib.suppress(RuntimeError):  # no loop: shutdown() tries once more
+            asyncio.get_running_loop().call_later(SAVE_RETRY_S, again)
+
+
+def os_cause(exc: OSError) -> str:
+    """An OSError as the real cause: its text and errno name ("Too many open files (EMFILE)")."""
+    name = errno.errorcode.get(exc.errno or 0)
+    text = exc.strerror or str(exc)
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{text} ({name}){where}" if name else f"{text}{where}"
 
 
 class RunManager:
@@ -311,7 +371,8 @@ class RunManager:
         self.executor_for = executor_for
         self.environ = os.environ if environ is None else environ
         self.runs: dict[str, RunRecord] = {}
-        self._loaded_roots: set[Path] = set()
+        # Each runs root loaded so far: the workspace, store and config it was loaded with.
+        self._loaded: dict[Path, tuple[Path, ManifestStore, Config]] = {}
         self._local_slots: dict[Path, asyncio.Semaphore] = {}
 
     # -- loading ------------------------------------------------------------
@@ -323,9 +384,9 @@ class RunManager:
         """Load a workspace's manifests once; returns runs that were interrupted by a crash."""
         config = self.config_for(workspace)
         store = self.store_for(workspace, config)
-        if store.root in self._loaded_roots:
+        if store.root in self._loaded:
             return []
-        self._loaded_roots.add(store.root)
+        self._loaded[store.root] = (workspace, store, config)
         manifests, broken = store.load_all()
         for path, why in broken:
             log.warning("skipping unreadable manifest %s: %s", path, why)
@@ -374,10 +435,87 @@ class RunManager:
 
     # -- lookups ------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord:
-        record = self.runs.get(run_id)
+        record = self.runs.get(run_id) or self._load_new(run_id)
         if record is None:
             raise RunNotFound(run_id)
+        self.refresh(record)
         return record
+
+    def _load_new(self, run_id: str) -> RunRecord | None:
+        """A run another server started after this one loaded its workspaces."""
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            return None
+        for workspace, store, config in self._loaded.values():
+            for path in store.root.glob(f"*/{run_id}/{MANIFEST_NAME}"):
+                try:
+                    manifest = load_manifest(path)
+                except (OSError, ValueError):
+                    continue
+                if manifest.run_id == run_id:
+                    found = RunRecord(manifest, workspace, store, config, self.sink)
+                    self.runs[run_id] = found
+                    return found
+        return None
+
+    def refresh(self, record: RunRecord) -> None:
+        """Re-read the manifest of a run another server drives (or did since we loaded it), so
+        `co/status` from a second client follows it to its end."""
+        if record.task is not None or record.owner_lock is not None or record.applying:
+            return
+        path = record.store.path_for(record.manifest)
+        try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp == record.disk_stamp:
+                return
+            fresh = load_manifest(path)
+        except (OSError, ValueError) as exc:
+            log.info("cannot re-read manifest %s: %s", path, exc)
+            return
+        record.disk_stamp = stamp
+        if fresh.run_id == record.run_id:
+            record.manifest = fresh
+
+    # -- prune --------------------------------------------------------------
+    async def prune(self, params: PruneParams, workspace: Path) -> PruneResult:
+        """Remove finished runs by age and count (see prune.select_prunable). Deciding happens
+        on the event loop; only the removal of each run's directory runs in a thread."""
+        self.recover(self.ensure_loaded(workspace))
+        records = [r for r in self.runs.values() if r.workspace == workspace]
+        for record in records:
+            self.refresh(record)
+        ages = [RunAge(r.run_id, RunState(r.manifest.state), datetime.fromisoformat(r.manifest.updated_at.replace("Z", "+00:00"))) for r in records]
+        chosen = select_prunable(ages, datetime.now(UTC), older_than_days=params.older_than_days, keep=params.keep)
+        removed: list[RunSummary] = []
+        skipped: list[str] = []
+        freed = 0
+        for run_id in chosen:
+            record = self.runs[run_id]
+            row = RunSummary.model_validate(record.summary())
+            if params.dry_run:
+                removed.append(row)
+                freed += await asyncio.to_thread(_tree_size, record.run_dir)
+                continue
+            lock = try_lock(record.run_dir / OWNER_LOCK)  # held: another server is applying or driving it
+            if lock is None or record.task is not None or record.applying:
+                skipped.append(f"{run_id}: in use by a server")
+                if lock is not None:
+                    os.close(lock)
+                continue
+            try:
+                freed += await asyncio.to_thread(_remove_tree, record.run_dir)
+            except OSError as exc:
+                skipped.append(f"{run_id}: {exc.strerror or exc}")
+                continue
+            finally:
+                os.close(lock)
+            with contextlib.suppress(OSError):
+                record.run_dir.parent.rmdir()  # the task's directory, once empty
+            del self.runs[run_id]
+            removed.append(row)
+        finished = sum(1 for r in records if r.manifest.state in FINISHED_STATES)
+        kept = finished - len(removed)
+        return PruneResult(dry_run=params.dry_run, removed=removed, kept=kept, skipped=skipped, bytes_freed=freed)
 
     def list_runs(self, params: ListParams) -> dict[str, Any]:
         """`ListResult` as wire JSON: a page of rows, newest first (cached per record, see
@@ -404,6 +542,8 @@ class RunManager:
         config = self.config_for(workspace)
         self.recover(self.ensure_loaded(workspace))
         decision = route(params, config, workspace, self.environ)
+        if decision.mode == "local" and not in_git_work_tree(workspace):
+            raise not_a_repository(workspace)  # refused before the runs root is created
         now = utc_now()
         manifest = RunManifest(
             run_id=new_run_id(),
@@ -431,15 +571,30 @@ class RunManager:
                 attempts=params.cloud.attempts,
             )
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
+        try:
+            # Before the first write: no other server may take this run for an orphan.
+            if not record.claim():
+                raise OSError(errno.EBUSY, "its owner lock is held by another process")
+            record.store.save(manifest)
+        except OSError as exc:  # refused, and no ghost record left behind
+            record.release()
+            shutil.rmtree(record.run_dir, ignore_errors=True)
+            system = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+            raise WorkspaceError(
+                f"cannot record the run under {record.store.root}: {os_cause(exc)}",
+                category="system_error" if system else "runs_root",
+            ) from exc
         self.runs[manifest.run_id] = record
-        record.claim()  # before the first write: no other server may take this run for an orphan
-        record.save(decision.reason)
-        if decision.denied:
-            codes = ", ".join(i.code for i in decision.issues)
-            record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
-        else:
-            record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
-            record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+        record.emit(decision.reason)
+        try:
+            if decision.denied:
+                codes = ", ".join(i.code for i in decision.issues)
+                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
+            else:
+                record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
+                record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+        except Exception as exc:  # recorded already: it must end, failed with the cause
+            record.finish(failure_of(exc))
         return LaunchResult(
             run_id=manifest.run_id,
             task_id=manifest.task_id,
@@ -464,8 +619,9 @@ class RunManager:
             record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", "cancelled"))
             raise
         except Exception as exc:  # an executor bug must fail the run, never the server
-            log.exception("run %s crashed", record.run_id)
-            outcome = Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
+            if not isinstance(exc, OSError):
+                log.exception("run %s crashed", record.run_id)
+            outcome = failure_of(exc)
         if record.cancel_event.is_set() and outcome.state not in FINISHED_STATES:
             outcome = Outcome(RunState.CANCELLED, "cancelled", "cancelled")
         record.finish(outcome)
@@ -679,11 +835,39 @@ class RunManager:
             record.cancel_event.set()
         if live:
             await asyncio.wait([r.task for r in live if r.task is not None], timeout=CANCEL_WAIT_S)
+        for record in self.runs.values():
+            if record.unsaved and record.try_save():  # a terminal state not yet on disk
+                record.release()
         # Close pooled HTTP clients, but only if a cloud run ever loaded them.
         http = sys.modules.get("co_sidecar.cloud.http")
         if http is not None:
             await http.aclose_all()
 
 
+def _remove_tree(path: Path) -> int:
+    size = _tree_size(path)
+    shutil.rmtree(path)
+    return size
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
 class _CancelledWhileQueued(Exception):
     pass
+
+
+def failure_of(exc: Exception) -> Outcome:
+    """An exception that ended a run, as its outcome: the system's refusals (file descriptors,
+    disk, permissions) with their real cause, anything else as an internal error."""
+    if isinstance(exc, CoError):
+        return Outcome(RunState.FAILED, exc.message, exc.category)
+    if isinstance(exc, OSError):
+        return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", "system_error")
+    return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")

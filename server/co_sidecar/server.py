@@ -7,12 +7,14 @@ in `handlers.py` after `initialize` has answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__
 from .errors import CoError
 from .jsonrpc import plain_converter
+from .registry import REQUESTS, Request
 
 if TYPE_CHECKING:
     from .handlers import Handlers
@@ -34,13 +37,15 @@ log = logging.getLogger(__name__)
 _PYGLS_RPC_LOG = logging.getLogger("pygls.protocol.json_rpc")
 _CONTENT_TYPE = b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n"
 
-METHODS = ("route", "launch", "status", "list", "cancel", "diff", "apply", "reject", "doctor", "canary")
-
 # Framing limits of the stdio transport (see docs/reliability.md).
 MAX_MESSAGE_BYTES = int(os.environ.get("CO_MAX_MESSAGE_BYTES") or 64 * 1024 * 1024)
 MAX_HEADER_LINE = 8 * 1024
 DISCARD_CHUNK = 1024 * 1024
+# Containers nested deeper than this are refused before anything walks them (json, pydantic,
+# cattrs and the manifest writer all recurse); real co/* params nest a handful of levels.
+MAX_JSON_DEPTH = 64
 PARSE_ERROR, INVALID_REQUEST, SERVER_NOT_INITIALIZED = -32700, -32600, -32002
+INVALID_PARAMS = -32602
 _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGNORECASE)
 # Requests a client may send before `initialize` has been answered (LSP: all others get -32002).
 _BEFORE_INIT = {"initialize", "shutdown", "exit"}
@@ -93,6 +98,10 @@ class BatchingWriter:
         self._stdout.close()
 
 
+# A request line of HTTP (a browser's fetch, a proxy probe): never JSON-RPC.
+_HTTP_REQUEST = re.compile(rb"^(GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH|CONNECT|TRACE|PRI) \S+( HTTP/\d(\.\d)?)?\r?\n?$")
+
+
 class FramedReader:
     """Reads LSP base-protocol messages from a binary stream, tolerating broken framing.
 
@@ -102,9 +111,10 @@ class FramedReader:
     after a malformed header it resynchronises on the next `Content-Length:`.
     """
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, refuse_http: bool = False):
         self.stream = stream
         self.pushback = b""  # bytes read too far (a body shorter than its Content-Length)
+        self.refuse_http = refuse_http  # TCP: a line that looks like HTTP ends the connection
 
     def readline(self) -> bytes:
         if self.pushback:
@@ -130,7 +140,8 @@ class FramedReader:
         return dropped
 
     def next_message(self) -> tuple[str, Any] | None:
-        """("message", parsed JSON) or ("error", (code, text)); None at end of input."""
+        """("message", parsed JSON) or ("error", (code, text)); None at end of input (and, with
+        `refuse_http`, at anything that looks like an HTTP request)."""
         length: int | None = None
         bad: str | None = None
         saw_header = False
@@ -142,6 +153,9 @@ class FramedReader:
                 if not saw_header:
                     continue  # stray blank line between messages
                 break
+            if self.refuse_http and _HTTP_REQUEST.match(line):
+                log.warning("refused an HTTP request on the JSON-RPC connection: %r", line[:80])
+                return None
             saw_header = True
             at = line.lower().find(b"content-length:")
             if at > 0:
@@ -168,13 +182,58 @@ class FramedReader:
         if len(body) < length:
             return None
         try:
-            return "message", json.loads(body)
+            return "message", parse_json(body)
+        except RecursionError:
+            return "error", (INVALID_REQUEST, f"invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
         except ValueError as exc:
             at = _resync_point(body)
             if at > 0:  # the declared length ran into the next message: resynchronise on it
                 self.pushback = body[at:] + self.pushback
                 return "error", (PARSE_ERROR, "parse error: the body is shorter than its Content-Length")
             return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})")
+        except Exception as exc:  # MemoryError and the like: this message is lost, the server is not
+            return "error", (PARSE_ERROR, f"parse error: cannot read the message ({type(exc).__name__})")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity (Python's json takes them; no client may send them and no
+    manifest may hold them), no number that overflows a double. Integers of more than 4,300
+    digits are refused by Python itself (ValueError)."""
+    return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+
+
+def json_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed value cannot be handled (too deep, a string that is not valid Unicode: a
+    lone surrogate), else None. Iterative, so any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone UTF-16 surrogate (not valid Unicode)"
+        elif isinstance(item, dict | list):
+            if depth > limit:
+                return f"JSON nested deeper than {limit} levels"
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 def _resync_point(body: bytes) -> int:
@@ -200,17 +259,24 @@ class CoSidecarServer(LanguageServer):
         self.init_options: Any = None
         self.settings: Any = None
         self.initialize_seen = False
+        self._terminating = False
+        self._runs_stopped = False
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- transport -------------------------------------------------------------
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """pygls' stdio server with our framing reader (see `FramedReader`) and writer
         (`BatchingWriter`)."""
+        self.serve_stream(FramedReader(stdin or sys.stdin.buffer), stdout or sys.stdout.buffer)
+
+    def serve_stream(self, reader: FramedReader, stdout: BinaryIO, first: Any = None) -> None:
+        """Serve one connection until its end: stdio, or an authenticated TCP connection
+        whose first message (`first`, already read) is handled before the rest."""
         self._stop_event = threading.Event()
-        reader = FramedReader(stdin or sys.stdin.buffer)
-        writer = BatchingWriter(stdout or sys.stdout.buffer)
+        writer = BatchingWriter(stdout)
         self.protocol.set_writer(writer)
         try:
-            asyncio.run(self._serve(reader))
+            asyncio.run(self._serve(reader, first))
         except BrokenPipeError:
             log.error("connection to the client is lost; shutting down")
         except (KeyboardInterrupt, SystemExit):
@@ -219,10 +285,55 @@ class CoSidecarServer(LanguageServer):
             writer.flush()  # what the last turn wrote, if the loop stopped before its flush
             self.shutdown()
 
-    async def _serve(self, reader: FramedReader) -> None:
+    async def _serve(self, reader: FramedReader, first: Any = None) -> None:
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            if first is not None:
+                self.dispatch(first)
+            await self._read_loop(reader, loop)
+        finally:
+            # The client is gone (end of input) or the loop stopped: end runs as `shutdown` would.
+            await self.stop_runs()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM, SIGHUP, SIGINT: exactly what shutdown + exit do (runs end in a terminal
+        state, agents and their descendants are ended, scratch copies removed), then exit."""
+        if self._terminating:
+            return
+        self._terminating = True
+        log.warning("%s received: shutting down", sig.name)
+        task = asyncio.ensure_future(self._terminate())
+        self._tasks.add(task)
+
+    async def _terminate(self) -> None:
+        try:
+            await self.stop_runs()
+        finally:
+            with contextlib.suppress(Exception):
+                self.protocol.writer.flush()  # type: ignore[union-attr]
+            logging.shutdown()
+            # Not sys.exit: the reader thread may sit in a blocking read of stdin for ever.
+            os._exit(0)
+
+    async def stop_runs(self) -> None:
+        """Cancel live runs and wait for them to be recorded (once per server)."""
+        if "handlers" in self.__dict__ and not self._runs_stopped:
+            self._runs_stopped = True
+            try:
+                await self.handlers.shutdown()
+            except Exception:  # shutting down: record what we can, never raise
+                log.exception("error while stopping runs")
+
+    async def _read_loop(self, reader: FramedReader, loop: asyncio.AbstractEventLoop) -> None:
         while self._stop_event is not None and not self._stop_event.is_set():
-            item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+            try:
+                item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+            except OSError as exc:  # the input is gone (closed, reset): as at its end
+                log.error("cannot read from the client: %s", exc)
+                break
             if item is None:
                 break
             kind, value = item
@@ -269,8 +380,15 @@ class CoSidecarServer(LanguageServer):
         msg_id = data.get("id")
         method = data.get("method")
         is_request = "id" in data and "method" in data
-        if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool):
+        if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool) or json_problem(msg_id):
             self.reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or an integer")
+            return
+        problem = json_problem(data)
+        if problem is not None:
+            if is_request:
+                self.reply_error(msg_id, INVALID_PARAMS, f"invalid params for {ascii(method)}: {problem}")
+            elif "method" not in data and msg_id is None:
+                self.reply_error(None, INVALID_REQUEST, f"invalid request: {problem}")
             return
         if data.get("jsonrpc") != "2.0" or ("method" in data and not isinstance(method, str)):
             if "method" in data or "id" not in data:
@@ -304,12 +422,13 @@ def to_rpc_error(exc: CoError) -> JsonRpcException:
     return JsonRpcException(message=exc.message, code=exc.code, data=exc.payload())
 
 
-def method(ls: CoSidecarServer, name: str) -> Callable[[Any], Awaitable[Any]]:
-    """co/<name>: call the handler, map core errors to JSON-RPC errors, return plain JSON."""
+def method(ls: CoSidecarServer, spec: Request) -> Callable[[Any], Awaitable[Any]]:
+    """co/<name>: parse params and call the handler (`Handlers.call`), map core errors to
+    JSON-RPC errors, return plain JSON."""
 
     async def run(params: Any) -> Any:
         try:
-            result = getattr(ls.handlers, name)(params)
+            result = ls.handlers.call(spec, params)
             if asyncio.iscoroutine(result):
                 result = await result
         except CoError as exc:
@@ -332,10 +451,10 @@ def command(handler: Callable[[Any], Awaitable[Any]]) -> Callable[..., Awaitable
 
 def create_server() -> CoSidecarServer:
     ls = CoSidecarServer()
-    for name in METHODS:
-        handler = method(ls, name)
-        ls.feature(f"co/{name}")(handler)
-        ls.command(f"co.{name}")(command(handler))
+    for spec in REQUESTS:
+        handler = method(ls, spec)
+        ls.feature(spec.method)(handler)
+        ls.command(f"co.{spec.name}")(command(handler))
 
     @ls.feature(types.INITIALIZE)
     def on_initialize(params: types.InitializeParams) -> None:
@@ -359,7 +478,6 @@ def create_server() -> CoSidecarServer:
 
     @ls.feature(types.SHUTDOWN)
     async def on_shutdown(params: Any) -> None:
-        if "handlers" in ls.__dict__:  # nothing to stop if no co/* request ever came
-            await ls.handlers.shutdown()
+        await ls.stop_runs()  # nothing to stop if no co/* request ever came
 
     return ls

@@ -84,7 +84,9 @@ async function createClient(): Promise<LanguageClient> {
   const clientOptions: LanguageClientOptions = {
     // Full sync of every open file: edits for open buffers are computed from their (unsaved) text.
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
-    initializationOptions: serverSettingsPayload(config().get("settings")),
+    // The editor's workspace trust: only then may the workspace's co-sidecar.toml choose the agent
+    // or the cloud host (the server ignores those settings from untrusted workspaces' files).
+    initializationOptions: { ...serverSettingsPayload(config().get("settings")), workspaceTrusted: vscode.workspace.isTrusted },
     outputChannel: output,
     middleware: {
       workspace: {

@@ -157,6 +157,14 @@ const update = (state: RunUpdate["state"], extra: Partial<RunUpdate> = {}): RunU
   state,
   mode: "local",
   message: `now ${state}`,
+  attempt: null,
+  pollCount: 0,
+  elapsedMs: 0,
+  cloudTaskId: null,
+  cloudTaskUrl: null,
+  stream: null,
+  errorCode: null,
+  event: null,
   ...extra,
 });
 
@@ -182,7 +190,7 @@ describe("RunTracker", () => {
   it("keeps a Codex agent's latest step as the run's message and step", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));
-    const event = { kind: "command_execution", type: "item.started", itemId: "i1", status: "in_progress", command: "pytest -q" };
+    const event = { kind: "command_execution", type: "item.started", itemId: "i1", status: "in_progress", command: "pytest -q", exitCode: null, files: null, text: null };
     t.handleUpdate(update("running", { message: "$ pytest -q", event }));
     t.handleUpdate(update("running", { stream: "stdout", message: "3 passed" }));
     const run = t.get("r1")!;
@@ -194,7 +202,7 @@ describe("RunTracker", () => {
   it("accepts updates before the launch response and merges the response later", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));
-    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "" }, "the prompt");
+    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "", fallback: null }, "the prompt");
     assert.equal(t.get("r1")!.state, "running");
     assert.equal(t.get("r1")!.prompt, "the prompt");
   });
@@ -235,11 +243,13 @@ const diffResult: DiffResult = {
   attempt: null,
   patch: "",
   files: [
-    { path: "a.py", status: "modified", additions: 3, deletions: 1 },
+    { path: "a.py", oldPath: null, status: "modified", additions: 3, deletions: 1 },
     { path: "b.py", oldPath: "old_b.py", status: "renamed", additions: 0, deletions: 0 },
   ],
   edit: { documentChanges: [] },
   conflicts: [],
+  overBudget: false,
+  budget: { files: 2, lines: 4, bytes: 0, maxFiles: 500, maxLines: 50000, maxBytes: 50000000 },
 };
 
 function fakeApi(result: object = { applied: true, strategy: "client", paths: ["a.py"], conflicts: [] }) {

@@ -15,11 +15,15 @@ from ..codex_cli import ExecForm, cli_version, exec_form
 from ..config import CodexLocalConfig, Config, LocalConfig
 from ..errors import PreflightFailed, WorkspaceError
 from ..protocol import Issue
+from .processes import MAX_ARG_BYTES
 from .scratch import NO_COMMITS, has_commit, repo_toplevel
 
 PROMPT_PLACEHOLDER = "{prompt}"
 # The scratch directory the agent runs in (its cwd), for agents that take it as a flag.
 WORKDIR_PLACEHOLDER = "{workdir}"
+# A file holding the prompt (any size up to maxPromptBytes): for prompts too large for argv.
+PROMPT_FILE_PLACEHOLDER = "{promptFile}"
+PROMPT_FILE = "prompt.txt"
 AgentOutput = Literal["text", "codex-json"]
 JSON_FLAGS = frozenset({"--json", "--experimental-json"})
 AGENT_MISSING = (
@@ -77,12 +81,43 @@ class AgentPlan:
     output: AgentOutput
     codex_version: str | None = None
 
-    def argv(self, prompt: str, workdir: str) -> list[str]:
+    def argv(self, prompt: str, workdir: str, prompt_file: str = "") -> list[str]:
         """Each exact "{prompt}" element becomes the prompt as one argument, "{workdir}" the
-        scratch directory. Never a shell string. Without a "{prompt}" element the agent still
-        gets the prompt in $CO_PROMPT."""
-        values = {PROMPT_PLACEHOLDER: prompt, WORKDIR_PLACEHOLDER: workdir}
+        scratch directory, "{promptFile}" the path of a file holding the prompt. Never a shell
+        string. Without a "{prompt}" element the agent still gets the prompt in $CO_PROMPT."""
+        values = {PROMPT_PLACEHOLDER: prompt, WORKDIR_PLACEHOLDER: workdir, PROMPT_FILE_PLACEHOLDER: prompt_file}
         return [values.get(arg, arg) for arg in self.template]
+
+    def invocation(self, prompt: str, workdir: str, prompt_file: str) -> Invocation:
+        """How the prompt reaches the agent. As an argument while it fits one (an argument
+        holds at most MAX_ARG_BYTES on Linux; more fails exec with E2BIG). A larger one goes
+        to codex on stdin (`-` as its prompt: codex exec reads the prompt from stdin then), and
+        to other agents through "{promptFile}" / $CO_PROMPT_FILE; an agent that only takes
+        "{prompt}" cannot get it, and the run fails with local_prompt_too_large."""
+        size = len(prompt.encode("utf-8"))
+        env = {"CO_PROMPT_FILE": prompt_file}
+        if size + len("CO_PROMPT=") < MAX_ARG_BYTES:
+            env["CO_PROMPT"] = prompt
+        if size < MAX_ARG_BYTES or PROMPT_PLACEHOLDER not in self.template:
+            return Invocation(self.argv(prompt, workdir, prompt_file), None, env)
+        if is_codex(self.template[0]):
+            return Invocation(self.argv("-", workdir, prompt_file), prompt.encode("utf-8"), env)
+        raise PreflightFailed(
+            f"the prompt is {size} bytes and one argument holds at most {MAX_ARG_BYTES - 1} "
+            f"(E2BIG): put {PROMPT_FILE_PLACEHOLDER} in local.agentCommand instead of "
+            f"{PROMPT_PLACEHOLDER}, or read the file named by $CO_PROMPT_FILE",
+            category="local_prompt_too_large",
+        )
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of the agent: its argv, bytes for its stdin (None: no stdin), and the prompt's
+    environment variables ($CO_PROMPT when it fits one variable, $CO_PROMPT_FILE always)."""
+
+    argv: list[str]
+    stdin: bytes | None
+    env: dict[str, str]
 
 
 def is_codex(program: str) -> bool:

@@ -7,7 +7,6 @@ import codecs
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,8 @@ from ..errors import CoError
 from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
-from .agent import AgentPlan, agent_env, plan_agent
+from . import processes
+from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
 from .scratch import Scratch, capture_patch, create_scratch, remove_scratch
 
@@ -133,10 +133,9 @@ class CodexSteps:
             self.ctx.save()  # the thread id is worth having on disk at once
 
 
-def kill_group(pid: int, sig: int) -> None:
-    # The agent leads its own session (start_new_session), so its pid is the group id.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def kill_group(agent: processes.Agent) -> None:
+    """SIGKILL everything the run started (see processes.kill_tree)."""
+    processes.kill_tree(agent)
 
 
 async def leader_exit(proc: asyncio.subprocess.Process) -> int:
@@ -147,16 +146,35 @@ async def leader_exit(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-async def stop(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """Terminate the agent's whole process group: SIGTERM, `grace` seconds, then SIGKILL."""
-    if grace > 0 and proc.returncode is None:
-        kill_group(proc.pid, signal.SIGTERM)
+async def stop(agent: processes.Agent, grace: float) -> None:
+    """End the agent and every descendant: SIGTERM, `grace` seconds, then SIGKILL (grace 0:
+    SIGKILL at once). The launcher does it and exits; if it does not, the server kills what it
+    can see."""
+    proc = agent.proc
+    if proc.returncode is None:
+        processes.request_stop(agent, graceful=grace > 0)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(leader_exit(proc), grace)
-    # Always SIGKILL the group: grandchildren may outlive a leader that obeyed SIGTERM.
-    kill_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
+            await asyncio.wait_for(leader_exit(proc), grace + DRAIN_SECONDS)
+    if proc.returncode is None or not agent.launched:
+        # Without the launcher, always SIGKILL the group: grandchildren may outlive a leader
+        # that obeyed SIGTERM.
+        kill_group(agent)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(leader_exit(proc), DRAIN_SECONDS)
+
+
+def write_prompt(path: Path, prompt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prompt, encoding="utf-8")
+
+
+async def feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """The prompt on the agent's stdin, then EOF; an agent that does not read it is no error."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # BrokenPipeError, ConnectionResetError: it exited
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    proc.stdin.close()
 
 
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
@@ -195,11 +213,14 @@ class LocalExecutor:
             ctx.save()
             if ctx.cancel_event.is_set():  # cancelled while the scratch was being made
                 return Outcome(RunState.CANCELLED, "cancelled before the agent started")
-            argv = plan.argv(ctx.prompt, str(scratch.cwd))
+            prompt_file = ctx.run_dir / PROMPT_FILE
+            await asyncio.to_thread(write_prompt, prompt_file, ctx.prompt)
+            call = plan.invocation(ctx.prompt, str(scratch.cwd), str(prompt_file))
+            argv = call.argv
             # A relative program path means "relative to the workspace", not to the scratch.
             if os.sep in argv[0] and not os.path.isabs(argv[0]):
                 argv[0] = str(Path(ctx.workspace) / argv[0])
-            return await self._run(ctx, argv, scratch, plan)
+            return await self._run(ctx, argv, scratch, plan, call)
         except CoError as exc:
             code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
             return Outcome(RunState.FAILED, exc.message, code)
@@ -217,52 +238,51 @@ class LocalExecutor:
         return root if root.is_absolute() else Path(ctx.workspace) / root
 
     async def _run(
-        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan
+        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan, call: Invocation
     ) -> Outcome:
         cfg = ctx.config.local
         info = ctx.manifest.executor
+        stdin_data = call.stdin
+        feeder: asyncio.Task[None] | None = None
         env = agent_env(
             os.environ,
             cfg.env_allow,
             {
-                "CO_PROMPT": ctx.prompt,
+                **call.env,
                 "CO_RUN_ID": ctx.run_id,
                 "CO_TASK_ID": ctx.task_id,
                 "CO_WORKSPACE": str(ctx.workspace),
             },
         )
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=scratch.cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return Outcome(
-                RunState.FAILED,
-                f"cannot start agent {argv[0]}: {exc.strerror or exc}",
-                "local_agent_missing",
-            )
-        info.pid = proc.pid
-        info.started_at = utc_now()
-        ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {proc.pid})")
+            stdin = asyncio.subprocess.DEVNULL if stdin_data is None else asyncio.subprocess.PIPE
+            agent = await processes.spawn(argv, cwd=scratch.cwd, env=env, stdin=stdin, grace=TERM_GRACE_SECONDS)
+        except processes.SpawnError as exc:
+            return Outcome(RunState.FAILED, exc.message, exc.code)
+        proc = agent.proc
+        try:
+            info.pid = agent.pid
+            info.started_at = utc_now()
+            ctx.set_state(RunState.RUNNING, f"agent started: {Path(argv[0]).name} (pid {agent.pid})")
 
-        tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
-        on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
-        stdout_max_line = MAX_LINE_CHARS
-        codex: CodexEventReader | None = None
-        log: EventLog | None = None
-        if plan.output == "codex-json":
-            codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
-            log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
-            codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
-            ctx.manifest.codex = codex.info
-            on_stdout = CodexSteps(ctx, codex, log)
-            stdout_max_line = MAX_EVENT_CHARS
+            tails = {"stdout": Tail(cfg.max_output_bytes), "stderr": Tail(cfg.max_output_bytes)}
+            on_stdout: Callable[[str], None] = lambda line: ctx.output("stdout", line)  # noqa: E731
+            stdout_max_line = MAX_LINE_CHARS
+            codex: CodexEventReader | None = None
+            log: EventLog | None = None
+            if plan.output == "codex-json":
+                codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
+                log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
+                codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
+                ctx.manifest.codex = codex.info
+                on_stdout = CodexSteps(ctx, codex, log)
+                stdout_max_line = MAX_EVENT_CHARS
+            if stdin_data is not None:
+                feeder = asyncio.create_task(feed_stdin(proc, stdin_data))
+        except BaseException:
+            processes.request_stop(agent, graceful=False)  # never leave it running unwatched
+            raise
+
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             asyncio.create_task(pump(proc.stdout, on_stdout, tails["stdout"], stdout_max_line)),
@@ -280,23 +300,26 @@ class LocalExecutor:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if cancelled.done() and not exited.done():
-                await stop(proc, grace=0)
+                await stop(agent, grace=0)
                 outcome = Outcome(RunState.CANCELLED, "cancelled: agent stopped")
             elif not exited.done():
-                await stop(proc, grace=TERM_GRACE_SECONDS)
+                await stop(agent, grace=TERM_GRACE_SECONDS)
                 outcome = Outcome(
                     RunState.TIMED_OUT,
                     f"agent timed out after {cfg.timeout_seconds:g}s and was stopped",
                     "local_timeout",
                 )
-            else:
-                # Leader is done; don't let background children outlive the run.
-                kill_group(proc.pid, signal.SIGKILL)
+            elif not agent.launched:
+                # Leader is done; don't let background children outlive the run (the launcher
+                # has ended them already when there is one).
+                kill_group(agent)
         finally:
             cancelled.cancel()
             exited.cancel()
+            if feeder is not None:
+                feeder.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
-                kill_group(proc.pid, signal.SIGKILL)
+                processes.request_stop(agent, graceful=False)
             _, late = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
             if late:
                 # Something outside the group (e.g. a setsid daemon) still holds the pipes:

@@ -2,18 +2,7 @@
 local M = {}
 
 local MODES = { ['local'] = true, cloud = true, auto = true }
-local STATES = {
-  'queued',
-  'routing',
-  'launching',
-  'running',
-  'succeeded',
-  'failed',
-  'cancelled',
-  'timed_out',
-  'applied',
-  'rejected',
-}
+local STATES = require('co_sidecar.protocol').RUN_STATES
 
 --- Split leading key=value options off a :CoRun argument string.
 --- Known keys: mode=local|cloud|auto, attempts=N (1-4), task=NAME. The first token that is not

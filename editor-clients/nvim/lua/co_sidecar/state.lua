@@ -19,15 +19,9 @@ M.runs = {}
 ---@type string?
 M.last_run_id = nil
 
-M.ACTIVE = { queued = true, routing = true, launching = true, running = true }
-M.FINISHED = {
-  succeeded = true,
-  failed = true,
-  cancelled = true,
-  timed_out = true,
-  applied = true,
-  rejected = true,
-}
+local protocol = require('co_sidecar.protocol')
+M.ACTIVE = protocol.ACTIVE
+M.FINISHED = protocol.FINISHED
 
 ---@param run_id string
 ---@param fields table

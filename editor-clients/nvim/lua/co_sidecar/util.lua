@@ -29,16 +29,18 @@ function M.summary(text, width)
   return text
 end
 
--- Application error codes of the co/* protocol (see docs/editors.md).
-M.codes = {
-  invalid_params = -32602,
-  run_not_found = -32001,
-  invalid_state = -32007,
-  apply_refused = -32003,
-  preflight_failed = -32004,
-  patch_refused = -32005,
-  workspace = -32006,
-}
+-- JSON-RPC error codes of the co/* protocol, generated from the server (protocol.lua).
+M.codes = require('co_sidecar.protocol').error_codes
+
+--- "1 file", "2 files".
+function M.plural(n, word)
+  return ('%d %s%s'):format(n, word, n == 1 and '' or 's')
+end
+
+--- A path as the user would type it (relative to the cwd or ~).
+function M.relpath(path)
+  return vim.fn.fnamemodify(path, ':~:.')
+end
 
 --- Expected protocol errors are warnings; anything else is an error.
 ---@param err table JSON-RPC error {code, message, data}

@@ -45,7 +45,7 @@ export function describeFile(file: FileStat): string {
 
 export type ConfirmApply = (summary: ApplySummary) => Promise<boolean> | boolean;
 
-export type ApplyOutcome =
+export type ApplyDecision =
   | { kind: "declined"; summary: ApplySummary }
   | { kind: "empty"; summary: ApplySummary }
   | { kind: "applied"; summary: ApplySummary; result: ApplyResult }
@@ -66,7 +66,7 @@ export async function confirmAndApply(
   runId: string,
   confirm: ConfirmApply,
   options: ConfirmAndApplyOptions = {},
-): Promise<ApplyOutcome> {
+): Promise<ApplyDecision> {
   let summary: ApplySummary;
   try {
     const diff = options.diff ?? (await api.diff(runId, options.attempt));

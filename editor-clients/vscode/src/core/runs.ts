@@ -50,8 +50,9 @@ export class RunTracker {
     const stale = run.states.length > 0 && STATE_ORDER[update.state] < STATE_ORDER[run.state];
     run.seq = ++this.seq;
     if (update.mode) run.mode = update.mode;
-    if (typeof update.elapsedMs === "number") run.elapsedMs = update.elapsedMs;
-    if (typeof update.pollCount === "number") run.pollCount = update.pollCount;
+    // Counters only move forward: a late update carries older values.
+    if (typeof update.elapsedMs === "number") run.elapsedMs = Math.max(run.elapsedMs, update.elapsedMs);
+    if (typeof update.pollCount === "number") run.pollCount = Math.max(run.pollCount, update.pollCount);
     if (update.cloudTaskUrl) run.cloudTaskUrl = update.cloudTaskUrl;
     if (update.errorCode) run.errorCode = update.errorCode;
     if (update.stream) {

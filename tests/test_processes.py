@@ -1,0 +1,251 @@
+"""No process outlives its run: real server processes, a hostile agent that double-forks, calls
+setsid and keeps writing; co/cancel, timeout, SIGTERM and kill -9 of the server. Survivors are
+looked for by walking /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from co_sidecar.local.processes import launcher_available
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from rpc import RpcProcess  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not launcher_available(), reason="needs Linux /proc and prctl")
+
+# The agent forks a child that calls setsid and forks again (a daemon: re-parented, in its own
+# session and group), which appends to a file outside the scratch copy every 20 ms. The agent
+# then runs on (or exits at once with HOSTILE_EXIT=1). Each process records its pid.
+HOSTILE = textwrap.dedent(
+    """
+    import os, sys, time
+    out = os.environ["HOSTILE_DIR"]
+    def note(name):
+        with open(os.path.join(out, name), "w") as f:
+            f.write(str(os.getpid()))
+    note("agent.pid")
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            note("daemon.pid")
+            signal_safe = open(os.path.join(out, "leak.log"), "a")
+            while True:
+                signal_safe.write("still here\\n"); signal_safe.flush()
+                time.sleep(0.02)
+        os._exit(0)
+    os.wait()
+    while not os.path.exists(os.path.join(out, "daemon.pid")):
+        time.sleep(0.01)
+    if os.environ.get("HOSTILE_EXIT") == "1":
+        sys.exit(0)
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn agent: only SIGKILL ends it
+    print("working", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def run_processes(run_id: str) -> list[int]:
+    """Every live process whose environment names this run (the agent's CO_RUN_ID)."""
+    found = []
+    needle = f"CO_RUN_ID={run_id}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and pid_alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def wait_until(check, what: str, within: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.05)
+
+
+class Hostile:
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path / "hostile"
+        self.dir.mkdir()
+        self.script = tmp_path / "hostile_agent.py"
+        self.script.write_text(HOSTILE)
+
+    def options(self, **local: object) -> dict[str, object]:
+        return {"local": {"agentCommand": [sys.executable, str(self.script), "{prompt}"], "envAllow": ["HOSTILE_*"], **local}}
+
+    def pids(self) -> list[int]:
+        return [int((self.dir / n).read_text()) for n in ("agent.pid", "daemon.pid") if (self.dir / n).exists()]
+
+    def wait_started(self) -> None:
+        wait_until(lambda: (self.dir / "daemon.pid").exists() and (self.dir / "leak.log").exists(), "agent never started")
+
+    def assert_all_gone(self, run_id: str) -> None:
+        for pid in self.pids():
+            wait_until(lambda pid=pid: not pid_alive(pid), f"process {pid} survived")
+        wait_until(lambda: not run_processes(run_id), f"survivors: {run_processes(run_id)}")
+        size = (self.dir / "leak.log").stat().st_size
+        time.sleep(0.2)  # the daemon wrote every 20 ms while alive
+        assert (self.dir / "leak.log").stat().st_size == size
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Hostile:
+    return Hostile(tmp_path)
+
+
+def start(repo: Path, hostile: Hostile, env: dict[str, str] | None = None, **local: object) -> RpcProcess:
+    proc = RpcProcess(env={"HOSTILE_DIR": str(hostile.dir), **(env or {})}, cwd=repo)
+    proc.initialize(repo, hostile.options(**local))
+    return proc
+
+
+@pytest.fixture
+def servers() -> Iterator[list[RpcProcess]]:
+    started: list[RpcProcess] = []
+    yield started
+    for proc in started:
+        if proc.alive():
+            proc.kill()
+
+
+def manifest(repo: Path, run_id: str) -> dict[str, object]:
+    return json.loads((repo / ".runs" / "adhoc" / run_id / "manifest.json").read_text())
+
+
+def launch_running(server: RpcProcess, hostile: Hostile) -> str:
+    run_id = server.request("co/launch", {"prompt": "misbehave", "mode": "local"})["runId"]
+    server.wait_state(run_id, {"running"})
+    hostile.wait_started()
+    assert run_processes(run_id), "the agent's processes carry CO_RUN_ID"
+    return str(run_id)
+
+
+def test_cancel_ends_a_double_forked_setsid_daemon(repo: Path, hostile: Hostile, servers: list[RpcProcess]) -> None:
+    server = start(repo, hostile)
+    servers.append(server)
+    run_id = launch_running(server, hostile)
+    assert server.request("co/cancel", {"runId": run_id})["state"] == "cancelled"
+    hostile.assert_all_gone(run_id)
+    assert manifest(repo, run_id)["state"] == "cancelled"
+
+
+def test_timeout_ends_every_descendant(repo: Path, hostile: Hostile, servers: list[RpcProcess]) -> None:
+    server = start(repo, hostile, timeoutSeconds=1)
+    servers.append(server)
+    run_id = launch_running(server, hostile)
+    assert server.wait_state(run_id, FINISHED) == "timed_out"
+    hostile.assert_all_gone(run_id)
+
+
+def test_agent_exit_ends_its_daemon(repo: Path, hostile: Hostile, servers: list[RpcProcess]) -> None:
+    server = start(repo, hostile, env={"HOSTILE_EXIT": "1"})
+    servers.append(server)
+    run_id = server.request("co/launch", {"prompt": "leave a daemon", "mode": "local"})["runId"]
+    assert server.wait_state(run_id, FINISHED) == "succeeded"
+    hostile.assert_all_gone(run_id)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_sigterm_of_the_server_is_a_clean_shutdown(
+    repo: Path, hostile: Hostile, servers: list[RpcProcess], sig: signal.Signals
+) -> None:
+    server = start(repo, hostile)
+    servers.append(server)
+    run_id = launch_running(server, hostile)
+    scratch = Path(str(manifest(repo, run_id)["executor"]["scratchPath"]))  # type: ignore[index]
+    assert scratch.is_dir()
+    os.kill(server.pid, sig)
+    assert server.proc.wait(30) == 0
+    hostile.assert_all_gone(run_id)
+    record = manifest(repo, run_id)
+    assert record["state"] == "cancelled"  # terminal, written before the server exited
+    assert record["executor"]["scratchPath"] is None  # type: ignore[index]
+    assert not scratch.exists()
+    updates = [u["state"] for u in server.updates(run_id)]
+    assert updates[-1] == "cancelled"  # the editor heard it too
+
+
+def test_kill_9_of_the_server_takes_the_agent_and_its_daemon_along(
+    repo: Path, hostile: Hostile, servers: list[RpcProcess]
+) -> None:
+    server = start(repo, hostile)
+    servers.append(server)
+    run_id = launch_running(server, hostile)
+    server.kill()  # SIGKILL
+    hostile.assert_all_gone(run_id)
+    again = start(repo, hostile)
+    servers.append(again)
+    status = again.request("co/status", {"runId": run_id})
+    assert status["state"] == "failed" and status["errorCode"] == "interrupted"
+
+
+def test_end_of_input_without_shutdown_ends_runs(repo: Path, hostile: Hostile, servers: list[RpcProcess]) -> None:
+    server = start(repo, hostile)
+    servers.append(server)
+    run_id = launch_running(server, hostile)
+    assert server.proc.stdin is not None
+    server.proc.stdin.close()  # the editor went away without shutdown/exit
+    server.proc.wait(30)
+    hostile.assert_all_gone(run_id)
+    assert manifest(repo, run_id)["state"] == "cancelled"
+
+
+def test_launcher_is_a_subreaper_with_a_parent_death_signal(tmp_path: Path) -> None:
+    """The launcher on its own: its parent is killed with SIGKILL; the grandchild it was given
+    dies too (pdeathsig → SIGTERM → every descendant ended)."""
+    pidfile = tmp_path / "grandchild.pid"
+    code = (
+        "import os, time, subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(300)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", (
+            "import asyncio, sys\n"
+            "from co_sidecar.local import processes\n"
+            "async def main():\n"
+            f"    a = await processes.spawn([sys.executable, '-c', {code!r}], cwd='.', env=dict(__import__('os').environ), stdin=-3, grace=0.5)\n"
+            "    print(a.pid, flush=True)\n"
+            "    await asyncio.sleep(300)\n"
+            "asyncio.run(main())\n"
+        )],
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert parent.stdout is not None
+    agent = int(parent.stdout.readline())
+    wait_until(pidfile.exists, "grandchild never started")
+    grandchild = int(pidfile.read_text())
+    parent.kill()
+    parent.wait()
+    for pid in (agent, grandchild):
+        wait_until(lambda pid=pid: not pid_alive(pid), f"process {pid} survived its server")
