@@ -96,7 +96,12 @@ def block(containing: str) -> str:
 
 def user_env(home: Path) -> dict[str, str]:
     """HOME in a temp dir, no XDG overrides (Neovim uses ~/.config, ~/.local/share), the server on
-    PATH as `co-sidecar` (the project's venv: the wheel tests cover installing it)."""
+    PATH as `co-sidecar` (the project's venv: the wheel tests cover installing it), and the test
+    agent in the user's own co-sidecar config.toml."""
+    user_config = home / ".config" / "co-sidecar" / "config.toml"
+    if not user_config.exists():
+        user_config.parent.mkdir(parents=True, exist_ok=True)
+        user_config.write_text(f"[local]\nagentCommand = {json.dumps([sys.executable, str(AGENT), '{prompt}'])}\n")
     env = {
         k: v
         for k, v in os.environ.items()
@@ -127,8 +132,6 @@ def make_repo(path: Path) -> Path:
     (path / "old.txt").write_text("old\n")
     (path / "rename_me.txt").write_text("rename me\n")
     (path / ".gitignore").write_text(".runs/\n")
-    agent = json.dumps([sys.executable, str(AGENT), "{prompt}"])
-    (path / "co-sidecar.toml").write_text(f"[local]\nagentCommand = {agent}\n")
     git = [
         "git",
         "-c",

@@ -176,7 +176,10 @@ def test_the_wheel_installs_and_runs_from_a_clean_venv(installed: dict[str, obje
     (repo / "app.py").write_text("print('hi')\n")
     (repo / ".gitignore").write_text(".runs/\n")
     agent = json.dumps([str(venv / "bin" / "python"), str(DEMO_AGENT), "{prompt}"])
-    (repo / "co-sidecar.toml").write_text(f"[local]\nagentCommand = {agent}\n")
+    # The user's own config (a repository's file may not choose the agent unless trusted).
+    user_config = base / "home" / ".config" / "co-sidecar" / "config.toml"
+    user_config.parent.mkdir(parents=True, exist_ok=True)
+    user_config.write_text(f"[local]\nagentCommand = {agent}\n")
     git = [
         "git",
         "-c",
