@@ -202,7 +202,7 @@ describe("RunTracker", () => {
   it("accepts updates before the launch response and merges the response later", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));
-    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "", fallback: null }, "the prompt");
+    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "", fallback: null, warnings: [] }, "the prompt");
     assert.equal(t.get("r1")!.state, "running");
     assert.equal(t.get("r1")!.prompt, "the prompt");
   });
