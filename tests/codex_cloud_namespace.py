@@ -33,7 +33,11 @@ def main(argv: list[str]) -> int:
     subprocess.run(["mount", "--bind", str(workdir / "hosts"), "/etc/hosts"], check=True)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     faults = argv[3] if len(argv) > 3 else None
-    emulator = emu_mod.Emulator(repo, host="127.0.0.1", port=443, token=token, faults=faults)
+    # What `codex cloud exec --env` resolves against: an id, or this label (case-insensitive).
+    environments = [{"id": "env-emulated", "label": "Emulated", "is_pinned": True}]
+    emulator = emu_mod.Emulator(
+        repo, host="127.0.0.1", port=443, token=token, faults=faults, environments=environments
+    )
     handler = type("Handler", (emu_mod._Handler,), {"emulator": emulator})
     server = ThreadingHTTPServer(("127.0.0.1", 443), handler)
     server.daemon_threads = True

@@ -27,7 +27,8 @@ state = Path(os.environ["FAKE_CODEX_DIR"])
 with open(state / "argv.log", "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\n")
 with open(state / "calls.log", "a") as log:
-    log.write(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:]}) + "\n")
+    log.write(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:],
+        "starting_diff": os.environ.get("CODEX_STARTING_DIFF")}) + "\n")
 mode = os.environ.get("FAKE_CODEX_MODE", "")
 if sys.argv[1:] == ["--version"]:
     print("codex-cli 0.169.0")
@@ -196,6 +197,26 @@ async def test_executor_with_cli_adapter_best_of_two(fake_codex):
     assert info.adapter == "cli" and info.task_id == "task_e_fake123" and info.poll_count == 3
     assert [a.attempt for a in info.attempt_status] == [1, 2]
     assert b"+attempt 1" in ctx.patches[1] and b"+attempt 2" in ctx.patches[2]
+
+
+async def test_applied_is_finished_and_pending_exit_1_is_pending(fake_codex, monkeypatch):
+    client = CliCloudClient(["codex"], timeout=10)
+    first = await client.get_task("task_e_fake123")  # "[PENDING] Fake task", exit status 1
+    assert first.state == RunState.RUNNING and first.status == "pending"
+    monkeypatch.setenv("FAKE_CODEX_FINAL", "APPLIED")
+    applied_client = CliCloudClient(["codex"], timeout=10)
+    await applied_client.get_task("task_e_fake123")
+    applied = await applied_client.get_task("task_e_fake123")  # "[APPLIED] Fake task", exit 1
+    assert applied.state == RunState.SUCCEEDED and applied.status == "applied"
+
+
+async def test_starting_diff_goes_in_codex_starting_diff_only_when_asked(fake_codex, monkeypatch):
+    monkeypatch.setenv("CODEX_STARTING_DIFF", "inherited from the server's environment")
+    client = CliCloudClient(["codex"], timeout=10)
+    await client.create_task("p", "env_test", "main", 1, False, starting_diff="diff --git a/x b/x\n")
+    await client.create_task("p", "env_test", "main", 1, False)
+    calls = [json.loads(line) for line in (fake_codex / "calls.log").read_text().splitlines()]
+    assert [c["starting_diff"] for c in calls] == ["diff --git a/x b/x\n", ""]
 
 
 async def test_executor_cli_task_error(fake_codex, monkeypatch):

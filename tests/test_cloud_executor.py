@@ -121,7 +121,10 @@ def test_preflight_checks(tmp_path):
         "cloud_credentials_missing",
         "cloud_env_missing",
     ]
-    assert cloud_preflight(cfg, repo, env_id="env", environ={"CODEX_CLOUD_TOKEN": "t"}) == []
+    # Nothing listens on port 1: the environment list cannot be read, so the configured id is
+    # used as given (no request ever leaves the machine in this test).
+    offline = Config.model_validate({"cloud": {"baseUrl": "http://127.0.0.1:1/backend-api"}})
+    assert cloud_preflight(offline, repo, env_id="env", environ={"CODEX_CLOUD_TOKEN": "t"}) == []
 
     loopback = Config.model_validate({"cloud": {"baseUrl": "http://127.0.0.1:1/backend-api"}})
     assert (
@@ -142,8 +145,8 @@ def test_preflight_checks(tmp_path):
     git(["push", "-q", "origin", "main"], repo)
     git(["fetch", "-q", "origin"], repo)
     ok = {"CODEX_CLOUD_TOKEN": "t"}
-    assert cloud_preflight(cfg, repo, env_id="env", branch="main", environ=ok) == []
-    issues = cloud_preflight(cfg, repo, env_id="env", branch="feature-x", environ=ok)
+    assert cloud_preflight(offline, repo, env_id="env", branch="main", environ=ok) == []
+    issues = cloud_preflight(offline, repo, env_id="env", branch="feature-x", environ=ok)
     assert codes(issues) == ["cloud_branch_missing"] and "git push" in (issues[0].fix or "")
 
 

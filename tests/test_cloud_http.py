@@ -135,9 +135,11 @@ def test_recorded_shapes():
         load("task_details_in_progress_best_of_2.json"), load("sibling_turns.json")["sibling_turns"]
     )
     assert running.state == RunState.RUNNING and running.attempt_total == 2
+    # Numbered as `codex cloud diff --attempt N`: the attempt with a diff is 1, the one
+    # still running (no diff yet) follows.
     assert [(a.attempt, a.turn_id, a.state) for a in running.attempts] == [
-        (1, "turn_c1", RunState.RUNNING),
-        (2, "turn_c2", RunState.SUCCEEDED),
+        (1, "turn_c2", RunState.SUCCEEDED),
+        (2, "turn_c1", RunState.RUNNING),
     ]
     assert not running.all_attempts_done
 

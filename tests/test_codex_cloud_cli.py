@@ -206,3 +206,87 @@ async def test_real_cli_runs_in_the_run_dir_with_an_explicit_branch(
         "run `codex cloud` to list available environments"
     )
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def namespace_options(ns: Any, **cloud: Any) -> dict[str, Any]:
+    return {
+        "cloud": {
+            "adapter": "cli",
+            "codexCommand": ns.codex_command,
+            "envId": real.ENV_ID,
+            "poll": {"intervalSeconds": 0.2, "maxIntervalSeconds": 0.5, "jitter": 0},
+            **cloud,
+        }
+    }
+
+
+@pytest.mark.parametrize("cloud_namespace", ["task:fail=BOOM:attempt=1"], indirect=True)
+async def test_real_cli_and_http_number_attempts_alike(
+    repo: Path, start_server: SessionFactory, cloud_namespace: Any
+) -> None:
+    """A best-of-2 task whose first attempt fails: `codex cloud diff --attempt 1` is the
+    second attempt's diff, and the HTTP adapter calls that same diff attempt 1."""
+    from co_sidecar.cloud.emulator import Emulator
+
+    ns = cloud_namespace
+    s = await start_server(repo, namespace_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    cli_run, cli_state = await s.run_to_end("two ways", mode="cloud", cloud={"attempts": 2})
+    cli = real.manifest_of(repo, cli_run)
+    assert cli_state == "succeeded", cli
+    with Emulator(repo, faults="task:fail=BOOM:attempt=1").start() as emu:
+        options = {"cloud": {"envId": "env-demo", "baseUrl": emu.base_url,
+                             "poll": {"intervalSeconds": 0.05, "maxIntervalSeconds": 0.2, "jitter": 0}}}  # fmt: skip
+        h = await start_server(repo, options)
+        http_run, http_state = await h.run_to_end("two ways", mode="cloud", cloud={"attempts": 2})
+    http = real.manifest_of(repo, http_run)
+    assert http_state == "succeeded", http
+    cli_attempts = {a["attempt"]: a for a in cli["cloud"]["attemptStatus"]}
+    http_attempts = {a["attempt"]: a for a in http["cloud"]["attemptStatus"]}
+    assert cli_attempts[1]["diff"]["sha256"] == http_attempts[1]["diff"]["sha256"]
+    assert list(cli_attempts) == [1] and http_attempts[2]["diff"] is None
+    assert http_attempts[2]["error"] == "BOOM: injected task failure"
+    # What the real CLI prints for attempt 2: not available (only one attempt has a diff).
+    client = CliCloudClient(ns.codex_command, environ={**os.environ, "CODEX_CA_CERTIFICATE": str(ns.ca)})
+    try:
+        assert await client.get_diff(cli["cloud"]["taskId"], 1)
+        with pytest.raises(Exception, match="attempt 2 not available"):
+            await client.get_diff(cli["cloud"]["taskId"], 2)
+    finally:
+        await client.aclose()
+
+
+async def test_real_cli_takes_a_label_and_starts_from_local_changes(
+    repo: Path, start_server: SessionFactory, cloud_namespace: Any
+) -> None:
+    """`--env emulated` names the environment labelled "Emulated" (the CLI resolves it), and
+    CODEX_STARTING_DIFF carries the user's uncommitted work: the cloud diff then applies to
+    the dirty workspace."""
+    ns = cloud_namespace
+    (repo / "app.py").write_text("def main():\n    return 2  # uncommitted\n")
+    (repo / "draft.txt").write_text("an untracked draft\n")
+    options = namespace_options(ns, envId="emulated", startFromLocalChanges=True)
+    s = await start_server(repo, options, env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    launched = await s.request("co/launch", {"prompt": "add notes", "mode": "cloud"})
+    assert launched["cloudEnv"]["id"] == "emulated" and launched["cloudEnv"]["source"] == "configured"
+    assert "codex cloud exec --env" in launched["cloudEnv"]["reason"]
+    assert await s.wait_state(launched["runId"]) == "succeeded"
+    m = real.manifest_of(repo, launched["runId"])
+    assert m["cloud"]["startingDiff"]["files"] == 2 and m["cloud"]["startingDiff"]["base"] == "HEAD"
+    patch = repo / ".runs" / m["diff"]["patchPath"]
+    check = subprocess.run(["git", "apply", "--check", str(patch)], cwd=repo, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "return 2  # uncommitted" in patch.read_text()  # the agent saw the user's change
+
+
+@pytest.mark.parametrize("cloud_namespace", ["task:nostatus"], indirect=True)
+async def test_real_cli_finishes_by_the_display_as_the_http_adapter(
+    repo: Path, start_server: SessionFactory, cloud_namespace: Any
+) -> None:
+    """Turns without `turn_status`: `codex cloud status` reads task_status_display (READY),
+    as the HTTP adapter does (test_cloud_truth.py), so the CLI run finishes too."""
+    ns = cloud_namespace
+    s = await start_server(repo, namespace_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})
+    run_id, state = await s.run_to_end("add notes", mode="cloud")
+    m = real.manifest_of(repo, run_id)
+    assert state == "succeeded", m
+    assert m["cloud"]["status"] == "ready" and m["cloud"]["attemptStatus"][0]["diff"]

@@ -113,7 +113,7 @@ def test_unknown_keys_over_stdio_reach_launch_warnings_and_doctor(repo: Path) ->
     try:
         server.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"], "keepScrach": True}})
         run = server.request("co/launch", {"prompt": "p", "mode": "local"})
-        text = " | ".join(run["warnings"])
+        text = " | ".join(w["message"] for w in run["warnings"])
         assert "local.timeoutSecond (did you mean local.timeoutSeconds?)" in text
         assert "local.keepScrach (did you mean local.keepScratch?)" in text
         checks = server.request("co/doctor", {})["checks"]
@@ -138,3 +138,9 @@ def test_doctor_json_is_parseable_with_warnings(repo: Path) -> None:
     report = json.loads(out.stdout)
     assert any("did you mean local.agentCommand" in c["message"] for c in report["checks"])
     assert out.stderr == ""
+
+
+def test_lua_empty_table_settings_are_no_unknown_key(repo: Path) -> None:
+    warnings: list[str] = []
+    load_config(repo, {"XDG_CONFIG_HOME": str(repo / ".none")}, {"co-sidecar": []}, {"co-sidecar": []}, warnings)
+    assert warnings == []

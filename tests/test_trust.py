@@ -111,7 +111,9 @@ def test_untrusted_repository_config_neither_runs_code_nor_gets_the_token(
         local = server.request("co/launch", {"prompt": "p", "mode": "local"})
         assert server.wait_state(local["runId"], TERMINAL) == "succeeded"
         assert "good.txt" in server.request("co/diff", {"runId": local["runId"]})["patch"]  # the user's agent ran
-        [warning] = local["warnings"]
+        [issue] = local["warnings"]
+        warning = issue["message"]
+        assert issue["code"] == "config_warning" and "trust" in issue["fix"]
         assert "local.agentCommand" in warning and "cloud.baseUrl" in warning and "cloud.codexCommand" in warning
         assert "local.envAllow" in warning and "trustedWorkspaces" in warning and str(repo) in warning
         assert any(u["message"].startswith("warning: ") for u in server.updates(local["runId"]))
@@ -176,8 +178,24 @@ def test_relative_runs_root_inside_the_workspace_needs_no_trust(repo: Path, tmp_
     server = serve(repo, tmp_path / "config-home")
     try:
         run = server.request("co/launch", {"prompt": "p", "mode": "local"})
-        assert "runs.root" in run["warnings"][0]
+        assert "runs.root" in run["warnings"][0]["message"]
         server.wait_state(run["runId"], TERMINAL)
     finally:
         server.close()
     assert not (tmp_path / "outside").exists()
+
+
+def test_co_sidecar_run_trusts_only_with_the_flag(repo: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "agent.py").write_text("import pathlib; pathlib.Path('from-repo.txt').write_text('hi\\n')\n")
+    (repo / "co-sidecar.toml").write_text(f'[local]\nagentCommand = ["{sys.executable}", "{tmp_path / "agent.py"}"]\n')
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}  # no codex either
+    cli = [sys.executable, "-m", "co_sidecar", "run", "p", "--workspace", str(repo), "--mode", "local"]
+    plain = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env, check=False)  # noqa: S603
+    assert plain.returncode == 1 and "from-repo.txt" not in plain.stdout
+    assert "not trusted" in plain.stdout
+    trusted = subprocess.run([*cli, "--trust-workspace"], capture_output=True, text=True, timeout=120, env=env, check=False)  # noqa: S603
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert "from-repo.txt" in trusted.stdout

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env-id")
     run.add_argument("--branch")
     run.add_argument("--attempts", type=int, default=1)
+    run.add_argument(
+        "--start-from-local-changes",
+        action="store_true",
+        default=None,
+        help="cloud: start the task from your uncommitted changes and unpushed commits",
+    )
     run.add_argument("--apply", action="store_true", help="apply the diff with git when the run succeeds")
     run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
     run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
@@ -156,9 +162,10 @@ def doctor(args: argparse.Namespace) -> int:
         print(json.dumps(result.wire(), indent=2))
     else:
         for check in result.checks:
-            mark = "warn" if check.code == "config_warning" else "ok  " if check.ok else "FAIL"
+            warning = check.code == "config_warning" or check.name == "cloud_warning"  # does not stop a run
+            mark = "warn" if warning else "ok  " if check.ok else "FAIL"
             print(f"[{mark}] {check.name}: {check.message}")
-            if check.fix and not check.ok:
+            if check.fix and (warning or not check.ok):
                 print(f"       fix: {check.fix}")
         print(f"default mode: {result.default_mode}; cloud fallback policy: {result.fallback_policy}")
         print(_codex_lines(result.codex))

@@ -6,6 +6,7 @@ same in TOML files, initializationOptions and workspace settings.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -100,8 +101,24 @@ class PollConfig(Section):
 
 class CloudConfig(Section):
     enabled: bool = doc(True, "Feature guard: false routes every run local and never touches the cloud.")
-    env_id: str | None = doc(None, "Codex Cloud environment id.")
-    branch: str | None = doc(None, "Branch the cloud task starts from; must exist on origin.")
+    env_id: str | None = doc(
+        None,
+        "Codex Cloud environment: an id or a label (case-insensitive). None: detected from the "
+        "workspace's GitHub origin, as `codex cloud` does.",
+    )
+    branch: str | None = doc(
+        None,
+        "Branch the cloud task starts from; must exist on origin. None: the workspace's current "
+        "branch, else its default branch, else main.",
+    )
+    start_from_local_changes: bool = doc(
+        False,
+        "Start cloud tasks from your uncommitted changes and the commits origin lacks (sent as "
+        "the task's starting diff), so their diff applies to the workspace as it is.",
+    )
+    starting_diff_max_bytes: int = doc(
+        2_000_000, "Largest starting diff startFromLocalChanges sends (the CLI adapter: at most 128 KiB).", ge=1
+    )
     fallback: Literal["allow", "deny"] = doc(
         "allow", "When cloud preflight fails: allow runs it locally, deny fails the run."
     )
@@ -249,9 +266,9 @@ def client_layer(options: Any) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         return {}
     for key in ("co-sidecar", "coSidecar", "co_sidecar"):
-        nested = options.get(key)
-        if isinstance(nested, Mapping):
-            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS}
+        if key in options:  # Lua clients send an empty table as [], so not always a Mapping
+            nested = options[key]
+            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS} if isinstance(nested, Mapping) else {}
     return {k: v for k, v in options.items() if k not in CLIENT_ONLY_KEYS}
 
 
@@ -370,6 +387,7 @@ def trust_hint(workspace: Path, environ: Mapping[str, str]) -> str:
 # -- unknown keys -----------------------------------------------------------------------------
 
 
+@functools.cache
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, type[BaseModel] | None]:
     """Every settings key (camelCase and snake_case), dotted, with its section model if any."""
     model = model or Config

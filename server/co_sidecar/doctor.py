@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import Config
 from .protocol import CodexCliInfo, DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
-from .router import cloud_preflight
+from .router import cloud_preflight, cloud_route_check
 
 
 def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | None:
@@ -139,7 +139,24 @@ async def doctor(
     if signed_out is not None:
         local.append(signed_out)
     probe = LaunchParams(prompt="doctor", mode="cloud")
-    cloud = cloud_preflight(probe, config, workspace, environ) if workspace else []
+    cloud = cloud_preflight(probe, config, workspace, environ) if workspace and not config.cloud.enabled else []
+    if workspace and config.cloud.enabled:
+        # Off the event loop: choosing the environment may list them (cached).
+        check = await asyncio.to_thread(cloud_route_check, probe, config, workspace, environ)
+        cloud = check.issues
+        if check.env is not None:
+            label = f" ({check.env.label})" if check.env.label else ""
+            checks.append(
+                DoctorCheck(
+                    name="cloud_env",
+                    ok=True,
+                    message=f"environment {check.env.id}{label}: {check.env.reason} [{check.env.source}]",
+                )
+            )
+        for warning in check.warnings:
+            checks.append(
+                DoctorCheck(name="cloud_warning", ok=True, message=warning.message, fix=warning.fix, code=warning.code)
+            )
     if workspace and not cloud:
         from .cloud.preflight import cloud_reachability
 

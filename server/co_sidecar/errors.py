@@ -79,7 +79,7 @@ class WorkspaceError(CoError):
 
 # JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
 RPC_CODES: list[tuple[int, str, str]] = [
-    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included)"),
+    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included; answered with the request's id when it can still be read)"),
     (-32600, "invalid request", "not a JSON-RPC request object, larger than CO_MAX_MESSAGE_BYTES (64 MiB), or nested deeper than 64 levels"),
     (-32601, "method not found", "unknown method or command"),
     (-32002, "server not initialized", "a request before `initialize` (LSP's ServerNotInitialized)"),
@@ -127,6 +127,9 @@ PREFLIGHT_CODES: list[tuple[str, str]] = [
     ("cloud_cli_missing", "cloud.adapter = cli but the codex CLI is not on PATH"),
     ("cloud_auth", "cloud.adapter = cli and `codex login status` says not signed in (or an API key: codex cloud needs ChatGPT)"),
     ("cloud_branch_missing", "the requested branch is not on origin"),
+    ("cloud_env_unknown", "the requested environment is neither an id nor a label of the account's environments (the message lists them)"),
+    ("cloud_env_ambiguous", "the requested label names several environments"),
+    ("cloud_branch_unpushed", "a warning, not a failure: the branch has local commits origin lacks, which the cloud task will not see"),
     ("local_agent_missing", "no agent command can run"),
     ("local_agent_signed_out", "co/doctor: the local agent is the Codex CLI, not signed in and no API key (CODEX_API_KEY) set"),
     ("local_not_git_repo", "the workspace is not a git repository"),

@@ -34,6 +34,7 @@ from .protocol import (
     DoctorCheck,
     DoctorParams,
     DoctorResult,
+    Issue,
     LaunchParams,
     LaunchResult,
     ListParams,
@@ -71,6 +72,11 @@ def parse_params(model: type[P], raw: Any) -> P:
         raise InvalidParams(
             f"invalid params: {where}: {first['msg']}", data={"field": where}
         ) from exc
+
+
+def config_issues(warnings: list[str]) -> list[Issue]:
+    """Configuration warnings as launch warnings (`LaunchResult.warnings`)."""
+    return [Issue(code="config_warning", message=w, fix=_fix_for(w)) for w in warnings]
 
 
 def config_checks(warnings: list[str]) -> list[DoctorCheck]:
@@ -237,7 +243,7 @@ class Handlers:
         workspace = self.resolve_workspace(params.workspace_folder)
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
-    def launch(self, params: LaunchParams) -> LaunchResult:
+    async def launch(self, params: LaunchParams) -> LaunchResult:
         workspace = self.resolve_workspace(params.workspace_folder)
         warnings: list[str] = []
         limit = self.config_for(workspace, warnings).runs.max_prompt_bytes
@@ -249,11 +255,13 @@ class Handlers:
                 data={"field": "prompt", "bytes": size, "limit": limit},
             )
         try:
-            result = self.manager.launch(params, workspace)
+            # Routing may list cloud environments (cached): off the event loop.
+            decision = await asyncio.to_thread(self.manager.route, params, workspace)
+            result = self.manager.launch(params, workspace, decision)
         except OSError as exc:  # before a run was recorded (reading earlier runs, say)
             raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
         if warnings:
-            result.warnings = warnings
+            result.warnings = config_issues(warnings) + result.warnings
             record = self.manager.runs.get(result.run_id)
             for warning in warnings:  # the editor's run view shows them too
                 if record is not None:

@@ -18,7 +18,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .protocol import ApplyStrategy, Fallback, FileStat, Mode, RequestedMode, RunState
+from .protocol import (
+    ApplyStrategy,
+    CloudEnv,
+    Fallback,
+    FileStat,
+    Issue,
+    Mode,
+    RequestedMode,
+    RunState,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -115,6 +124,22 @@ class CloudAttempt(Model):
     status: str | None = None
     diff: DiffEvidence | None = None
     error: str | None = None
+    placement: int | None = None
+    # The assistant's messages and a one-line worklog summary (None: the adapter cannot read them).
+    messages: list[str] | None = None
+    worklog: str | None = None
+
+
+class StartingDiffInfo(Model):
+    """The local changes a cloud task started from (startFromLocalChanges); never the text."""
+
+    sha256: str
+    bytes: int
+    files: int = 0
+    additions: int = 0
+    deletions: int = 0
+    base: str = ""  # origin/<branch>, or HEAD
+    unpushed_commits: int = 0
 
 
 class CloudError(Model):
@@ -139,6 +164,26 @@ class CloudInfo(Model):
     created_at: str | None = None
     last_polled_at: str | None = None
     completed_at: str | None = None
+    env: CloudEnv | None = None  # the environment chosen at launch, and why
+    warnings: list[Issue] = Field(default_factory=list)
+    start_from_local_changes: bool = False
+    starting_diff: StartingDiffInfo | None = None
+    # Consecutive polls whose answer said nothing about the task's state (reset when one does).
+    status_unreadable_polls: int = 0
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Each attempt's answer, as `co/runUpdate.answers` (wire JSON)."""
+        return [
+            {
+                "attempt": a.attempt,
+                "status": a.status,
+                "messages": list(a.messages or []),
+                "worklog": a.worklog,
+                "hasDiff": a.diff is not None,
+                "error": a.error,
+            }
+            for a in self.attempt_status
+        ]
 
 
 class RunManifest(Model):

@@ -65,9 +65,28 @@ ApplyStrategy = Literal["client", "git"]
 
 
 class CloudParams(Params):
-    env_id: str | None = None
+    env_id: str | None = Field(default=None, description="an environment id or label (case-insensitive); none: detected")
     branch: str | None = None
     attempts: int = Field(default=1, ge=1, le=4)
+    start_from_local_changes: bool | None = Field(
+        default=None,
+        description="start the task from your uncommitted changes and unpushed commits "
+        "(default: cloud.startFromLocalChanges)",
+    )
+
+
+EnvSource = Literal["configured", "label", "detected_by_repo", "only_one", "pinned", "most_used"]
+
+
+class CloudEnv(Wire):
+    """The Codex Cloud environment a cloud run uses, and why it was chosen."""
+
+    id: str
+    label: str | None = None
+    source: EnvSource = Field(
+        description="configured (an id), label, detected_by_repo, only_one, pinned or most_used"
+    )
+    reason: str = ""
 
 
 class LaunchParams(Params):
@@ -155,6 +174,11 @@ class RouteResult(Wire):
     issues: list[Issue] = Field(default_factory=list)
     fallback: Fallback | None = None
     denied: bool = False
+    # Cloud: the environment and branch the task would use, and what deserves a look but
+    # does not stop it (e.g. cloud_branch_unpushed).
+    cloud_env: CloudEnv | None = None
+    cloud_branch: str | None = None
+    warnings: list[Issue] = Field(default_factory=list)
 
 
 class LaunchResult(Wire):
@@ -164,9 +188,10 @@ class LaunchResult(Wire):
     state: RunState
     reason: str
     fallback: Fallback | None = None
-    # Configuration problems that did not stop the run: settings an untrusted workspace's file
-    # may not set (ignored, with how to trust it), unknown keys with the nearest valid one.
-    warnings: list[str] = Field(default_factory=list)
+    cloud_env: CloudEnv | None = None
+    # Problems that did not stop the run: settings an untrusted workspace's file may not set
+    # (ignored, with how to trust it), unknown keys with the nearest valid one, cloud warnings.
+    warnings: list[Issue] = Field(default_factory=list)
 
 
 class FileStat(Wire):
@@ -235,6 +260,17 @@ class AgentEvent(Wire):
     text: str | None = Field(default=None, description="agent message, reasoning, warning, failure, plan or unknown event as text")
 
 
+class CloudAnswer(Wire):
+    """What one attempt of a cloud task said (the assistant's messages and its worklog)."""
+
+    attempt: int
+    status: str | None = None
+    messages: list[str] = Field(default_factory=list)
+    worklog: str | None = None
+    has_diff: bool = False
+    error: str | None = None
+
+
 class RunUpdate(Wire):
     """The `co/runUpdate` notification."""
 
@@ -253,6 +289,8 @@ class RunUpdate(Wire):
     # Set when the update reports one agent step (local.output = codex-json); `message` is
     # its one-line human form.
     event: AgentEvent | None = None
+    # The terminal update of a cloud run: each attempt's answer (assistant messages, worklog).
+    answers: list[CloudAnswer] | None = None
 
 
 class RunSummary(Wire):

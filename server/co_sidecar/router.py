@@ -10,17 +10,32 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import WorkspaceError
 from .manifest import utc_now
 from .protocol import Fallback, Issue, LaunchParams, Mode, RouteResult
 
+if TYPE_CHECKING:
+    from .cloud.preflight import CloudCheck
+
 
 def in_git_work_tree(workspace: Path) -> bool:
-    """Whether `workspace` is inside a git work tree (a `.git` directory or file in it or a
-    parent): a cheap check so a local launch can be refused before anything is written."""
-    return any((folder / ".git").exists() for folder in (workspace, *workspace.parents))
+    """Whether `workspace` is inside a git work tree: a `.git` directory with a HEAD, or a
+    `.git` file pointing at one (`gitdir: ...`), in it or a parent, as git itself looks. A cheap
+    check so a local launch can be refused before anything is written."""
+    for folder in (workspace, *workspace.parents):
+        dot_git = folder / ".git"
+        if (dot_git / "HEAD").is_file():
+            return True
+        if dot_git.is_file():
+            try:
+                if dot_git.read_bytes()[:8] == b"gitdir: ":
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def not_a_repository(workspace: Path) -> WorkspaceError:
@@ -52,13 +67,21 @@ def cloud_disabled_issue() -> Issue:
 def cloud_preflight(
     params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
 ) -> list[Issue]:
-    """Every reason a cloud run cannot start now; empty means ready. Cheap and network-free."""
+    """Every reason a cloud run cannot start now; empty means ready."""
     if not config.cloud.enabled:
         # The feature guard: answer without importing anything cloud-related.
         return [cloud_disabled_issue()]
-    from .cloud.preflight import cloud_preflight as check
+    return cloud_route_check(params, config, workspace, environ).issues
 
-    return check(
+
+def cloud_route_check(
+    params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
+) -> CloudCheck:
+    """The cloud preflight with the environment and branch it chose, and its warnings. Local
+    checks, plus the environment lists (cached) when an environment must be resolved."""
+    from .cloud.preflight import cloud_check
+
+    return cloud_check(
         config,
         workspace,
         requested_cloud_env(params, config),
@@ -86,9 +109,21 @@ def route(
     if mode == "local":
         return RouteResult(mode="local", requested_mode=params.mode, reason=why)
 
-    issues = cloud_preflight(params, config, workspace, environ)
-    if not issues:
-        return RouteResult(mode="cloud", requested_mode=params.mode, reason=why)
+    check: CloudCheck | None = None
+    if not config.cloud.enabled:
+        issues = [cloud_disabled_issue()]  # without importing anything cloud-related
+    else:
+        check = cloud_route_check(params, config, workspace, environ)
+        issues = check.issues
+    if check is not None and not issues:
+        return RouteResult(
+            mode="cloud",
+            requested_mode=params.mode,
+            reason=why,
+            cloud_env=check.env,
+            cloud_branch=check.branch,
+            warnings=check.warnings,
+        )
 
     codes = ", ".join(i.code for i in issues)
     if issues[0].code == "cloud_disabled":

@@ -26,8 +26,10 @@ from rich.table import Table
 from . import __version__
 from .config import parse_argv
 from .jsonrpc import plain_converter
+from .run_clock import RunClock
 
 T = TypeVar("T")
+TICK_S = 1.0  # the status line's clock advances this often while the run is quiet
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
 
 
@@ -159,6 +161,8 @@ async def _launch_and_follow(
 ) -> int:
     params: dict[str, Any] = {"prompt": args.prompt, "mode": args.mode, "taskId": args.task_id}
     cloud = {k: v for k, v in {"envId": args.env_id, "branch": args.branch}.items() if v}
+    if getattr(args, "start_from_local_changes", None):
+        cloud["startFromLocalChanges"] = True
     if cloud or args.attempts != 1:
         params["cloud"] = {**cloud, "attempts": args.attempts}
     launched = await watch(client.protocol.send_request_async("co/launch", params))
@@ -166,27 +170,34 @@ async def _launch_and_follow(
     console.print(f"[bold]run[/bold] {run_id}  mode=[cyan]{launched['mode']}[/cyan]  {escape(launched['reason'])}")
     if launched.get("fallback"):
         console.print(f"[yellow]fallback:[/yellow] {escape(launched['fallback']['reason'])}")
+    _print_cloud_launch(launched, console)
 
     state = launched["state"]
     shown_urls: set[str] = set()
+    clock = RunClock()
+    clock.state = state
     with console.status(f"{state}…", spinner="dots") as status:
         while state not in FINISHED:
-            update = await watch(updates.get())
+            try:
+                # A quiet agent sends nothing for a while: the clock still moves every second.
+                update = await watch(asyncio.wait_for(updates.get(), TICK_S))
+            except TimeoutError:
+                status.update(escape(clock.line()))
+                continue
             if update.get("runId") != run_id:
                 continue
             state = update["state"]
-            elapsed = update.get("elapsedMs", 0) / 1000
+            clock.update(update)
             polls = f" polls={update['pollCount']}" if update.get("pollCount") else ""
-            status.update(f"[bold]{state}[/bold] {elapsed:.1f}s{polls}")
+            status.update(escape(clock.line()) + polls)
             message = update.get("message") or ""
             if update.get("event"):
                 console.print(f"  {_step_markup(update['event'], message)}")
-                status.update(f"[bold]{state}[/bold] {elapsed:.1f}s  {escape(message)}")
             elif update.get("stream"):
                 style = "dim" if update["stream"] == "stdout" else "yellow"
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
-            elif message:
+            elif message and not message.startswith("warning: "):  # shown from the launch result
                 console.print(f"[bold]{state}[/bold] {escape(message)}")
                 url = update.get("cloudTaskUrl")
                 if url and url not in shown_urls:
@@ -194,9 +205,13 @@ async def _launch_and_follow(
                     console.print(f"  task: [link={url}]{url}[/link]")
 
     record = await watch(client.protocol.send_request_async("co/status", {"runId": run_id}))
+    _print_answers(record, console)
     if state != "succeeded":
         console.print(f"[red]run {state}: {escape(record.get('failureReason') or '')}[/red]")
         return 1
+    if record.get("diff") is None:
+        console.print("no changes: nothing to apply")
+        return 0
     diff = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
@@ -241,3 +256,31 @@ def _print_diff(diff: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]conflict[/yellow] {conflict['path']}: {escape(conflict['reason'])}")
     if diff["patch"]:
         console.print(Syntax(diff["patch"], "diff", theme="ansi_dark", background_color="default"))
+
+
+def _print_cloud_launch(launched: dict[str, Any], console: Console) -> None:
+    """The cloud environment chosen and why, and the preflight's warnings."""
+    env = launched.get("cloudEnv")
+    if env:
+        label = f" ({env['label']})" if env.get("label") else ""
+        console.print(f"environment [cyan]{escape(env['id'])}[/cyan]{escape(label)}: {escape(env.get('reason') or env['source'])}")
+    for warning in launched.get("warnings") or []:
+        fix = f" — {warning['fix']}" if warning.get("fix") else ""
+        console.print(f"[yellow]warning:[/yellow] {escape(warning['message'] + fix)}")
+
+
+def _print_answers(record: dict[str, Any], console: Console) -> None:
+    """Each cloud attempt's answer: the assistant's messages and its worklog summary."""
+    for attempt in (record.get("cloud") or {}).get("attemptStatus") or []:
+        messages = attempt.get("messages") or []
+        if not messages and not attempt.get("worklog") and not attempt.get("error"):
+            continue
+        console.print(f"[bold]attempt {attempt['attempt']}[/bold] ({attempt.get('status') or 'unknown'}):")
+        for text in messages:
+            for line in text.splitlines() or [""]:
+                console.print(f"  {escape(line)}")
+        if attempt.get("error"):
+            console.print(f"  [red]{escape(attempt['error'])}[/red]")
+        if attempt.get("worklog"):
+            console.print(f"  [dim]{escape(attempt['worklog'])}[/dim]")
+

@@ -305,6 +305,8 @@ class RunRecord:
                 "stream": stream,
                 "errorCode": m.error_code,
                 "event": event,
+                # The terminal update of a cloud run carries each attempt's answer.
+                "answers": cloud.answers() if cloud is not None and state in FINISHED_STATES else None,
             }
         )
 
@@ -538,10 +540,11 @@ class RunManager:
     def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
         return route(params, self.config_for(workspace), workspace, self.environ)
 
-    def launch(self, params: LaunchParams, workspace: Path) -> LaunchResult:
+    def launch(self, params: LaunchParams, workspace: Path, decision: RouteResult | None = None) -> LaunchResult:
+        """`decision`: a route already taken off the event loop (it may list cloud environments)."""
         config = self.config_for(workspace)
         self.recover(self.ensure_loaded(workspace))
-        decision = route(params, config, workspace, self.environ)
+        decision = decision or route(params, config, workspace, self.environ)
         if decision.mode == "local" and not in_git_work_tree(workspace):
             raise not_a_repository(workspace)  # refused before the runs root is created
         now = utc_now()
@@ -564,11 +567,15 @@ class RunManager:
         if decision.mode == "cloud":
             from .manifest import CloudInfo
 
+            start_local = params.cloud.start_from_local_changes
             manifest.cloud = CloudInfo(
                 adapter=config.cloud.adapter,
-                env_id=requested_cloud_env(params, config),
-                branch=requested_cloud_branch(params, config),
+                env_id=decision.cloud_env.id if decision.cloud_env else requested_cloud_env(params, config),
+                branch=decision.cloud_branch or requested_cloud_branch(params, config),
                 attempts=params.cloud.attempts,
+                env=decision.cloud_env,
+                warnings=decision.warnings,
+                start_from_local_changes=config.cloud.start_from_local_changes if start_local is None else start_local,
             )
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
         try:
@@ -602,6 +609,8 @@ class RunManager:
             state=manifest.state,
             reason=decision.reason,
             fallback=decision.fallback,
+            cloud_env=decision.cloud_env if decision.mode == "cloud" else None,
+            warnings=decision.warnings,
         )
 
     async def _drive(self, record: RunRecord, execute: Callable[[Any], Awaitable[Outcome]]) -> None:

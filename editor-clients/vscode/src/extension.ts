@@ -18,6 +18,7 @@ import {
 
 import {
   ApplySummary,
+  CloudAnswer,
   CoApi,
   DiffResult,
   Methods,
@@ -158,6 +159,14 @@ function onRunUpdate(update: RunUpdate): void {
       `[${shortRunId(run.runId)}] ${stateLabel(update.state)}${update.message ? `: ${update.message}` : ""}`,
     );
   }
+  for (const answer of update.answers ?? []) {
+    // A finished cloud run: what each attempt said, in full, in the run output.
+    for (const text of answer.messages) {
+      for (const line of text.split(/\r?\n/)) runOutput.appendLine(`[${shortRunId(run.runId)}] attempt ${answer.attempt}: ${line}`);
+    }
+    if (answer.worklog) runOutput.appendLine(`[${shortRunId(run.runId)}] attempt ${answer.attempt}: ${answer.worklog}`);
+    if (answer.error) runOutput.appendLine(`[${shortRunId(run.runId)}] attempt ${answer.attempt}: ${answer.error}`);
+  }
 }
 
 function updateStatusBar(): void {
@@ -224,7 +233,7 @@ function watchRun(runId: string, prompt: string, workDoneToken?: string): void {
         }, 5000);
         try {
           const run = await tracker.waitForFinish(runId, { signal: stop.signal });
-          void announceFinished(run.runId, run.state, run.message);
+          void announceFinished(run.runId, run.state, run.message, run.answers);
         } catch {
           // The server went away; the status bar keeps the last known state.
         } finally {
@@ -236,9 +245,22 @@ function watchRun(runId: string, prompt: string, workDoneToken?: string): void {
     );
 }
 
-async function announceFinished(runId: string, state: RunState, message: string): Promise<void> {
+async function announceFinished(
+  runId: string,
+  state: RunState,
+  message: string,
+  answers: CloudAnswer[] = [],
+): Promise<void> {
   const short = shortRunId(runId);
-  if (state === "succeeded") {
+  const said = answers.flatMap((a) => a.messages).find((m) => m.trim());
+  if (state === "succeeded" && answers.length > 0 && !answers.some((a) => a.hasDiff)) {
+    // A cloud task that answered without changing files: the answer is the result.
+    const choice = await vscode.window.showInformationMessage(
+      `CO run ${short} answered${said ? `: ${truncate(said, 200)}` : " with no changes"}`,
+      "Show Answer",
+    );
+    if (choice === "Show Answer") runOutput.show(true);
+  } else if (state === "succeeded") {
     const choice = await vscode.window.showInformationMessage(
       `CO run ${short} succeeded${message ? `: ${truncate(message, 80)}` : ""}`,
       "Preview Diff",

@@ -199,6 +199,14 @@ describe("RunTracker", () => {
     assert.deepEqual(run.output, ["3 passed"]);
   });
 
+  it("keeps a finished cloud run's answers", () => {
+    const t = new RunTracker();
+    t.handleUpdate(update("running", { mode: "cloud" }));
+    const answers = [{ attempt: 1, status: "completed", messages: ["It returns 1."], worklog: "worklog: 1 entry (tool 1)", hasDiff: false }];
+    t.handleUpdate(update("succeeded", { mode: "cloud", answers }));
+    assert.deepEqual(t.get("r1")!.answers, answers);
+  });
+
   it("accepts updates before the launch response and merges the response later", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));

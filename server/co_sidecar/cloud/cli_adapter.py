@@ -205,15 +205,18 @@ class CliCloudClient:
             cwd=cwd,
         )
 
-    async def _run(self, args: list[str], what: str) -> tuple[int, str, str]:
+    async def _run(
+        self, args: list[str], what: str, extra_env: Mapping[str, str] | None = None
+    ) -> tuple[int, str, str]:
         argv = [*self.command, "cloud", *args]
+        environ = {**self.environ, **extra_env} if extra_env else self.environ
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self.environ,
+                env=environ,
                 cwd=self._workdir(),
             )
         except FileNotFoundError:
@@ -234,7 +237,14 @@ class CliCloudClient:
         return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     async def create_task(
-        self, prompt: str, env_id: str, branch: str | None, attempts: int = 1, qa_mode: bool = False
+        self,
+        prompt: str,
+        env_id: str,
+        branch: str | None,
+        attempts: int = 1,
+        qa_mode: bool = False,
+        *,
+        starting_diff: str | None = None,
     ) -> TaskRef:
         validate_attempts(attempts)
         args = ["exec", "--env", env_id]
@@ -244,7 +254,11 @@ class CliCloudClient:
             args += ["--attempts", str(attempts)]
         # qa_mode has no CLI flag; `--` keeps a prompt starting with '-' a positional.
         args += ["--", prompt]
-        code, out, err = await self._run(args, "codex cloud exec")
+        # The official client's way to start from local changes: it sends this as the
+        # task's `pre_apply_patch`. Set (or emptied) explicitly so an inherited one never leaks in.
+        code, out, err = await self._run(
+            args, "codex cloud exec", {"CODEX_STARTING_DIFF": starting_diff or ""}
+        )
         if code != 0:
             raise classify_stderr(err or out, code, "codex cloud exec")
         return parse_exec_output(out)
@@ -257,7 +271,8 @@ class CliCloudClient:
             if match:
                 label = match["label"].lower()
                 break
-        # status exits 1 for any task that is not READY: only a missing status line is an error.
+        # status exits 1 for any task that is not READY (PENDING, APPLIED, ERROR): only a
+        # missing status line is an error. APPLIED (applied elsewhere) is finished and succeeded.
         if label is None:
             if code != 0:
                 raise classify_stderr(err or out, code, "codex cloud status")

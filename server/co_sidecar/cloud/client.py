@@ -96,7 +96,10 @@ def error_for_status(
     return CloudProtocolError(message, http_status=status)
 
 
-# Raw statuses seen in the task API and the CLI, mapped to run states.
+# Raw statuses, mapped to run states as the official client's `map_status` maps them
+# (cloud-tasks-client/src/http.rs): a turn status (failed, completed, in_progress, pending,
+# cancelled) or a display state (pending, ready, applied, error); anything else is pending.
+# One deliberate difference: `cancelled` is its own run state here, not an error.
 _STATUS_MAP: dict[str, RunState] = {
     "pending": RunState.RUNNING,
     "in_progress": RunState.RUNNING,
@@ -105,7 +108,7 @@ _STATUS_MAP: dict[str, RunState] = {
     "running": RunState.RUNNING,
     "ready": RunState.SUCCEEDED,
     "completed": RunState.SUCCEEDED,
-    "applied": RunState.SUCCEEDED,
+    "applied": RunState.SUCCEEDED,  # applied elsewhere: finished, and it succeeded
     "error": RunState.FAILED,
     "failed": RunState.FAILED,
     "cancelled": RunState.CANCELLED,
@@ -114,11 +117,20 @@ _STATUS_MAP: dict[str, RunState] = {
 
 
 def map_status(raw: str | None) -> RunState:
-    """pending/in-progress/queued → running; ready/completed → succeeded; error/failed → failed."""
+    """pending/in-progress/queued → running; ready/completed/applied → succeeded;
+    error/failed → failed; cancelled → cancelled."""
     if not raw:
         return RunState.RUNNING
-    # Unknown statuses are treated as still running: the overall timeout bounds them.
+    # Unknown statuses are treated as still running, as the official client does.
     return _STATUS_MAP.get(raw.strip().lower(), RunState.RUNNING)
+
+
+def error_summary(code: str | None, message: str | None) -> str | None:
+    """A turn error as the official client shows it: `CODE: message`, or whichever is set."""
+    code, message = (code or "").strip(), (message or "").strip()
+    if code and message:
+        return f"{code}: {message}"
+    return code or message or None
 
 
 def is_terminal(state: RunState) -> bool:
@@ -133,7 +145,9 @@ class TaskRef:
 
 @dataclass
 class AttemptInfo:
-    """One attempt (assistant turn) of a task; best-of-N tasks have several, numbered 1..N."""
+    """One attempt (assistant turn) of a task. `attempt` is the number `codex cloud diff
+    --attempt N` gives it: the attempts carrying a diff are 1..K in the official order
+    (placement, creation time, id); the others follow, K+1.. in the same order."""
 
     attempt: int
     turn_id: str | None = None
@@ -142,6 +156,15 @@ class AttemptInfo:
     diff: bytes | None = None
     error_code: str | None = None
     error_message: str | None = None
+    placement: int | None = None
+    # The assistant's messages (output items, then assistant worklog entries) and a one-line
+    # summary of the worklog; None when the adapter cannot read them (the CLI).
+    messages: list[str] | None = None
+    worklog: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        return error_summary(self.error_code, self.error_message)
 
 
 @dataclass
@@ -157,6 +180,11 @@ class TaskSnapshot:
     url: str | None = None
     # Attempts the task reported in total (best-of-N), when known.
     attempt_total: int | None = None
+    # False when no field of the answer said what state the task is in (no
+    # task_status_display, no turn_status): the state above is then only a guess (running).
+    status_known: bool = True
+    # True when every attempt's diff is already in `attempts` (HTTP): no `get_diff` calls.
+    diffs_included: bool = False
 
     @property
     def all_attempts_done(self) -> bool:
@@ -176,7 +204,14 @@ class CloudClient(Protocol):
     adapter: str
 
     async def create_task(
-        self, prompt: str, env_id: str, branch: str | None, attempts: int, qa_mode: bool
+        self,
+        prompt: str,
+        env_id: str,
+        branch: str | None,
+        attempts: int,
+        qa_mode: bool,
+        *,
+        starting_diff: str | None = None,
     ) -> TaskRef: ...
 
     async def get_task(self, task_id: str) -> TaskSnapshot: ...

@@ -33,8 +33,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 ENDPOINTS = {"create", "poll", "diff", "list", "cancel", "task", "*"}
-HTTP_KINDS = {"429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop", "delay"}
-TASK_KINDS = {"slow", "fail", "instant"}
+HTTP_KINDS = {
+    "429", "500", "502", "503", "401", "403", "404", "malformed", "hang", "drop", "delay",
+    "bare_id",  # create: answer `{"task": {}, "id": ID}` (the official client takes ID)
+}  # fmt: skip
+# Task kinds: timing and outcome (slow, fail, instant), and shapes of the answers about it:
+# nostatus (turns without `turn_status`: only task_status_display tells), unreadable (neither).
+TASK_KINDS = {"slow", "fail", "instant", "nostatus", "unreadable"}
 
 
 @dataclass
@@ -113,6 +118,9 @@ class Turn:
     updated_at: float = 0.0
     # task:instant: completes on this many more polls (details, or a list page showing it)
     polls_left: int | None = None
+    # (author role, text) entries of the turn's worklog: the agent's stderr lines, as "tool".
+    worklog: list[tuple[str, str]] = field(default_factory=list)
+    show_status: bool = True  # task:nostatus / task:unreadable serve no turn_status
 
     def wire(self, sibling_ids: list[str]) -> dict[str, Any]:
         items: list[dict[str, Any]] = []
@@ -132,6 +140,15 @@ class Turn:
             "sibling_turn_ids": sibling_ids,
             "output_items": items,
         }
+        if not self.show_status:
+            del turn["turn_status"]
+        if self.worklog:
+            turn["worklog"] = {
+                "messages": [
+                    {"author": {"role": role}, "content": {"parts": [text]}}
+                    for role, text in self.worklog
+                ]
+            }
         if self.error:
             turn["error"] = self.error
         return turn
@@ -148,6 +165,9 @@ class Task:
     created_at: float
     head: str | None
     turns: list[Turn] = field(default_factory=list)
+    # The `pre_apply_patch` input item: attempts start from the branch with this applied.
+    starting_diff: str | None = None
+    show_display: bool = True  # task:unreadable serves no task_status_display
     cancelled: threading.Event = field(default_factory=threading.Event)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -164,7 +184,9 @@ class Task:
                 return "in_progress"
         return "completed" if "completed" in statuses else statuses[0]
 
-    def status_display(self) -> dict[str, Any]:
+    def status_display(self) -> dict[str, Any] | None:
+        if not self.show_display:
+            return None
         added = removed = files = 0
         diff = self.turns[0].diff or ""
         for line in diff.splitlines():
@@ -254,7 +276,7 @@ class Emulator:
         token: str | None = None,
         task_timeout: float = 600.0,
         hang_seconds: float = 30.0,
-        environments: list[str] | None = None,
+        environments: list[str] | list[dict[str, Any]] | None = None,
     ):
         self.repo = Path(repo).resolve() if repo is not None else Path.cwd()
         self.host = host
@@ -264,8 +286,14 @@ class Emulator:
         self.token = token
         self.task_timeout = task_timeout
         self.hang_seconds = hang_seconds
-        # What `GET .../environments` lists: the real `codex cloud exec --env` resolves its env there.
-        self.environments = environments or ["env-emulated"]
+        # What `GET .../environments` lists (the real `codex cloud exec --env` resolves its env
+        # there): rows `{id, label, is_pinned, task_count, repos: ["owner/repo"]}` (a bare
+        # string is an id that is also its label); `repos` says which
+        # `.../environments/by-repo/github/{owner}/{repo}` lists it. None: an open emulator
+        # that takes any environment id and has no list (404).
+        self.environments = (
+            None if environments is None else [_env_row(e) for e in environments]
+        )
         self.tasks: dict[str, Task] = {}
         self.requests: list[dict[str, Any]] = []  # (method, path, headers) seen, for tests
         self.lock = threading.Lock()
@@ -356,27 +384,44 @@ class Emulator:
         )
         if not prompt.strip():
             raise ValueError("input_items must hold a user message with text")
+        starting = None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("type") == "pre_apply_patch":
+                payload = item.get("output_diff")
+                diff = payload.get("diff") if isinstance(payload, dict) else None
+                if not isinstance(diff, str) or not diff:
+                    raise ValueError("pre_apply_patch needs output_diff.diff")
+                starting = diff
+        env_id = new_task["environment_id"]
+        if self.environments is not None and env_id not in {e["id"] for e in self.environments}:
+            raise ValueError(f"environment {env_id!r} not found")
         metadata = body.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
         n = metadata.get("best_of_n", 1)
         if not isinstance(n, int) or not 1 <= n <= 4:
             raise ValueError("metadata.best_of_n must be 1..4")
-        try:
-            head: str | None = _git(["rev-parse", "HEAD"], self.repo).strip()
-        except (RuntimeError, OSError, subprocess.TimeoutExpired):
-            head = None
+        branch = new_task.get("branch") if isinstance(new_task.get("branch"), str) else None
+        head = self._branch_head(branch)
         now = time.time()
         task = Task(
             id="task_e_" + secrets.token_hex(12),
             title=prompt.strip().splitlines()[0][:80],
             prompt=prompt,
             env_id=new_task["environment_id"],
-            branch=new_task.get("branch") if isinstance(new_task.get("branch"), str) else None,
+            branch=branch,
             qa_mode=bool(new_task.get("run_environment_in_qa_mode")),
             created_at=now,
             head=head,
+            starting_diff=starting,
         )
         task.turns = [Turn("turn_" + secrets.token_hex(8), i, now + i * 1e-3) for i in range(n)]
+        if self.task_fault("unreadable", 1) is not None:
+            task.show_display = False
+            for turn in task.turns:
+                turn.show_status = False
+        elif self.task_fault("nostatus", 1) is not None:
+            for turn in task.turns:
+                turn.show_status = False
         with self.lock:
             self.tasks[task.id] = task
         for turn in task.turns:
@@ -389,6 +434,17 @@ class Emulator:
             self._workers.append(worker)
             worker.start()
         return task
+
+    def _branch_head(self, branch: str | None) -> str | None:
+        """The commit a task starts from, as the service sees the repository: the branch as
+        pushed (origin/<branch>, when `--repo` is a clone), else the local branch, else HEAD."""
+        refs = [f"refs/remotes/origin/{branch}", f"refs/heads/{branch}"] if branch else []
+        for ref in [*refs, "HEAD"]:
+            try:
+                return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], self.repo).strip()
+            except (RuntimeError, OSError, subprocess.TimeoutExpired):
+                continue
+        return None
 
     def _kill(self, task: Task) -> None:
         task.cancelled.set()
@@ -441,6 +497,25 @@ class Emulator:
                 scratch,
             )
             _git(["checkout", "--quiet", "--detach", task.head], work)
+            if task.starting_diff:
+                # Start from the user's local changes, committed so the attempt's diff is
+                # made against them (and so applies to the user's working tree).
+                patch = scratch / "starting.diff"
+                patch.write_text(task.starting_diff, encoding="utf-8")
+                try:
+                    _git(["apply", "--binary", "--whitespace=nowarn", str(patch)], work)
+                except RuntimeError as exc:
+                    self._finish(
+                        turn, "failed", error={"code": "PRE_APPLY_PATCH_FAILED", "message": str(exc)[:500]}
+                    )
+                    return
+                _git(["add", "-A"], work)
+                _git(
+                    ["-c", "user.name=emulator", "-c", "user.email=emulator@localhost",
+                     "-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify",
+                     "--allow-empty", "-m", "starting diff"],
+                    work,
+                )  # fmt: skip
             env = {
                 **{k: v for k, v in os.environ.items() if k != "CODEX_CLOUD_TOKEN"},
                 "CO_PROMPT": task.prompt,
@@ -497,6 +572,11 @@ class Emulator:
                 "completed",
                 diff=diff or None,
                 message=out.decode(errors="replace").strip()[-2000:],
+                worklog=[
+                    ("tool", line)
+                    for line in err.decode(errors="replace").splitlines()[-50:]
+                    if line.strip()
+                ],
             )
         except (
             Exception
@@ -521,7 +601,6 @@ class Emulator:
                 "updated_at": max(t.updated_at or t.created_at for t in task.turns),
                 "external_pull_requests": [],
             },
-            "task_status_display": task.status_display(),
             "current_user_turn": {
                 "id": "turn_user_" + task.id[-8:],
                 "role": "user",
@@ -535,6 +614,9 @@ class Emulator:
             },
             "current_assistant_turn": current.wire([t.id for t in siblings]),
         }
+        display = task.status_display()
+        if display is not None:
+            body["task_status_display"] = display
         if current.diff:
             body["current_diff_task_turn"] = {
                 "id": current.id,
@@ -562,25 +644,47 @@ class Emulator:
         following = str(start + limit) if start + limit < len(ordered) else None
         for task in tasks:  # a listed synthetic task counts this as one of its polls too
             self.tick(task)
-        return {
-            "items": [
-                {
-                    "id": t.id,
-                    "title": t.title,
-                    "updated_at": max(x.updated_at or x.created_at for x in t.turns),
-                    "task_status_display": t.status_display(),
-                    "pull_requests": [],
-                    "archived": False,
-                    "has_unread_turn": False,
-                }
-                for t in tasks
-            ],
-            "cursor": following,
-        }
+        items = []
+        for t in tasks:
+            item = {
+                "id": t.id,
+                "title": t.title,
+                "updated_at": max(x.updated_at or x.created_at for x in t.turns),
+                "task_status_display": t.status_display(),
+                "pull_requests": [],
+                "archived": False,
+                "has_unread_turn": False,
+            }
+            if item["task_status_display"] is None:
+                del item["task_status_display"]
+            items.append(item)
+        return {"items": items, "cursor": following}
+
+    def environments_body(self, owner_repo: str | None) -> list[dict[str, Any]] | None:
+        """`GET .../environments` (all) or `.../by-repo/github/{owner}/{repo}`; None: no list."""
+        if self.environments is None:
+            return None
+        rows = [
+            e for e in self.environments
+            if owner_repo is None or owner_repo.lower() in (r.lower() for r in e["repos"])
+        ]  # fmt: skip
+        return [{k: v for k, v in e.items() if k != "repos"} for e in rows]
+
+
+def _env_row(env: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(env, str):
+        return {"id": env, "label": env, "is_pinned": False, "task_count": 0, "repos": []}
+    row = {"label": None, "is_pinned": False, "task_count": 0, "repos": [], **env}
+    if not isinstance(row.get("id"), str) or not row["id"]:
+        raise ValueError(f"environment {env!r} needs an id")
+    return row
 
 
 _ROUTE = re.compile(r"^(?:/backend-api/wham|/wham|/api/codex)/tasks(?P<rest>/.*)?$")
-_ENVIRONMENTS = re.compile(r"^(?:/backend-api/wham|/wham|/api/codex)/environments/?$")
+_ENVIRONMENTS = re.compile(
+    r"^(?:/backend-api/wham|/wham|/api/codex)/environments"
+    r"(?:/by-repo/github/(?P<owner>[^/]+)/(?P<repo>[^/]+))?/?$"
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -630,6 +734,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "malformed":
             self._send(200, b'{"task": {"id": "tru')
             return True
+        if kind == "bare_id":  # a shape, not a failure: the route answers in it
+            return False
         status = int(kind)
         headers: dict[str, str] = {}
         if status in (429, 503):
@@ -691,10 +797,15 @@ class _Handler(BaseHTTPRequestHandler):
             html = f"<html><body><h1>{task.title}</h1><p>{task.latest_status()}</p></body></html>"
             self._send(200, html.encode(), ctype="text/html")
             return
-        if _ENVIRONMENTS.match(url.path):
+        envs_route = _ENVIRONMENTS.match(url.path)
+        if envs_route:
             if self._authorized_or_401():
-                envs = [{"id": e, "label": e, "is_pinned": True, "repo_map": {}} for e in self.emulator.environments]
-                self._send(200, envs)
+                slug = f"{envs_route['owner']}/{envs_route['repo']}" if envs_route["owner"] else None
+                rows = self.emulator.environments_body(slug)
+                if rows is None:
+                    self._error(404, "this emulator lists no environments (start it with --env)")
+                else:
+                    self._send(200, rows)
             return
         rest = self._task_route(url.path)
         if rest is None:
@@ -748,12 +859,13 @@ class _Handler(BaseHTTPRequestHandler):
             fault = self.emulator.fault_for("create")
             if fault and self._apply_fault(fault):
                 return
+            bare = fault is not None and fault.kind == "bare_id"
             try:
                 task = self.emulator.create(body if isinstance(body, dict) else {})
             except ValueError as exc:
                 self._error(400, str(exc))
                 return
-            self._send(200, {"task": {"id": task.id, "title": task.title}})
+            self._send(200, {"task": {}, "id": task.id} if bare else {"task": {"id": task.id, "title": task.title}})
             return
         if len(rest) == 2 and rest[1] == "cancel":
             fault = self.emulator.fault_for("cancel")
@@ -767,6 +879,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"task": {"id": target.id}, "status": "cancelled"})
             return
         self._error(404, f"no route for {url.path}")
+
+
+def _env_arg(text: str) -> dict[str, Any]:
+    """`ID[=LABEL][@OWNER/REPO]` of `--env`."""
+    spec, _, repo = text.partition("@")
+    env_id, _, label = spec.partition("=")
+    return {"id": env_id, "label": label or env_id, "repos": [repo] if repo else []}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -786,6 +905,13 @@ def main(argv: list[str] | None = None) -> int:
         "--agent", default=None, help="agent command (shell-like string or JSON list)"
     )
     parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=None,
+        metavar="ID[=LABEL][@OWNER/REPO]",
+        help="an environment to list (repeatable); without any, every environment id is taken",
+    )
     parser.add_argument("--task-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     try:
@@ -808,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
         agent=agent,
         token=args.token,
         task_timeout=args.task_timeout,
+        environments=[_env_arg(e) for e in args.env] if args.env else None,
     )
     try:
         emulator.start()

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..config import CloudConfig
 from ..execution import Outcome, RunContext
-from ..manifest import CloudAttempt, CloudError, CloudInfo, utc_now
-from ..protocol import RunState
+from ..manifest import CloudAttempt, CloudError, CloudInfo, StartingDiffInfo, utc_now
+from ..protocol import Issue, RunState
 from .client import (
     CLOUD_PREFLIGHT,
     CLOUD_TASK_FAILED,
@@ -32,6 +32,7 @@ from .client import (
 from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
 from .preflight import cloud_preflight, cloud_reachability, workspace_branch
+from .starting_diff import StartingDiff, StartingDiffError, make_starting_diff
 
 __all__ = ["CloudExecutor", "cloud_preflight", "cloud_reachability", "make_client"]
 
@@ -62,6 +63,9 @@ def _private_cwd(ctx: RunContext) -> str | None:
 
 # Unchanged polls write the manifest at most this often (each still sends a runUpdate).
 PERSIST_EVERY_S = 30.0
+# Polls in a row with no readable status before the run says so (runUpdates, manifest).
+UNREADABLE_AFTER = 3
+STATUS_UNREADABLE = "cloud_status_unreadable"
 
 
 def _safe_to_recreate(error: CloudClientError) -> bool:
@@ -102,20 +106,29 @@ class CloudExecutor:
         info.env_id = env_id
         info.branch = info.branch or cloud.branch
         info.attempts = info.attempts or 1
-        if cloud.adapter == "cli" and not info.branch:
-            # The CLI's own default is the branch of its working directory, which is private
-            # (below): name the workspace's branch, resolved as the CLI would there.
+        if not info.branch:
+            # Always name a branch, as the official client does: the workspace's current
+            # branch, else its default branch, else main (the CLI would otherwise read the
+            # branch of its private working directory).
             info.branch = await asyncio.to_thread(workspace_branch, ctx.workspace)
+        starting: str | None = None
+        if info.start_from_local_changes:
+            try:
+                made = await asyncio.to_thread(self._starting_diff, ctx, info.branch)
+            except StartingDiffError as exc:
+                return self._fail(ctx, CLOUD_PREFLIGHT, exc.message)
+            starting = self._record_starting_diff(ctx, made, info.branch)
         client = self._client or make_client(cloud, self._environ, _private_cwd(ctx))
         info.adapter = client.adapter
         poller = self._poller(ctx)
         started = time.monotonic()
         ctx.manifest.executor.kind = "cloud"
         ctx.manifest.executor.started_at = utc_now()
+        extra: dict[str, Any] = {"starting_diff": starting} if starting else {}
         try:
             created = await poller.call(
                 lambda: client.create_task(
-                    ctx.prompt, env_id, info.branch, info.attempts or 1, cloud.qa_mode
+                    ctx.prompt, env_id, info.branch, info.attempts or 1, cloud.qa_mode, **extra
                 ),
                 retryable=_safe_to_recreate,
                 on_retry=lambda err, delay: self._on_retry(ctx, err, delay, "create"),
@@ -151,6 +164,43 @@ class CloudExecutor:
                 await client.aclose()
 
     # -- helpers -----------------------------------------------------------------------
+    def _starting_diff(self, ctx: RunContext, branch: str) -> StartingDiff | None:
+        """The user's local changes against origin/<branch> (startFromLocalChanges); blocking."""
+        from .auth import load_credentials
+
+        cloud = ctx.config.cloud
+        creds = load_credentials(self._environ)
+        return make_starting_diff(
+            ctx.workspace,
+            branch,
+            cloud.starting_diff_max_bytes,
+            runs_root=ctx.run_dir.parent.parent,
+            secrets=[creds.token if creds else None],
+            for_env=cloud.adapter == "cli",
+        )
+
+    def _record_starting_diff(self, ctx: RunContext, made: StartingDiff | None, branch: str) -> str | None:
+        """Record it in the manifest by sha256 and stats (never the text); its text to send."""
+        info = self._info(ctx)
+        if made is None:
+            ctx.save(f"startFromLocalChanges: no local changes on {branch} to start from")
+            return None
+        info.starting_diff = StartingDiffInfo(
+            sha256=made.sha256,
+            bytes=made.bytes,
+            files=made.files,
+            additions=made.additions,
+            deletions=made.deletions,
+            base=made.base,
+            unpushed_commits=made.unpushed_commits,
+        )
+        commits = f" and {made.unpushed_commits} unpushed commit(s)" if made.unpushed_commits else ""
+        ctx.save(
+            f"starting from your local changes{commits}: {made.files} file(s), "
+            f"+{made.additions}/-{made.deletions} against {made.base}"
+        )
+        return made.text
+
     @staticmethod
     def _info(ctx: RunContext) -> CloudInfo:
         if ctx.manifest.cloud is None:
@@ -205,24 +255,41 @@ class CloudExecutor:
 
     def _on_poll(self, ctx: RunContext, snap: TaskSnapshot) -> None:
         info = self._info(ctx)
-        before = (info.status, info.task_url, info.attempt_status)
+        before = (info.status, info.task_url, info.attempt_status, info.status_unreadable_polls)
         info.poll_count += 1
         info.status = snap.status
         info.last_polled_at = utc_now()
         if snap.url and not info.task_url:
             info.task_url = snap.url
-        info.attempt_status = [
-            CloudAttempt(
-                attempt=a.attempt, turn_id=a.turn_id, status=a.status, error=_attempt_error(a)
-            )
-            for a in snap.attempts
-        ]
+        info.attempt_status = [_attempt_record(a) for a in snap.attempts]
         message = f"cloud task {snap.status or 'pending'} (poll {info.poll_count})"
+        if snap.status_known:
+            info.status_unreadable_polls = 0
+        else:
+            info.status_unreadable_polls += 1
+            if info.status_unreadable_polls >= UNREADABLE_AFTER:
+                # Say so instead of polling silently to the timeout.
+                message = (
+                    f"cloud task status unreadable for {info.status_unreadable_polls} polls: the "
+                    "service's answer has neither task_status_display nor a turn_status; still "
+                    f"polling until cloud.poll.timeoutSeconds (poll {info.poll_count})"
+                )
+                if not any(w.code == STATUS_UNREADABLE for w in info.warnings):
+                    info.warnings.append(
+                        Issue(
+                            code=STATUS_UNREADABLE,
+                            message="the task's status could not be read from any field for "
+                            f"{UNREADABLE_AFTER} polls in a row",
+                            fix="open the task URL to see its state; cancel the run if it is done",
+                        )
+                    )
         # An unchanged poll is only a heartbeat: notify, but write the manifest (an fsync'd
         # atomic write, most of a poll's cost) only on a change or every PERSIST_EVERY_S.
         now = time.monotonic()
         emit = getattr(ctx, "emit", None)
-        unchanged = before == (info.status, info.task_url, info.attempt_status)
+        unchanged = before == (
+            info.status, info.task_url, info.attempt_status, info.status_unreadable_polls
+        )
         if (
             unchanged
             and emit is not None
@@ -288,63 +355,96 @@ class CloudExecutor:
     async def _collect(
         self, ctx: RunContext, client: CloudClient, poller: Poller, snap: TaskSnapshot
     ) -> Outcome:
-        """Fetch and record every attempt's diff; decide the outcome."""
+        """Record every attempt (diff, messages, worklog); the outcome is the task's state."""
         info = self._info(ctx)
-        task_id = snap.id
         attempts = list(snap.attempts) or [
             AttemptInfo(1, snap.turn_id, snap.status, snap.state, snap.diff)
         ]
-        # Adapters without per-attempt status (the CLI) report one: fill in the rest by number.
-        for n in range(len(attempts) + 1, (info.attempts or 1) + 1):
-            attempts.append(AttemptInfo(n, None, snap.status, snap.state))
+        if not snap.diffs_included and snap.state == RunState.SUCCEEDED:
+            fetched = await self._fetch_diffs(ctx, client, poller, snap)
+            if isinstance(fetched, Outcome):
+                return fetched
+            attempts = fetched
         records: list[CloudAttempt] = []
         with_diff = 0
         for attempt in attempts:
-            diff = attempt.diff
-            status = attempt.status
-            if diff is None and attempt.state == RunState.SUCCEEDED:
-                number = attempt.attempt
-
-                async def fetch_diff(n: int = number) -> bytes | None:
-                    return await client.get_diff(task_id, n)
-
-                fetched = await poller.call(fetch_diff)
-                if fetched.kind == "failed" and isinstance(fetched.error, CloudNotFound):
-                    status = "missing"
-                elif fetched.kind != "done":
-                    return self._finish_early(
-                        ctx, fetched, f"fetching the diff of attempt {number}"
-                    )
-                else:
-                    diff = fetched.value
-            evidence = ctx.record_patch(diff, attempt=attempt.attempt) if diff else None
+            evidence = ctx.record_patch(attempt.diff, attempt=attempt.attempt) if attempt.diff else None
             with_diff += evidence is not None
-            records.append(
-                CloudAttempt(
-                    attempt=attempt.attempt,
-                    turn_id=attempt.turn_id,
-                    status=status,
-                    diff=evidence,
-                    error=_attempt_error(attempt),
-                )
-            )
+            record = _attempt_record(attempt)
+            record.diff = evidence
+            records.append(record)
         info.attempt_status = records
         info.status = snap.status
         info.completed_at = utc_now()
-        succeeded = [a for a in attempts if a.state == RunState.SUCCEEDED]
-        if succeeded:
+        if snap.state == RunState.SUCCEEDED:
             if with_diff:
                 message = f"cloud task succeeded: {with_diff} of {len(attempts)} attempt(s) produced a diff"
             else:
-                message = "cloud task succeeded with no changes"
+                answer = next((m for a in attempts for m in (a.messages or []) if m.strip()), None)
+                message = (
+                    f"cloud task answered without changes: {_one_line(answer)}"
+                    if answer
+                    else "cloud task succeeded with no changes"
+                )
             return Outcome(RunState.SUCCEEDED, message)
         if snap.state == RunState.CANCELLED:
             return Outcome(RunState.CANCELLED, "the cloud task was cancelled remotely")
-        reason = _attempt_error(attempts[0]) or snap.error_message or f"status {snap.status}"
+        reason = (
+            next((a.error for a in attempts if a.error), None)
+            or snap.error_message
+            or f"status {snap.status}"
+        )
         return self._fail(ctx, CLOUD_TASK_FAILED, f"cloud task failed: {reason}")
 
+    async def _fetch_diffs(
+        self, ctx: RunContext, client: CloudClient, poller: Poller, snap: TaskSnapshot
+    ) -> list[AttemptInfo] | Outcome:
+        """Adapters without per-attempt data (the CLI): `codex cloud diff --attempt n` for
+        n = 1, 2, ... until one is not available. It numbers only the attempts that carry a
+        diff, so these are the same numbers the HTTP adapter gives them."""
+        task_id = snap.id
+        out: list[AttemptInfo] = []
+        for number in range(1, (self._info(ctx).attempts or 1) + 1):
 
-def _attempt_error(attempt: AttemptInfo) -> str | None:
-    if attempt.error_code and attempt.error_message:
-        return f"{attempt.error_code}: {attempt.error_message}"
-    return attempt.error_message or attempt.error_code
+            async def fetch_diff(n: int = number) -> bytes | None:
+                return await client.get_diff(task_id, n)
+
+            fetched = await poller.call(fetch_diff)
+            if fetched.kind == "failed" and isinstance(fetched.error, CloudNotFound):
+                break
+            if fetched.kind != "done":
+                return self._finish_early(ctx, fetched, f"fetching the diff of attempt {number}")
+            if not fetched.value:
+                break
+            out.append(AttemptInfo(number, None, snap.status, RunState.SUCCEEDED, fetched.value))
+        first = snap.attempts[0] if snap.attempts else None
+        if out and first is not None:
+            out[0].messages, out[0].worklog = first.messages, first.worklog
+        return out or [
+            AttemptInfo(
+                1,
+                snap.turn_id,
+                snap.status,
+                snap.state,
+                None,
+                messages=first.messages if first else None,
+                worklog=first.worklog if first else None,
+            )
+        ]
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _attempt_record(attempt: AttemptInfo) -> CloudAttempt:
+    return CloudAttempt(
+        attempt=attempt.attempt,
+        turn_id=attempt.turn_id,
+        status=attempt.status,
+        error=attempt.error,
+        placement=attempt.placement,
+        messages=attempt.messages,
+        worklog=attempt.worklog,
+    )

@@ -19,7 +19,6 @@ import httpx
 
 from .. import __version__
 from ..config import CloudConfig
-from ..protocol import RunState
 from .auth import Credentials, is_loopback, load_credentials
 from .client import (
     AttemptInfo,
@@ -113,15 +112,64 @@ async def aclose_all() -> None:
             del _HUBS[hub_key]
 
 
-def _text_of(content: Any) -> list[str]:
+def _text_values(content: Any) -> list[str]:
+    """Text of a content list: `{content_type: "text", text}` parts and bare strings, as
+    the official client's `ContentFragment::text` reads them (blank ones dropped)."""
     out: list[str] = []
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict) and part.get("content_type") == "text":
-                text = part.get("text")
-                if isinstance(text, str) and text:
-                    out.append(text)
+    if not isinstance(content, list):
+        return out
+    for part in content:
+        if isinstance(part, str):
+            if part.strip():
+                out.append(part)
+        elif isinstance(part, dict):
+            kind, text = part.get("content_type"), part.get("text")
+            if isinstance(kind, str) and kind.lower() == "text" and isinstance(text, str) and text:
+                out.append(text)
     return out
+
+
+def _worklog_messages(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    worklog = turn.get("worklog")
+    messages = worklog.get("messages") if isinstance(worklog, dict) else None
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def _role(message: dict[str, Any]) -> str:
+    author = message.get("author")
+    role = author.get("role") if isinstance(author, dict) else None
+    return role.lower() if isinstance(role, str) and role else "unknown"
+
+
+def messages_of_turn(turn: Any) -> list[str]:
+    """The assistant's words in a turn: its `message` output items, then the assistant's
+    worklog entries (the official client's `Turn::message_texts`)."""
+    if not isinstance(turn, dict):
+        return []
+    out: list[str] = []
+    items = turn.get("output_items")
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("type") == "message":
+            out.extend(_text_values(item.get("content")))
+    for message in _worklog_messages(turn):
+        if _role(message) == "assistant":
+            content = message.get("content")
+            out.extend(_text_values(content.get("parts") if isinstance(content, dict) else None))
+    return out
+
+
+def worklog_summary(turn: Any) -> str | None:
+    """One line about a turn's worklog: how many entries, by author role. None without one."""
+    if not isinstance(turn, dict) or not isinstance(turn.get("worklog"), dict):
+        return None
+    roles: dict[str, int] = {}
+    for message in _worklog_messages(turn):
+        roles[_role(message)] = roles.get(_role(message), 0) + 1
+    total = sum(roles.values())
+    if not total:
+        return "worklog: no entries"
+    by_role = ", ".join(f"{role} {n}" for role, n in sorted(roles.items()))
+    return f"worklog: {total} entr{'y' if total == 1 else 'ies'} ({by_role})"
 
 
 def diff_of_turn(turn: Any) -> str | None:
@@ -164,7 +212,9 @@ def _turn_status(turn: Any) -> str | None:
     return None
 
 
-def _display_status(body: dict[str, Any]) -> str | None:
+def display_status(body: dict[str, Any]) -> str | None:
+    """`task_status_display.latest_turn_status_display.turn_status`, else `.state` (the
+    official client's `map_status` input), from the body or its `task` object."""
     task = body.get("task")
     nested = task.get("task_status_display") if isinstance(task, dict) else None
     display = body.get("task_status_display") or nested
@@ -177,31 +227,26 @@ def _display_status(body: dict[str, Any]) -> str | None:
     return state if isinstance(state, str) else None
 
 
-def _attempt_from_turn(turn: dict[str, Any]) -> AttemptInfo:
-    raw = _turn_status(turn)
-    diff = diff_of_turn(turn)
-    code, message = error_of_turn(turn)
-    state = map_status(raw)
-    if code or message:
-        state = RunState.FAILED
-    return AttemptInfo(
-        attempt=0,
-        turn_id=turn.get("id") if isinstance(turn.get("id"), str) else None,
-        status=raw,
-        state=state,
-        diff=diff.encode("utf-8") if diff is not None else None,
-        error_code=code,
-        error_message=message,
+_display_status = display_status  # the poll hub's list items use the same rule
+
+
+def _order_key(turn: dict[str, Any], current: bool) -> tuple[int, int, int, float, int, str]:
+    """`codex cloud diff`'s order: placement (set ones first), then creation time (set ones
+    first; the official client never reads the current turn's), then the current turn, then id."""
+    raw_placement = turn.get("attempt_placement")
+    raw_created = None if current else turn.get("created_at")
+    placement = raw_placement if isinstance(raw_placement, int) and not isinstance(raw_placement, bool) else None
+    created = (
+        float(raw_created)
+        if isinstance(raw_created, int | float) and not isinstance(raw_created, bool)
+        else None
     )
-
-
-def _placement_key(turn: dict[str, Any]) -> tuple[int, float, str]:
-    # Order attempts like the official CLI: placement, then creation time, then id.
-    placement = turn.get("attempt_placement")
-    created = turn.get("created_at")
     return (
-        placement if isinstance(placement, int) else 1 << 30,
-        float(created) if isinstance(created, int | float) else float("inf"),
+        0 if placement is not None else 1,
+        placement or 0,
+        0 if created is not None else 1,
+        created or 0.0,
+        0 if current else 1,
         str(turn.get("id") or ""),
     )
 
@@ -209,7 +254,10 @@ def _placement_key(turn: dict[str, Any]) -> tuple[int, float, str]:
 def snapshot_from_details(
     body: Any, siblings: list[dict[str, Any]] | None = None, base: str | None = None
 ) -> TaskSnapshot:
-    """Map a task-details body (+ optional sibling turns) to a `TaskSnapshot`."""
+    """Map a task-details body (+ optional sibling turns) to a `TaskSnapshot`, as the official
+    client reads it: the task's status from `task_status_display` (the current turn's
+    `turn_status` only when there is no display), a turn error shown as `CODE: message`
+    without overriding that status, and attempts numbered like `codex cloud diff --attempt N`."""
     if not isinstance(body, dict) or not isinstance(body.get("task"), dict):
         raise CloudProtocolError("task details response has no 'task' object")
     task_id = body["task"].get("id")
@@ -217,41 +265,73 @@ def snapshot_from_details(
         raise CloudProtocolError("task details response has no task id")
     current = body.get("current_assistant_turn")
     current = current if isinstance(current, dict) else {}
-    raw = _turn_status(current) or _display_status(body)
+    raw = display_status(body) or _turn_status(current)
     state = map_status(raw)
     code, message = error_of_turn(current)
-    if code or message:
-        state = RunState.FAILED
     diff = diff_of_turn(body.get("current_diff_task_turn")) or diff_of_turn(current)
 
-    turns: list[dict[str, Any]] = []
-    if current:
-        turns.append(current)
+    turns: list[tuple[dict[str, Any], bool]] = []
+    if current or diff is not None:
+        turns.append((current, True))
+    seen = {current.get("id")} if current.get("id") else set()
     for sib in siblings or []:
-        if isinstance(sib, dict) and sib.get("id") != current.get("id"):
-            turns.append(sib)
-    turns.sort(key=_placement_key)
-    attempts = []
-    for n, turn in enumerate(turns, start=1):
-        info = _attempt_from_turn(turn)
+        if isinstance(sib, dict) and (sib.get("id") is None or sib.get("id") not in seen):
+            seen.add(sib.get("id"))
+            turns.append((sib, False))
+    turns.sort(key=lambda pair: _order_key(*pair))
+    infos: list[AttemptInfo] = []
+    for turn, is_current in turns:
+        own = _turn_status(turn)
+        turn_diff = diff if is_current else diff_of_turn(turn)
+        err_code, err_message = error_of_turn(turn)
+        placement = turn.get("attempt_placement")
+        infos.append(
+            AttemptInfo(
+                attempt=0,
+                turn_id=turn.get("id") if isinstance(turn.get("id"), str) else None,
+                # A turn without its own status takes the task's (the display's).
+                status=own if own is not None else raw,
+                state=map_status(own) if own is not None else state,
+                diff=turn_diff.encode("utf-8") if turn_diff is not None else None,
+                error_code=err_code,
+                error_message=err_message,
+                placement=placement if isinstance(placement, int) else None,
+                messages=messages_of_turn(turn),
+                worklog=worklog_summary(turn),
+            )
+        )
+    # Attempts carrying a diff are 1..K (what `codex cloud diff --attempt N` counts), the
+    # others K+1.., each group in the official order.
+    numbered = [a for a in infos if a.diff is not None] + [a for a in infos if a.diff is None]
+    for n, info in enumerate(numbered, start=1):
         info.attempt = n
-        if turn is current and info.diff is None and diff is not None:
-            info.diff = diff.encode("utf-8")
-        attempts.append(info)
     sibling_ids = current.get("sibling_turn_ids")
-    total = 1 + len(sibling_ids) if isinstance(sibling_ids, list) else len(attempts) or None
+    total = 1 + len(sibling_ids) if isinstance(sibling_ids, list) else len(numbered) or None
     return TaskSnapshot(
         id=task_id,
         status=raw,
         state=state,
         turn_id=current.get("id") if isinstance(current.get("id"), str) else None,
-        attempts=attempts,
+        attempts=numbered,
         diff=diff.encode("utf-8") if diff is not None else None,
         error_code=code,
         error_message=message,
         url=task_url(base, task_id) if base else None,
         attempt_total=total,
+        status_known=raw is not None,
+        diffs_included=True,
     )
+
+
+def created_task_id(data: Any) -> str | None:
+    """The id in a create response: `task.id`, else a top-level `id` (as the official client)."""
+    if not isinstance(data, dict):
+        return None
+    task = data.get("task")
+    for candidate in (task.get("id") if isinstance(task, dict) else None, data.get("id")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
 
 
 class HttpCloudClient:
@@ -319,7 +399,14 @@ class HttpCloudClient:
             ) from None
 
     async def create_task(
-        self, prompt: str, env_id: str, branch: str | None, attempts: int = 1, qa_mode: bool = False
+        self,
+        prompt: str,
+        env_id: str,
+        branch: str | None,
+        attempts: int = 1,
+        qa_mode: bool = False,
+        *,
+        starting_diff: str | None = None,
     ) -> TaskRef:
         validate_attempts(attempts)
         if self._credentials is None and not is_loopback(self.base_url):
@@ -329,24 +416,22 @@ class HttpCloudClient:
         new_task: dict[str, Any] = {"environment_id": env_id, "run_environment_in_qa_mode": qa_mode}
         if branch:
             new_task["branch"] = branch
-        body: dict[str, Any] = {
-            "new_task": new_task,
-            "input_items": [
-                {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"content_type": "text", "text": prompt}],
-                }
-            ],
-        }
+        input_items: list[dict[str, Any]] = [
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"content_type": "text", "text": prompt}],
+            }
+        ]
+        if starting_diff:
+            # What the official client sends for CODEX_STARTING_DIFF: the task starts from it.
+            input_items.append({"type": "pre_apply_patch", "output_diff": {"diff": starting_diff}})
+        body: dict[str, Any] = {"new_task": new_task, "input_items": input_items}
         if attempts > 1:
             body["metadata"] = {"best_of_n": attempts}
         data = await self._request("POST", self.root, json=body)
-        task_id = None
-        if isinstance(data, dict):
-            task = data.get("task")
-            task_id = task.get("id") if isinstance(task, dict) else data.get("id")
-        if not isinstance(task_id, str) or not task_id:
+        task_id = created_task_id(data)
+        if task_id is None:
             raise CloudProtocolError("create task: response carries no task id")
         return TaskRef(task_id, task_url(self.base_url, task_id))
 

@@ -1,7 +1,9 @@
 """Cloud preflight for routing and doctor: cheap local checks, plus an optional reachability call.
 
-Network-free, but with `cloud.adapter = "cli"` it runs `codex login status` (a node start,
-~0.15 s, cached for 30 s by codex_cli) since `codex cloud` refuses everything when signed out."""
+Local checks, plus the environment lists when an environment must be chosen (cached for a
+minute, cloud/environments.py); with `cloud.adapter = "cli"` it runs `codex login status` (a
+node start, ~0.15 s, cached for 30 s by codex_cli) since `codex cloud` refuses everything when
+signed out. Blocking: the server calls it off the event loop."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ import asyncio
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import CloudConfig, Config
-from ..protocol import Issue
+from ..protocol import CloudEnv, Issue
 from .auth import is_loopback, load_credentials
 
 CLOUD_ENV_MISSING = "cloud_env_missing"
 CLOUD_CREDENTIALS_MISSING = "cloud_credentials_missing"
 CLOUD_CLI_MISSING = "cloud_cli_missing"
 CLOUD_BRANCH_MISSING = "cloud_branch_missing"
+CLOUD_BRANCH_UNPUSHED = "cloud_branch_unpushed"  # a warning: the run still starts
 CLOUD_AUTH = "cloud_auth"  # also a run error code (cloud/client.py): the same meaning
 
 
@@ -103,32 +107,79 @@ def cli_sign_in_issue(command: list[str], environ: Mapping[str, str] | None) -> 
     return None
 
 
-def cloud_preflight(
+@dataclass
+class CloudCheck:
+    """What routing learns about a cloud run before it starts: the problems that stop it, the
+    warnings that do not, and the environment and branch it will use."""
+
+    issues: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    env: CloudEnv | None = None
+    branch: str | None = None
+
+
+def unpushed_commits(workspace: Path, branch: str) -> int | None:
+    """Commits on the local `branch` that origin/<branch> lacks; None when unknown."""
+    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}") is None:
+        return None
+    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") is None:
+        return None
+    count = _git(workspace, "rev-list", "--count", f"refs/remotes/origin/{branch}..refs/heads/{branch}")
+    return int(count) if count and count.isdigit() else None
+
+
+def _choose_env(
+    cloud: CloudConfig, workspace: Path | None, requested: str | None, environ: Mapping[str, str] | None
+) -> CloudEnv | Issue:
+    """The environment, or the issue that stops the run (network: cached, see environments)."""
+    from . import environments as envs
+
+    if cloud.adapter == "cli" and requested:
+        # `codex cloud exec --env` resolves an id or a label itself, as it always does.
+        return CloudEnv(
+            id=requested,
+            source="configured",
+            reason=f"{requested!r} passed to `codex cloud exec --env`, which takes an id or a label",
+        )
+    credentials = load_credentials(environ)
+    if credentials is None and not is_loopback(cloud.base_url):
+        if requested:
+            return CloudEnv(id=requested, source="configured", reason=f"{requested!r} as configured (not verified: no credentials)")
+        return Issue(
+            code=CLOUD_ENV_MISSING,
+            message="no Codex Cloud environment id",
+            fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
+        )
+    timeout = min(10.0, cloud.poll.request_timeout_seconds)
+    try:
+        choice = envs.resolve(requested, cloud.base_url, credentials, workspace, timeout)
+    except envs.EnvironmentProblem as problem:
+        return Issue(code=problem.code, message=problem.message, fix=problem.fix)
+    return CloudEnv(id=choice.id, label=choice.label, source=choice.source, reason=choice.reason)  # type: ignore[arg-type]
+
+
+def cloud_check(
     config: Config | CloudConfig,
     workspace: Path | None,
     env_id: str | None = None,
     branch: str | None = None,
     environ: Mapping[str, str] | None = None,
-) -> list[Issue]:
-    """Problems that would stop a cloud run, found without network calls."""
+) -> CloudCheck:
+    """Problems that would stop a cloud run, warnings, and the environment and branch it
+    would use. Local checks, plus the environment lists (cached) when they are needed."""
     cloud = _cloud(config)
     if not cloud.enabled:
         from ..router import cloud_disabled_issue  # the router answers the guard the same way
 
-        return [cloud_disabled_issue()]
-    issues: list[Issue] = []
-    if not (env_id or cloud.env_id):
-        issues.append(
-            Issue(
-                code=CLOUD_ENV_MISSING,
-                message="no Codex Cloud environment id",
-                fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
-            )
-        )
+        return CloudCheck(issues=[cloud_disabled_issue()])
+    check = CloudCheck()
+    adapter_issues: list[Issue] = []
+    signed_in = True
     if cloud.adapter == "cli":
         command = list(cloud.codex_command) or ["codex"]
         if shutil.which(command[0], path=(environ or {}).get("PATH")) is None:
-            issues.append(
+            signed_in = False
+            adapter_issues.append(
                 Issue(
                     code=CLOUD_CLI_MISSING,
                     message=f"`{command[0]}` not found on PATH (cloud.adapter = cli)",
@@ -138,25 +189,69 @@ def cloud_preflight(
         else:
             signed_out = cli_sign_in_issue(command, environ)
             if signed_out is not None:
-                issues.append(signed_out)
+                signed_in = False
+                adapter_issues.append(signed_out)
     elif load_credentials(environ) is None and not is_loopback(cloud.base_url):
-        issues.append(
+        adapter_issues.append(
             Issue(
                 code=CLOUD_CREDENTIALS_MISSING,
                 message="no Codex Cloud credentials (CODEX_CLOUD_TOKEN or $CODEX_HOME/auth.json)",
                 fix="run `codex login`, or set CODEX_CLOUD_TOKEN and CODEX_CLOUD_ACCOUNT_ID",
             )
         )
-    wanted = branch or cloud.branch
-    if wanted and workspace is not None and branch_on_origin(workspace, wanted) is False:
-        issues.append(
+    requested = env_id or cloud.env_id
+    if signed_in or requested:
+        chosen = _choose_env(cloud, workspace, requested, environ)
+        if isinstance(chosen, Issue):
+            check.issues.append(chosen)
+        else:
+            check.env = chosen
+    else:
+        check.issues.append(
             Issue(
-                code=CLOUD_BRANCH_MISSING,
-                message=f"branch {wanted!r} is not on origin (no refs/remotes/origin/{wanted})",
-                fix=f"push it: git push -u origin {wanted} (or git fetch origin if it was pushed elsewhere)",
+                code=CLOUD_ENV_MISSING,
+                message="no Codex Cloud environment id",
+                fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
             )
         )
-    return issues
+    check.issues.extend(adapter_issues)
+    wanted = branch or cloud.branch
+    if workspace is not None:
+        check.branch = wanted or workspace_branch(workspace)
+    else:
+        check.branch = wanted
+    if check.branch and workspace is not None and branch_on_origin(workspace, check.branch) is False:
+        check.issues.append(
+            Issue(
+                code=CLOUD_BRANCH_MISSING,
+                message=f"branch {check.branch!r} is not on origin (no refs/remotes/origin/{check.branch})",
+                fix=f"push it: git push -u origin {check.branch} (or git fetch origin if it was pushed elsewhere)",
+            )
+        )
+    elif check.branch and workspace is not None:
+        ahead = unpushed_commits(workspace, check.branch)
+        if ahead:
+            check.warnings.append(
+                Issue(
+                    code=CLOUD_BRANCH_UNPUSHED,
+                    message=f"{ahead} commit{'s' if ahead != 1 else ''} on {check.branch} "
+                    f"{'are' if ahead != 1 else 'is'} not on origin: the cloud task starts from "
+                    f"origin/{check.branch} and will not see {'them' if ahead != 1 else 'it'}",
+                    fix=f"git push origin {check.branch}, or launch with startFromLocalChanges",
+                )
+            )
+    return check
+
+
+def cloud_preflight(
+    config: Config | CloudConfig,
+    workspace: Path | None,
+    env_id: str | None = None,
+    branch: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Issue]:
+    """Problems that would stop a cloud run (see `cloud_check`)."""
+    return cloud_check(config, workspace, env_id, branch, environ).issues
 
 
 async def cloud_reachability(

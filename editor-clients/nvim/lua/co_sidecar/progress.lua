@@ -30,6 +30,45 @@ local function redraw()
   vim.cmd('redrawstatus')
 end
 
+--- Milliseconds since the run started, by this Neovim's clock: the server sends elapsedMs only
+--- with an update, and a quiet agent sends none for a long time.
+---@param run co_sidecar.Run
+---@return integer?
+function M.elapsed_ms(run)
+  if not run.started_at then
+    return nil
+  end
+  return math.max(0, uv.now() - run.started_at)
+end
+
+-- While a run is live the statusline is redrawn every second, so its clock keeps moving.
+local ticker
+local function any_active()
+  for _, run in pairs(state.runs) do
+    if run.state and state.ACTIVE[run.state] then
+      return true
+    end
+  end
+  return false
+end
+
+local function tick()
+  if any_active() then
+    redraw()
+  elseif ticker then
+    ticker:stop()
+    ticker:close()
+    ticker = nil
+  end
+end
+
+local function ensure_ticking()
+  if not ticker and any_active() then
+    ticker = uv.new_timer()
+    ticker:start(1000, 1000, vim.schedule_wrap(tick))
+  end
+end
+
 local function last_line(text)
   local out = ''
   for line in tostring(text or ''):gmatch('[^\n]+') do
@@ -42,6 +81,24 @@ end
 
 local function label(run)
   return 'run ' .. util.short(run.runId)
+end
+
+--- A cloud run's answers (co/runUpdate.answers): each attempt's assistant messages, and
+--- whether any attempt has a diff.
+local function answers_text(answers)
+  if type(answers) ~= 'table' then
+    return nil, false
+  end
+  local parts, any_diff = {}, false
+  for _, a in ipairs(answers) do
+    if type(a) == 'table' then
+      any_diff = any_diff or a.hasDiff == true
+      if type(a.messages) == 'table' and #a.messages > 0 then
+        parts[#parts + 1] = ('attempt %s: %s'):format(a.attempt, table.concat(a.messages, '\n'))
+      end
+    end
+  end
+  return #parts > 0 and table.concat(parts, '\n') or nil, any_diff
 end
 
 local function notify_output(run_id, line)
@@ -92,6 +149,11 @@ function M.on_run_update(_, params, ctx)
     cloudTaskUrl = params.cloudTaskUrl,
     attempt = params.attempt,
   })
+  if type(params.elapsedMs) == 'number' then
+    -- Anchor the start; only ever earlier, so a late update cannot rewind the clock.
+    local started = uv.now() - params.elapsedMs
+    run.started_at = run.started_at and math.min(run.started_at, started) or started
+  end
   local message = util.present(params.message) and last_line(params.message) or nil
   if message and message ~= '' then
     run.message = message
@@ -115,7 +177,16 @@ function M.on_run_update(_, params, ctx)
     if message and message ~= '' and params.state ~= 'succeeded' then
       text = text .. ': ' .. message
     end
-    text = text .. (STATE_HINT[params.state] or '')
+    local said, any_diff = answers_text(params.answers)
+    if params.state == 'succeeded' and type(params.answers) == 'table' and #params.answers > 0 and not any_diff then
+      text = text .. ' — no changes to apply'
+    else
+      text = text .. (STATE_HINT[params.state] or '')
+    end
+    if said then
+      run.answers = params.answers
+      text = text .. '\n' .. said
+    end
     util.notify(text, STATE_LEVEL[params.state])
   end
 
@@ -124,6 +195,7 @@ function M.on_run_update(_, params, ctx)
     modeline = false,
     data = params,
   })
+  ensure_ticking()
   redraw()
 end
 
@@ -167,8 +239,12 @@ function M.statusline()
     if wd and wd.percentage then
       text = text .. (' %d%%'):format(wd.percentage)
     end
-    if best.elapsedMs and best.elapsedMs > 0 then
-      text = text .. (' %ds'):format(math.floor(best.elapsedMs / 1000))
+    local elapsed = M.elapsed_ms(best) or best.elapsedMs
+    if elapsed then
+      text = text .. (' %ds'):format(math.floor(elapsed / 1000))
+    end
+    if best.message and best.message ~= '' then
+      text = text .. ' ' .. util.summary(best.message, 40)
     end
     return text
   end

@@ -115,6 +115,16 @@ local function format_status(rec)
   local cloud = rec.cloud
   if type(cloud) == 'table' then
     add('cloud', cloud.taskUrl)
+    if type(cloud.env) == 'table' then
+      add('env', ('%s (%s)'):format(cloud.env.id, cloud.env.source))
+    end
+    -- Each attempt's answer: the assistant's messages and its worklog summary.
+    for _, a in ipairs(type(cloud.attemptStatus) == 'table' and cloud.attemptStatus or {}) do
+      if type(a.messages) == 'table' and #a.messages > 0 then
+        add('answer ' .. a.attempt, util.summary(table.concat(a.messages, ' '), 200))
+      end
+      add('worklog', a.worklog)
+    end
   end
   local run = state.runs[id]
   if run and run.message and state.ACTIVE[rec.state or ''] then

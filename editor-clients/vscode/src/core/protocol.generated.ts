@@ -64,9 +64,12 @@ export interface LaunchParams {
 }
 
 export interface CloudParams {
+  /** an environment id or label (case-insensitive); none: detected */
   envId?: string | null;
   branch?: string | null;
   attempts?: number;
+  /** start the task from your uncommitted changes and unpushed commits (default: cloud.startFromLocalChanges) */
+  startFromLocalChanges?: boolean | null;
 }
 
 export interface RouteResult {
@@ -76,6 +79,9 @@ export interface RouteResult {
   issues: Issue[];
   fallback: Fallback | null;
   denied: boolean;
+  cloudEnv: CloudEnv | null;
+  cloudBranch: string | null;
+  warnings: Issue[];
 }
 
 /** One preflight problem: a stable code and a sentence for people. */
@@ -91,6 +97,15 @@ export interface Fallback {
   at: string | null;
 }
 
+/** The Codex Cloud environment a cloud run uses, and why it was chosen. */
+export interface CloudEnv {
+  id: string;
+  label: string | null;
+  /** configured (an id), label, detected_by_repo, only_one, pinned or most_used */
+  source: "configured" | "label" | "detected_by_repo" | "only_one" | "pinned" | "most_used";
+  reason: string;
+}
+
 export interface LaunchResult {
   runId: string;
   taskId: string;
@@ -98,7 +113,8 @@ export interface LaunchResult {
   state: RunState;
   reason: string;
   fallback: Fallback | null;
-  warnings: string[];
+  cloudEnv: CloudEnv | null;
+  warnings: Issue[];
 }
 
 export interface RunIdParams {
@@ -194,6 +210,11 @@ export interface CloudInfo {
   createdAt: string | null;
   lastPolledAt: string | null;
   completedAt: string | null;
+  env: CloudEnv | null;
+  warnings: Issue[];
+  startFromLocalChanges: boolean;
+  startingDiff: StartingDiffInfo | null;
+  statusUnreadablePolls: number;
 }
 
 export interface CloudAttempt {
@@ -202,6 +223,9 @@ export interface CloudAttempt {
   status: string | null;
   diff: DiffEvidence | null;
   error: string | null;
+  placement: number | null;
+  messages: string[] | null;
+  worklog: string | null;
 }
 
 export interface CloudError {
@@ -209,6 +233,17 @@ export interface CloudError {
   message: string;
   at: string;
   httpStatus: number | null;
+}
+
+/** The local changes a cloud task started from (startFromLocalChanges); never the text. */
+export interface StartingDiffInfo {
+  sha256: string;
+  bytes: number;
+  files: number;
+  additions: number;
+  deletions: number;
+  base: string;
+  unpushedCommits: number;
 }
 
 /** What a Codex agent (`codex exec --json`) reported during a local run. */
@@ -404,6 +439,7 @@ export interface RunUpdate {
   stream: "stdout" | "stderr" | null;
   errorCode: string | null;
   event: AgentEvent | null;
+  answers: CloudAnswer[] | null;
 }
 
 /** One step of a Codex agent (`codex exec --json`), as `co/runUpdate.event`. */
@@ -429,4 +465,14 @@ export interface AgentEvent {
 export interface FileChange {
   path: string;
   kind: string;
+}
+
+/** What one attempt of a cloud task said (the assistant's messages and its worklog). */
+export interface CloudAnswer {
+  attempt: number;
+  status: string | null;
+  messages: string[];
+  worklog: string | null;
+  hasDiff: boolean;
+  error: string | null;
 }

@@ -6,7 +6,17 @@
  * accepted and `noteLaunched` merges the response in whenever it comes.
  */
 
-import { AgentEvent, LaunchResult, Mode, RunState, RunUpdate, STATE_ORDER, isActive, isFinished } from "./protocol";
+import {
+  AgentEvent,
+  CloudAnswer,
+  LaunchResult,
+  Mode,
+  RunState,
+  RunUpdate,
+  STATE_ORDER,
+  isActive,
+  isFinished,
+} from "./protocol";
 
 export interface TrackedRun {
   runId: string;
@@ -26,6 +36,8 @@ export interface TrackedRun {
   pollCount: number;
   cloudTaskUrl?: string | null;
   errorCode?: string | null;
+  /** A finished cloud run: what each attempt said (assistant messages, worklog). */
+  answers?: CloudAnswer[];
   /** Monotonic counter: which run changed last. */
   seq: number;
 }
@@ -55,6 +67,7 @@ export class RunTracker {
     if (typeof update.pollCount === "number") run.pollCount = Math.max(run.pollCount, update.pollCount);
     if (update.cloudTaskUrl) run.cloudTaskUrl = update.cloudTaskUrl;
     if (update.errorCode) run.errorCode = update.errorCode;
+    if (update.answers) run.answers = update.answers;
     if (update.stream) {
       for (const line of (update.message ?? "").split(/\r?\n/)) {
         if (line.length > 0) run.output.push(line);
