@@ -86,7 +86,9 @@ def codex_agent_issue(config: Config, environ: Mapping[str, str]) -> Issue | Non
     )
 
 
-def ready_message(scope: str, config: Config, environ: Mapping[str, str]) -> str:
+def ready_message(
+    scope: str, config: Config, environ: Mapping[str, str], env_id: str | None = None
+) -> str:
     """What a "ready" line checked: the agent for local; adapter, URL and environment for cloud."""
     if scope == "local":
         from .errors import PreflightFailed
@@ -99,7 +101,8 @@ def ready_message(scope: str, config: Config, environ: Mapping[str, str]) -> str
         version = f" ({plan.codex_version})" if plan.codex_version else ""
         return f"local mode ready: agent `{plan.template[0]}`{version}"
     cloud = config.cloud
-    env = f"environment {cloud.env_id}" if cloud.env_id else "no default environment"
+    env_id = env_id or cloud.env_id
+    env = f"environment {env_id}" if env_id else "no default environment"
     if cloud.adapter == "cli":
         command = " ".join(cloud.codex_command or ["codex"])
         return f"cloud mode ready: adapter cli (`{command} cloud`), {env}"
@@ -140,11 +143,13 @@ async def doctor(
         local.append(signed_out)
     probe = LaunchParams(prompt="doctor", mode="cloud")
     cloud = cloud_preflight(probe, config, workspace, environ) if workspace and not config.cloud.enabled else []
+    env_id: str | None = None  # the environment the cloud check chose, for the ready line
     if workspace and config.cloud.enabled:
         # Off the event loop: choosing the environment may list them (cached).
         check = await asyncio.to_thread(cloud_route_check, probe, config, workspace, environ)
         cloud = check.issues
         if check.env is not None:
+            env_id = check.env.id
             label = f" ({check.env.label})" if check.env.label else ""
             checks.append(
                 DoctorCheck(
@@ -167,7 +172,7 @@ async def doctor(
     for scope, issues in (("local", local), ("cloud", cloud)):
         if not issues:
             checks.append(
-                DoctorCheck(name=scope, ok=True, message=ready_message(scope, config, environ))
+                DoctorCheck(name=scope, ok=True, message=ready_message(scope, config, environ, env_id))
             )
         for issue in issues:
             checks.append(
