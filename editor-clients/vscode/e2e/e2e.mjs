@@ -1,5 +1,6 @@
-// End-to-end suite: the packaged extension in a real VS Code (code-server) with the real
-// server, driven through the UI only (command palette, quick picks, dialogs) by headless
+// End-to-end suite: the packaged extension in a real VS Code (code-server) with the server it
+// carries, for a user who never installed co-sidecar (no co-sidecar on PATH, no project venv,
+// only a python3 on PATH), driven through the UI only (command palette, quick picks, dialogs) by headless
 // Chromium with playwright-core, in a temporary git repository whose co-sidecar.toml
 // points local.agentCommand at a small agent script. Steps:
 //   1. CO: Run Task + prompt: progress (notification, status bar), the run reaches succeeded
@@ -8,11 +9,11 @@
 //   4. CO: Apply, answered Apply (+ the refactor preview): the editor shows the new text,
 //      File: Save All writes it to disk, the manifest records the apply
 //   5. a second task, CO: Cancel while it runs: cancelled, and the agent process is gone
-// Usage: node e2e.mjs path/to/co-sidecar-<version>.vsix   (run.sh installs the deps,
+// Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import {
   copyFileSync,
   cpSync,
@@ -27,7 +28,7 @@ import {
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,10 +38,18 @@ const deps = process.env.CO_E2E_DEPS ?? here;
 const { chromium } = createRequire(join(deps, "package.json"))("playwright-core");
 const codeServer = join(deps, "node_modules", ".bin", "code-server");
 const version = JSON.parse(readFileSync(join(ext, "package.json"), "utf8")).version;
-const vsix = resolve(process.argv[2] ?? join(ext, `co-sidecar-${version}.vsix`));
+const vsix = resolve(process.argv[2] ?? join(ext, `co-sidecar-linux-x64-${version}.vsix`));
 const artifacts = join(ext, "out", "e2e");
-const python = join(root, ".venv", "bin", "python");
-const serverCommand = [join(root, ".venv", "bin", "co-sidecar"), "serve"];
+
+// The user's environment: PATH without any directory that has a co-sidecar or is a virtualenv's
+// bin (the project's .venv), and none of the variables that point at one.
+const isVenvBin = (dir) => existsSync(join(dir, "..", "pyvenv.cfg"));
+const userPath = (process.env.PATH ?? "")
+  .split(delimiter)
+  .filter((dir) => dir && !existsSync(join(dir, "co-sidecar")) && !isVenvBin(dir))
+  .join(delimiter);
+const userEnv = { ...process.env, PATH: userPath };
+for (const name of ["VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CO_SIDECAR_CMD", "CO_PYTHON", "CO_CODEX_BIN_DIR"]) delete userEnv[name];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const started = Date.now();
 
@@ -83,7 +92,7 @@ writeFileSync(join(ws, "hello.txt"), HELLO);
 writeFileSync(join(ws, ".gitignore"), ".runs/\n");
 writeFileSync(
   join(ws, "co-sidecar.toml"),
-  `[local]\nagentCommand = [${JSON.stringify(python)}, ${JSON.stringify(agent)}, "{prompt}"]\n`,
+  `[local]\nagentCommand = ["python3", ${JSON.stringify(agent)}, "{prompt}"]\n`,
 );
 const git = (...args) =>
   execFileSync("git", ["-c", "user.name=e2e", "-c", "user.email=e2e@example.com", "-c", "commit.gpgsign=false", ...args], {
@@ -94,15 +103,12 @@ git("init", "-q", "-b", "main");
 git("add", "-A");
 git("commit", "-qm", "init");
 
-// code-server is a remote setup: machine-scoped settings (co-sidecar.serverCommand) belong in
-// the Machine (remote) settings; the rest in User settings.
-writeFileSync(join(userData, "Machine", "settings.json"), JSON.stringify({ "co-sidecar.serverCommand": serverCommand }));
+// No co-sidecar setting at all: the extension finds python3 on PATH and runs its bundled server.
 writeFileSync(
   join(userData, "User", "settings.json"),
   JSON.stringify(
     {
       "security.workspace.trust.enabled": false, // else extensions stay off (Restricted Mode)
-      "co-sidecar.serverCommand": serverCommand,
       "co-sidecar.defaultMode": "local",
       // So that the applied edit stays in the editor until File: Save All writes it (VS Code
       // in a browser auto-saves after a delay by default).
@@ -156,6 +162,20 @@ const alive = (pid) => {
     return false;
   }
 };
+
+/** The argv of the running co-sidecar server started from the installed extension, if any. */
+function bundledServerProcess() {
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    let argv;
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    } catch {
+      continue;
+    }
+    if (argv.some((a) => a.startsWith(extDir) && a.endsWith(join("bundled", "tool", "server.py")))) return argv;
+  }
+  return undefined;
+}
 
 const freePort = () =>
   new Promise((res, rej) => {
@@ -303,6 +323,11 @@ async function cleanup() {
 
 const TOTAL = 5;
 try {
+  // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
+  for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
+  const probe = spawnSync("python3", ["-c", "import co_sidecar"], { env: userEnv, cwd: base, encoding: "utf8" });
+  assert.notEqual(probe.status, 0, "the user's python3 must not have co_sidecar installed");
+  assert.match(probe.stderr, /No module named 'co_sidecar'/);
   const installed = execFileSync(
     codeServer,
     ["--install-extension", vsix, "--extensions-dir", extDir, "--user-data-dir", userData],
@@ -316,7 +341,7 @@ try {
       "--auth", "none", "--bind-addr", `127.0.0.1:${port}`, "--disable-telemetry", "--disable-update-check",
       "--disable-workspace-trust", "--user-data-dir", userData, "--extensions-dir", extDir, ws,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], detached: true },
+    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: userEnv },
   );
   server.stdout.on("data", (d) => serverLog.push(String(d)));
   server.stderr.on("data", (d) => serverLog.push(String(d)));
@@ -338,7 +363,10 @@ try {
   // Activation (workspaceContains:co-sidecar.toml) shows the status bar item.
   await until("the CO status bar item (activation)", async () => (await coStatus()) === "CO", 60_000);
   await page.locator(".monaco-workbench").click({ position: { x: 640, y: 380 } });
-  console.log(`e2e: code-server up, extension active (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  const serverArgv = await until("the bundled server process", () => bundledServerProcess(), 60_000);
+  console.log(
+    `e2e: code-server up, extension active, server: ${serverArgv.join(" ")} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
 
   let runId;
   await step("1. CO: Run Task: progress, then the run succeeds", async () => {

@@ -6,6 +6,7 @@
 #   bash editor-clients/vscode/e2e/run.sh                 # install if needed, then run
 #   CO_E2E_UPDATE_DOCS=1 bash editor-clients/vscode/e2e/run.sh   # also copy 3 screenshots to docs/images/
 #   bash editor-clients/vscode/e2e/run.sh --install-only  # just the (cached) install
+#   bash editor-clients/vscode/e2e/run.sh --missing-packages  # the Debian packages still needed
 #
 # Node 24 and e2e/package-lock.json (code-server, playwright-core) are installed once into
 # ${CO_E2E_CACHE:-~/.cache/co-sidecar/vscode-e2e}/<hash of the Node version and the lockfile>;
@@ -17,22 +18,28 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ext="$(dirname "$here")"
 root="$(cd "$ext/../.." && pwd)"
 NODE24_VERSION=24.21.0
-APT_PACKAGES="chromium g++ make libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev pkg-config"
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 
+# Each prerequisite as the Debian package that provides it (`./dev setup` installs them).
 missing=()
-[ -x "$chromium" ] || missing+=("chromium ($chromium)")
-for tool in g++ make pkg-config git npm node; do
+[ -x "$chromium" ] || missing+=(chromium)
+for tool in g++ make pkg-config git; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
-[ -e /usr/include/gssapi/gssapi.h ] || missing+=("libkrb5-dev")
-[ -e /usr/include/X11/Xlib.h ] || missing+=("libx11-dev")
-[ -e /usr/include/X11/extensions/XKBfile.h ] || missing+=("libxkbfile-dev")
-{ command -v pkg-config >/dev/null && pkg-config --exists libsecret-1; } || missing+=("libsecret-1-dev")
-[ "${1:-}" = "--install-only" ] || [ -x "$root/.venv/bin/co-sidecar" ] || missing+=("$root/.venv with co-sidecar (./dev test creates it)")
+{ command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
+[ -e /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
+[ -e /usr/include/X11/Xlib.h ] || missing+=(libx11-dev)
+[ -e /usr/include/X11/extensions/XKBfile.h ] || missing+=(libxkbfile-dev)
+{ command -v pkg-config >/dev/null && pkg-config --exists libsecret-1; } || missing+=(libsecret-1-dev)
+# The user's Python (the extension finds python3 on PATH and runs its bundled server with it).
+[ "${1:-}" = "--install-only" ] || command -v python3 >/dev/null || missing+=(python3)
+if [ "${1:-}" = "--missing-packages" ]; then
+  echo "${missing[*]}"
+  exit 0
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "e2e: missing prerequisites: ${missing[*]}" >&2
-  echo "e2e: install them with: apt-get install -y $APT_PACKAGES   (node/npm: Node 20+; the venv: ./dev test)" >&2
+  echo "e2e: install them with: sudo apt-get install -y ${missing[*]}   (or run ./dev setup as root)" >&2
   exit 3
 fi
 
@@ -78,15 +85,12 @@ fi
 exec 9>&-
 [ "${1:-}" = "--install-only" ] && exit 0
 
-# The extension as users build it: npm ci && npm run package → co-sidecar-<version>.vsix.
+# The extension as users get it: the linux-x64 platform package, which carries the server and
+# its Python libraries (npm run package -- linux-x64 → co-sidecar-linux-x64-<version>.vsix).
 version="$(node -p 'require(process.argv[1]).version' "$ext/package.json")"
-vsix="$ext/co-sidecar-$version.vsix"
-(
-  cd "$ext"
-  [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
-  rm -f "$vsix"
-  npm run package >/dev/null
-)
+vsix="$ext/co-sidecar-linux-x64-$version.vsix"
+rm -f "$vsix"
+(cd "$ext" && npm run package -- linux-x64 >/dev/null)
 [ -f "$vsix" ] || { echo "e2e: npm run package did not write $vsix" >&2; exit 1; }
 
 export PATH="$node24/bin:$PATH"

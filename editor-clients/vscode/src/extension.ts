@@ -6,7 +6,6 @@
  * node's test runner against the real server); this file is the UI around it.
  */
 
-import * as os from "node:os";
 import * as vscode from "vscode";
 import {
   DidChangeConfigurationNotification,
@@ -35,16 +34,15 @@ import {
   formatElapsed,
   isActive,
   isFinished,
-  resolveServerCommand,
   serverSettingsPayload,
   shortRunId,
   stateIcon,
   stateLabel,
   truncate,
 } from "./core";
+import { ReportedError, SECTION, onPythonInterpreterChange, resolveLaunch } from "./serverLaunch";
 import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
 
-const SECTION = "co-sidecar";
 
 let client: LanguageClient | undefined;
 let starting: Promise<LanguageClient> | undefined;
@@ -68,18 +66,21 @@ function firstFolder(): vscode.WorkspaceFolder | undefined {
 
 // --- the language client ---------------------------------------------------------
 
-function createClient(): LanguageClient {
+let extensionPath = "";
+/** Whether the running server's interpreter came from the Python extension. */
+let serverFromPythonExtension = false;
+
+async function createClient(): Promise<LanguageClient> {
   const folder = firstFolder();
-  const argv = resolveServerCommand(config().get("serverCommand"), {
-    workspaceFolder: folder?.uri.fsPath,
-    home: os.homedir(),
-  });
+  const launch = await resolveLaunch(extensionPath, folder);
+  output.appendLine(`co-sidecar: starting ${launch.description}`);
+  serverFromPythonExtension = launch.fromPythonExtension;
   // stdio without `transport: TransportKind.stdio`: that would append `--stdio` to the argv,
   // which `co-sidecar serve` does not take (stdio is its default).
   const serverOptions: ServerOptions = {
-    command: argv[0],
-    args: argv.slice(1),
-    options: folder ? { cwd: folder.uri.fsPath } : {},
+    command: launch.command,
+    args: launch.args,
+    options: { env: launch.env, ...(folder ? { cwd: folder.uri.fsPath } : {}) },
   };
   const clientOptions: LanguageClientOptions = {
     // Full sync of every open file: edits for open buffers are computed from their (unsaved) text.
@@ -110,26 +111,25 @@ async function ensureClient(): Promise<LanguageClient> {
   if (client && client.state === State.Running) return client;
   if (starting) return starting;
   starting = (async () => {
-    const lc = client ?? createClient();
-    client = lc;
     try {
-      await lc.start();
-    } catch (err) {
-      client = undefined;
-      const argv = resolveServerCommand(config().get("serverCommand"));
-      const choice = await vscode.window.showErrorMessage(
-        `co-sidecar: could not start the server (${argv.join(" ")}): ${describeError(err)}`,
-        "Open Settings",
-      );
-      if (choice === "Open Settings") {
-        void vscode.commands.executeCommand("workbench.action.openSettings", `${SECTION}.serverCommand`);
+      const lc = client ?? (await createClient());
+      client = lc;
+      try {
+        await lc.start();
+      } catch (err) {
+        client = undefined;
+        const message = `co-sidecar: could not start the server: ${describeError(err)} (see the co-sidecar output)`;
+        void vscode.window.showErrorMessage(message, "Show Output", "Open Settings").then((choice) => {
+          if (choice === "Show Output") output.show(true);
+          if (choice === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", SECTION);
+        });
+        throw new ReportedError(message);
       }
-      throw err;
     } finally {
       starting = undefined;
     }
-    api = new CoApi(lc);
-    return lc;
+    api = new CoApi(client!);
+    return client!;
   })();
   return starting;
 }
@@ -579,6 +579,7 @@ function wrap(fn: (...args: unknown[]) => Promise<void>): (...args: unknown[]) =
     try {
       await fn(...args);
     } catch (err) {
+      if (err instanceof ReportedError) return; // the user has seen it
       void vscode.window.showErrorMessage(`co-sidecar: ${describeError(err)}`);
     }
   };
@@ -587,6 +588,7 @@ function wrap(fn: (...args: unknown[]) => Promise<void>): (...args: unknown[]) =
 // --- activation --------------------------------------------------------------------
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionPath = context.extensionPath;
   output = vscode.window.createOutputChannel("co-sidecar");
   runOutput = vscode.window.createOutputChannel("co-sidecar runs");
   provider = new ProposedContentProvider();
@@ -619,9 +621,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ),
     vscode.commands.registerCommand("co-sidecar.showOutput", () => runOutput.show(true)),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
-      if (e.affectsConfiguration(`${SECTION}.serverCommand`)) {
+      if (
+        e.affectsConfiguration(`${SECTION}.serverCommand`) ||
+        e.affectsConfiguration(`${SECTION}.interpreter`) ||
+        e.affectsConfiguration(`${SECTION}.importStrategy`)
+      ) {
         const choice = await vscode.window.showInformationMessage(
-          "co-sidecar: the server command changed.",
+          "co-sidecar: how the server starts changed.",
           "Restart Server",
         );
         if (choice === "Restart Server") await vscode.commands.executeCommand("co-sidecar.restartServer");
@@ -633,6 +639,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
     { dispose: () => void stopClient() },
   );
+  // A new interpreter picked in the Python extension: restart a server that runs with it.
+  void onPythonInterpreterChange(() => {
+    if (client && serverFromPythonExtension) void vscode.commands.executeCommand("co-sidecar.restartServer");
+  }).then((sub) => sub && context.subscriptions.push(sub));
   updateStatusBar();
   if (config().get<boolean>("autoStart", true) && vscode.workspace.workspaceFolders?.length) {
     ensureClient().catch(() => undefined);
@@ -642,3 +652,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 export async function deactivate(): Promise<void> {
   await stopClient();
 }
+
+/** For test/extension.test.ts: how the server would be started, under a stand-in `vscode`. */
+export const _resolveLaunch = resolveLaunch;

@@ -121,12 +121,12 @@ function M.ensure(root)
   end
   local cfg = M.lsp_config()
   if not cfg then
-    return nil, 'no LSP config registered (call require("co_sidecar").setup())'
+    return nil, "no LSP config 'co_sidecar' (is the plugin's lsp/ directory on 'runtimepath'?)"
   end
   if not command_available(cfg.cmd) then
     local first = type(cfg.cmd) == 'table' and cfg.cmd[1] or '?'
     return nil,
-      ('server command %q not found; install co-sidecar or set cmd in setup() (see :checkhealth co_sidecar)'):format(
+      ('server command %q not found; install the server (:help co_sidecar-install) or set cmd (:checkhealth co_sidecar)'):format(
         tostring(first)
       )
   end

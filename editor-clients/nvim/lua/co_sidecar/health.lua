@@ -15,9 +15,20 @@ function M.check()
     health.error('Neovim ' .. version .. ' is too old', { 'co-sidecar.nvim needs Neovim 0.11 or newer' })
   end
   if config.did_setup then
-    health.ok('setup() called')
+    health.ok('setup() called: its options are in effect')
   else
-    health.info('setup() not called yet; the defaults are used on the first :Co command')
+    health.info("setup() not called (not needed): the defaults and lsp/co_sidecar.lua are used")
+  end
+  local enabled = vim.lsp.is_enabled and vim.lsp.is_enabled(config.NAME)
+  if enabled then
+    health.ok("vim.lsp.enable('co_sidecar'): the server starts for files in a workspace root")
+  else
+    health.info("vim.lsp.enable('co_sidecar') not called: the server starts on the first :Co command")
+  end
+  if #vim.fn.getcompletion('co_sidecar', 'help') > 0 then
+    health.ok('help tags found (doc/tags): the :help pages work')
+  else
+    health.warn(':help co_sidecar has no tags', { 'Run :helptags ALL, or install the plugin with its doc/tags' })
   end
 
   health.start('co-sidecar: server command')
@@ -31,12 +42,13 @@ function M.check()
       health.ok(('`%s` found (%s)'):format(shown, vim.fn.exepath(cmd[1])))
     else
       health.error(('`%s` not found'):format(cmd[1]), {
-        'Install the server: pip install co-sidecar (or pipx install co-sidecar)',
-        'Or point setup{ cmd = {...} } at it, e.g. { "/path/to/venv/bin/co-sidecar", "serve" }',
+        'Install the server from a clone of the co-sidecar repository: '
+          .. '`pipx install /path/to/co-sidecar` or `uv tool install /path/to/co-sidecar` (:help co_sidecar-install)',
+        "Or point cmd at it: vim.lsp.config('co_sidecar', { cmd = { '/path/to/venv/bin/co-sidecar', 'serve' } })",
       })
     end
   else
-    health.error('cmd is not set', { 'setup{ cmd = { "co-sidecar", "serve" } }' })
+    health.error('cmd is not set', { "vim.lsp.config('co_sidecar', { cmd = { 'co-sidecar', 'serve' } })" })
   end
 
   health.start('co-sidecar: server')

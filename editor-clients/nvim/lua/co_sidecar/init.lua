@@ -35,6 +35,36 @@ local function on_exit(code, signal, client_id)
   end
 end
 
+-- Used by lsp/co_sidecar.lua (the vim.lsp.enable() path) as well as setup()'s config.
+M._on_exit = on_exit
+
+local autocmds_created = false
+
+--- Attach buffers opened under a running root (and autostart), and track $/progress.
+local function create_autocmds()
+  vim.api.nvim_clear_autocmds({ group = augroup })
+  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
+    group = augroup,
+    desc = 'co-sidecar: attach file buffers inside a running workspace',
+    callback = function(ev)
+      if config.options.autostart and vim.bo[ev.buf].buftype == '' then
+        local root, found = client_mod.root_for(ev.buf)
+        if found and not client_mod.get(root) then
+          client_mod.ensure(root)
+          return
+        end
+      end
+      client_mod.attach_if_under_root(ev.buf)
+    end,
+  })
+  vim.api.nvim_create_autocmd('LspProgress', {
+    group = augroup,
+    desc = 'co-sidecar: track $/progress for the statusline',
+    callback = progress.on_lsp_progress,
+  })
+  autocmds_created = true
+end
+
 --- Configure the plugin. Safe to call more than once; a running server keeps its old settings
 --- until restarted (e.g. :lua vim.lsp.stop_client(vim.lsp.get_clients{name="co_sidecar"})).
 ---@param opts? table see :h co_sidecar-setup
@@ -62,32 +92,16 @@ function M.setup(opts)
   end
   vim.lsp.config[NAME] = lsp_cfg
 
-  vim.api.nvim_clear_autocmds({ group = augroup })
-  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
-    group = augroup,
-    desc = 'co-sidecar: attach file buffers inside a running workspace',
-    callback = function(ev)
-      if config.options.autostart and vim.bo[ev.buf].buftype == '' then
-        local root, found = client_mod.root_for(ev.buf)
-        if found and not client_mod.get(root) then
-          client_mod.ensure(root)
-          return
-        end
-      end
-      client_mod.attach_if_under_root(ev.buf)
-    end,
-  })
-  vim.api.nvim_create_autocmd('LspProgress', {
-    group = augroup,
-    desc = 'co-sidecar: track $/progress for the statusline',
-    callback = progress.on_lsp_progress,
-  })
+  create_autocmds()
   return o
 end
 
+--- Without setup(): the defaults, and the server config from lsp/co_sidecar.lua (which
+--- vim.lsp.config() finds on 'runtimepath', merged with the user's vim.lsp.config() fields).
+--- Nothing is registered over it, so a vim.lsp.config('co_sidecar', {...}) stays in effect.
 local function ensure_setup()
-  if not config.did_setup then
-    M.setup({})
+  if not config.did_setup and not autocmds_created then
+    create_autocmds()
   end
 end
 M._ensure_setup = ensure_setup

@@ -2,24 +2,23 @@
  * Settings helpers (no `vscode` import).
  */
 
-export const DEFAULT_SERVER_COMMAND: readonly string[] = ["co-sidecar", "serve"];
-
 /**
  * The server's argv from the `co-sidecar.serverCommand` setting: an array of
  * strings (a single string is split on whitespace); `${workspaceFolder}` and a
- * leading `~` are expanded. Anything unusable falls back to the default.
+ * leading `~` are expanded. Unset or unusable: undefined, and the extension
+ * starts the server it carries (./python.ts).
  */
 export function resolveServerCommand(
   setting: unknown,
   vars: { workspaceFolder?: string; home?: string } = {},
-): string[] {
+): string[] | undefined {
   let argv: string[] | undefined;
   if (Array.isArray(setting) && setting.length > 0 && setting.every((a) => typeof a === "string")) {
     argv = [...(setting as string[])];
   } else if (typeof setting === "string" && setting.trim()) {
     argv = setting.trim().split(/\s+/);
   }
-  if (!argv || !argv[0]) argv = [...DEFAULT_SERVER_COMMAND];
+  if (!argv || !argv[0]) return undefined;
   return argv.map((arg) => {
     let out = arg;
     if (vars.workspaceFolder !== undefined) out = out.split("${workspaceFolder}").join(vars.workspaceFolder);
