@@ -165,6 +165,7 @@ const update = (state: RunUpdate["state"], extra: Partial<RunUpdate> = {}): RunU
   stream: null,
   errorCode: null,
   event: null,
+  answers: null,
   ...extra,
 });
 
@@ -202,7 +203,7 @@ describe("RunTracker", () => {
   it("keeps a finished cloud run's answers", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running", { mode: "cloud" }));
-    const answers = [{ attempt: 1, status: "completed", messages: ["It returns 1."], worklog: "worklog: 1 entry (tool 1)", hasDiff: false }];
+    const answers = [{ attempt: 1, status: "completed", messages: ["It returns 1."], worklog: "worklog: 1 entry (tool 1)", hasDiff: false, error: null }];
     t.handleUpdate(update("succeeded", { mode: "cloud", answers }));
     assert.deepEqual(t.get("r1")!.answers, answers);
   });
@@ -210,7 +211,7 @@ describe("RunTracker", () => {
   it("accepts updates before the launch response and merges the response later", () => {
     const t = new RunTracker();
     t.handleUpdate(update("running"));
-    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "", fallback: null }, "the prompt");
+    t.noteLaunched({ runId: "r1", taskId: "adhoc", mode: "local", state: "queued", reason: "", fallback: null, cloudEnv: null, warnings: [] }, "the prompt");
     assert.equal(t.get("r1")!.state, "running");
     assert.equal(t.get("r1")!.prompt, "the prompt");
   });

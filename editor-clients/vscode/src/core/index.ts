@@ -4,3 +4,4 @@ export * from "./runs";
 export * from "./edits";
 export * from "./apply";
 export * from "./config";
+export * from "./runsView";
