@@ -116,7 +116,7 @@ def test_code_server_e2e() -> None:
 
     editor-clients/vscode/e2e/run.sh installs Node 24 and code-server from the npm registry
     into a cache (the first time: a few minutes), packages co-sidecar-<version>.vsix and runs
-    the five steps of e2e/e2e.mjs. Missing prerequisites and a failed install fail this test;
+    the six steps of e2e/e2e.mjs. Missing prerequisites and a failed install fail this test;
     only CO_SKIP_VSCODE_E2E=1 skips it.
     """
     env = dict(os.environ)
@@ -147,4 +147,4 @@ def test_code_server_e2e() -> None:
     assert proc.returncode == 0, output
     summary = E2E_SUMMARY.search(proc.stdout)
     assert summary, output
-    assert (int(summary[1]), int(summary[2])) == (5, 0), summary[0]
+    assert (int(summary[1]), int(summary[2])) == (6, 0), summary[0]

@@ -70,6 +70,8 @@ export class RunsView implements vscode.TreeDataProvider<RunRow>, vscode.Disposa
           if (update) deps.onFinished(run.runId);
           void this.fetchDetails();
         }
+        // The status bar reads this model: it was drawn for this change before the model had it.
+        deps.onTick();
         this.schedule();
       }),
     );

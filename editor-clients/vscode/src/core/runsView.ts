@@ -314,7 +314,7 @@ export function presentRun(row: RunRow, now: number): RunPresentation {
   if (row.diff) parts.push(formatDiffStats(row.diff));
   if (isActive(row.state)) {
     if (row.step) parts.push(row.step);
-  } else if (row.failureReason && row.state !== "succeeded") {
+  } else if (row.failureReason && (row.state === "failed" || row.state === "timed_out")) {
     parts.push(truncate(row.failureReason, stepMax));
   }
   const lines = [
