@@ -605,7 +605,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     currentApi: () => (client?.state === State.Running ? api : undefined),
     getApi,
     runIdFrom: (arg, placeHolder) => runIdFrom(arg, placeHolder),
-    // A run that no progress notification follows (started before a reload, or elsewhere).
+    // A run that no progress notification follows gets the same finish notification.
     onFinished: (runId) => {
       const run = tracker.get(runId);
       if (run && run.state !== "cancelled" && !watched.has(runId)) void announceFinished(run.runId, run.state, run.message, run.answers);
