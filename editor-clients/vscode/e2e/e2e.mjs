@@ -9,6 +9,10 @@
 //   4. CO: Apply, answered Apply (+ the refactor preview): the editor shows the new text,
 //      File: Save All writes it to disk, the manifest records the apply
 //   5. a second task, CO: Cancel while it runs: cancelled, and the agent process is gone
+//   6. the co-sidecar Runs view: the earlier runs with their states; a third task appears,
+//      its elapsed time moves while the agent is silent, it finishes with its state and diff
+//      stats; Apply from the row's context menu (disk and manifest); after a window reload
+//      the view is rebuilt from co/list; Open Manifest from the context menu opens manifest.json
 // Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
@@ -72,6 +76,11 @@ writeFileSync(
     "import os, pathlib, sys, time",
     "prompt = sys.argv[1]",
     'print(f"agent: pid {os.getpid()}: {prompt}", flush=True)',
+    'if "notes" in prompt:',
+    '    time.sleep(5)  # silent: the elapsed time must move anyway',
+    '    pathlib.Path("notes.txt").write_text("notes by the agent\\n")',
+    '    print("agent: wrote notes.txt", flush=True)',
+    "    sys.exit(0)",
     'if "sleep" in prompt:',
     '    print("agent: sleeping until cancelled", flush=True)',
     "    time.sleep(600)",
@@ -88,6 +97,8 @@ const HELLO = "hello world\nsecond line\n";
 const HELLO_AFTER = "hello there\nsecond line\nadded by agent\n";
 const FIRST_PROMPT = "greet there instead of world";
 const SECOND_PROMPT = "sleep until cancelled";
+const THIRD_PROMPT = "write the notes quietly";
+const NOTES = "notes by the agent\n";
 writeFileSync(join(ws, "hello.txt"), HELLO);
 writeFileSync(join(ws, ".gitignore"), ".runs/\n");
 writeFileSync(
@@ -321,7 +332,45 @@ async function cleanup() {
   }
 }
 
-const TOTAL = 5;
+/** The rows of the co-sidecar Runs view: label, description, codicon classes. */
+const viewRows = () =>
+  page.locator(".part.sidebar .monaco-list-row").evaluateAll((els) =>
+    els.map((el) => ({
+      label: (el.querySelector(".label-name")?.textContent ?? "").trim(),
+      description: (el.querySelector(".label-description")?.textContent ?? "").replace(/\s+/g, " ").trim(),
+      icon: [...(el.querySelector(".custom-view-tree-node-item-icon")?.classList ?? [])].find((c) => c.startsWith("codicon-")) ?? "",
+      level: Number(el.getAttribute("aria-level") ?? 0),
+    })),
+  );
+const viewRow = async (prompt) => (await viewRows()).find((r) => r.label.includes(prompt));
+
+/** Clicks the co-sidecar activity bar item unless its Runs view is already showing. */
+async function openRunsView() {
+  const title = page.locator(".part.sidebar .composite.title");
+  if ((await title.isVisible().catch(() => false)) && /co-sidecar/i.test((await title.textContent()) ?? "")) return;
+  await page.locator('.activitybar .action-item a[aria-label^="co-sidecar"], .activitybar .action-item[aria-label^="co-sidecar"]').first().click();
+  await until("the Runs view", async () => /co-sidecar/i.test((await title.textContent().catch(() => "")) ?? ""), 10_000);
+}
+
+/** Right-click the Runs view's row of `prompt`; returns the menu's item labels, or clicks `item`. */
+async function rowMenu(prompt, item) {
+  const menu = page.locator(".context-view .monaco-menu");
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await page.keyboard.press("Escape");
+    await page.locator(".part.sidebar .monaco-list-row").filter({ hasText: prompt }).first().click({ button: "right" });
+    await menu.waitFor({ state: "visible", timeout: 10_000 });
+    const labels = (await menu.locator(".action-label").allTextContents()).map((t) => t.trim()).filter(Boolean);
+    if (!item) return labels;
+    const entry = menu.locator(".action-item").filter({ has: page.locator(".action-label", { hasText: new RegExp(`^${item}$`) }) }).first();
+    await entry.hover();
+    await entry.click();
+    // A click while the menu is still laying out can be lost: then the menu stays open.
+    if (await menu.waitFor({ state: "hidden", timeout: 2_000 }).then(() => true, () => false)) return labels;
+  }
+  throw new Error(`the context menu of "${prompt}" did not run ${item}`);
+}
+
+const TOTAL = 6;
 try {
   // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
   for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
@@ -483,7 +532,7 @@ try {
     await until("the prompt input", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Run Task")), 10_000);
     await quickInputBox().fill(SECOND_PROMPT);
     await page.keyboard.press("Enter");
-    await until("the status bar to say running", async () => (await coStatus()) === "CO: running");
+    await until("the status bar to say running", async () => /^CO: running\b/.test(await coStatus()));
     const running = await until("the agent's pid in the manifest", () => {
       const m = manifestFor(SECOND_PROMPT);
       return m?.state === "running" && m.executor?.pid && m;
@@ -500,6 +549,101 @@ try {
     await until(`agent pid ${pid} to exit`, () => !alive(pid), 15_000);
     await shot("10-cancelled");
     return `${note}; manifest ${m.state}; agent pid ${pid} gone`;
+  });
+
+  await step("6. The Runs view: runs with their states, a live clock, Apply from the context menu, rebuilt after a reload, Open Manifest", async () => {
+    await page.keyboard.press("Escape");
+    await openRunsView();
+    // The earlier runs, newest first, with their states and the applied run's diff stats.
+    const before = await until("the earlier runs in the view", async () => {
+      const rows = await viewRows();
+      const first = rows.find((r) => r.label === FIRST_PROMPT);
+      const second = rows.find((r) => r.label === SECOND_PROMPT);
+      return first && second && /^applied · local · \d+s · \+2 -1 in 1 file$/.test(first.description) &&
+        /^cancelled · local/.test(second.description) && rows;
+    });
+    assert.deepEqual(before.map((r) => r.label), [SECOND_PROMPT, FIRST_PROMPT], "newest first");
+    assert.equal(before.find((r) => r.label === FIRST_PROMPT).icon, "codicon-check-all");
+    // A third task from the view's title bar; its row appears at the top and its clock moves
+    // while the agent prints nothing.
+    await page.locator(".part.sidebar .title-actions .action-label[aria-label*='Run Task']").click();
+    await until("the prompt input", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Run Task")), 10_000);
+    await quickInputBox().fill(THIRD_PROMPT);
+    await page.keyboard.press("Enter");
+    const first = await until("the new run running in the view", async () => {
+      const r = await viewRow(THIRD_PROMPT);
+      const m = r && /^running · local · (\d+)s · (.+)$/.exec(r.description);
+      // The step: the agent's first line (it then stays silent for 5 s).
+      return m && /agent: pid \d+: write the notes quietly/.test(m[2]) && { seconds: Number(m[1]), step: m[2], row: r };
+    }, 30_000);
+    assert.equal((await viewRows())[0].label, THIRD_PROMPT, "the newest run on top");
+    await shot("11-runs-view-running");
+    const later = await until("the elapsed time to move while the agent is silent", async () => {
+      const r = await viewRow(THIRD_PROMPT);
+      const m = r && /^running · local · (\d+)s · (.+)$/.exec(r.description);
+      return m && Number(m[1]) > first.seconds && m[2] === first.step && { seconds: Number(m[1]), status: await coStatus() };
+    }, 10_000);
+    assert.match(later.status, /^CO: running \d+s · agent: pid/, "the status bar's clock and step");
+    const done = await until("the run succeeded in the view", async () => {
+      const r = await viewRow(THIRD_PROMPT);
+      return r && /^succeeded · local · \d+s · \+1 -0 in 1 file$/.test(r.description) && r;
+    }, 30_000);
+    assert.equal(done.icon, "codicon-check");
+    const third = manifestFor(THIRD_PROMPT);
+    await until("its succeeded notification", async () => (await notifications()).some((t) => t.includes(`CO run ${third.runId.slice(-6)} succeeded`)));
+    await shot("12-runs-view-succeeded");
+    // Apply from the row's context menu.
+    const items = await rowMenu(THIRD_PROMPT);
+    for (const want of ["Preview Diff", "Apply", "Reject", "Open Manifest"]) assert.ok(items.includes(want), `context menu ${items}`);
+    assert.ok(!items.includes("Cancel"), `no Cancel for a finished run: ${items}`);
+    await shot("13-runs-view-context-menu");
+    await rowMenu(THIRD_PROMPT, "Apply");
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await dialog.textContent()).replace(/\s+/g, " "), /Apply the changes of CO run \w+: 1 file/);
+    await dialog.getByRole("button", { name: "Apply", exact: true }).click();
+    const fileBox = page
+      .locator('.part.panel .monaco-list-row[role="checkbox"]')
+      .filter({ hasText: "notes.txt" })
+      .locator(".edit-checkbox")
+      .first();
+    await fileBox.waitFor({ state: "visible", timeout: 15_000 });
+    await fileBox.click();
+    await until("the change ticked", async () => (await fileBox.getAttribute("aria-checked")) === "true", 5_000);
+    await page.locator(".part.panel").getByRole("button", { name: "Apply", exact: true }).click();
+    await until("its applied notification", async () => (await notifications()).some((t) => t.includes(`applied 1 file (+1 −0) from run ${third.runId.slice(-6)}`)));
+    // The edit created notes.txt and opened it with the agent's text, unsaved.
+    await page.locator('.editor-group-container .tab[aria-label^="notes.txt"]').first().click();
+    await until("the notes.txt tab", async () => (await activeTab()).startsWith("notes.txt"), 10_000);
+    await until("the notes in the editor", async () => (await viewText(activeEditor())).trimEnd() === NOTES.trimEnd());
+    await command("File: Save All Files");
+    await until("notes.txt on disk", () => existsSync(join(ws, "notes.txt")) && readFileSync(join(ws, "notes.txt"), "utf8") === NOTES, 10_000);
+    const m = await until("the apply in the manifest", () => manifestFor(THIRD_PROMPT)?.state === "applied" && manifestFor(THIRD_PROMPT));
+    assert.equal(m.apply.applied, true);
+    assert.deepEqual(m.apply.paths, ["notes.txt"]);
+    await openRunsView();
+    await until("the row to say applied", async () => /^applied · /.test((await viewRow(THIRD_PROMPT))?.description ?? ""));
+    await shot("14-runs-view-applied");
+    // A window reload: a new extension host and server; the view is rebuilt from co/list.
+    await page.reload({ waitUntil: "domcontentloaded" });
+    await page.locator(".monaco-workbench").waitFor({ timeout: 60_000 });
+    await openRunsView();
+    const rebuilt = await until("the rebuilt view", async () => {
+      const rows = await viewRows();
+      return rows.length === 3 && rows.every((r) => /^(applied|cancelled) · local/.test(r.description)) && rows;
+    }, 60_000);
+    assert.deepEqual(rebuilt.map((r) => r.label), [THIRD_PROMPT, SECOND_PROMPT, FIRST_PROMPT]);
+    assert.match(rebuilt[0].description, /^applied · local · \d+s · \+1 -0 in 1 file$/);
+    await shot("15-runs-view-rebuilt");
+    // Open Manifest from the context menu: the run's manifest.json from .runs/.
+    await rowMenu(THIRD_PROMPT, "Open Manifest");
+    await until("the manifest.json tab", async () => (await activeTab()).startsWith("manifest.json"), 10_000);
+    const shown = await until("the manifest's text", async () => {
+      const t = await viewText(activeEditor());
+      return t.includes(third.runId) && t;
+    });
+    assert.match(shown, /"state": "applied"/);
+    return rebuilt.map((r) => `${r.label}: ${r.description}`).join(" | ");
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {

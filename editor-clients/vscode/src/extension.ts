@@ -42,6 +42,7 @@ import {
 } from "./core";
 import { ReportedError, SECTION, onPythonInterpreterChange, resolveLaunch } from "./serverLaunch";
 import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
+import { RunsView, registerRunsView } from "./runsView";
 
 
 let client: LanguageClient | undefined;
@@ -52,6 +53,7 @@ let output: vscode.OutputChannel;
 let runOutput: vscode.OutputChannel;
 let statusItem: vscode.StatusBarItem;
 let provider: ProposedContentProvider;
+let runsView: RunsView | undefined;
 /** Runs that already have a progress notification open. */
 const watched = new Set<string>();
 
@@ -176,7 +178,9 @@ function updateStatusBar(): void {
     statusItem.tooltip = "co-sidecar: no runs yet. Click to show runs.";
   } else {
     const elapsed = run.elapsedMs ? ` · ${formatElapsed(run.elapsedMs)}` : "";
-    statusItem.text = `$(${stateIcon(run.state)}) CO: ${stateLabel(run.state)}`;
+    // While the run works: its elapsed time, ticking every second, and its latest step.
+    const live = runsView?.statusText(run.runId);
+    statusItem.text = `$(${stateIcon(run.state)}) CO: ${stateLabel(run.state)}${live ? ` ${live}` : ""}`;
     statusItem.tooltip = new vscode.MarkdownString(
       `**co-sidecar run** \`${run.runId}\`\n\n${run.prompt ? `${truncate(run.prompt, 200)}\n\n` : ""}` +
         `state: **${stateLabel(run.state)}** · mode: ${run.mode ?? "?"}${elapsed}\n\n${run.message ?? ""}`,
@@ -266,10 +270,12 @@ async function announceFinished(
       "Preview Diff",
       "Apply…",
       "Reject",
+      "Show Output",
     );
     if (choice === "Preview Diff") await previewDiff(runId);
     else if (choice === "Apply…") await applyRun(runId);
     else if (choice === "Reject") await rejectRun(runId);
+    else if (choice === "Show Output") runOutput.show(true);
   } else if (state === "failed" || state === "timed_out") {
     const choice = await vscode.window.showErrorMessage(
       `CO run ${short} ${stateLabel(state)}${message ? `: ${truncate(message, 120)}` : ""}`,
@@ -596,6 +602,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.name = "co-sidecar";
   statusItem.command = "co-sidecar.showRuns";
   const trackerSub = tracker.onDidChange(() => updateStatusBar());
+  runsView = registerRunsView(context, {
+    tracker,
+    currentApi: () => (client?.state === State.Running ? api : undefined),
+    getApi,
+    runIdFrom: (arg, placeHolder) => runIdFrom(arg, placeHolder),
+    // A run that no progress notification follows gets the same finish notification.
+    onFinished: (runId) => {
+      const run = tracker.get(runId);
+      if (run && run.state !== "cancelled" && !watched.has(runId)) void announceFinished(run.runId, run.state, run.message, run.answers);
+    },
+    onTick: () => updateStatusBar(),
+    runsRoot: () => (config().get<{ runs?: { root?: unknown } }>("settings") ?? {}).runs?.root,
+  });
 
   context.subscriptions.push(
     output,

@@ -5,3 +5,4 @@ export * from "./edits";
 export * from "./apply";
 export * from "./config";
 export * from "./python";
+export * from "./runsView";
