@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from co_sidecar.protocol import REQUEST_PARAMS
-from conftest import ROOT, git
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from rpc import RpcProcess, frame  # noqa: E402
@@ -170,12 +170,19 @@ def test_strict_matrix_every_param_refuses_every_wrong_json_type(server: RpcProc
     assert server.request("co/list", {})["total"] == 0  # not one launch got through
 
 
-@pytest.mark.parametrize("accept", ["yes", "true", 1, [True], {"accept": True}, None])
-def test_apply_accepts_only_json_true_over_stdio(server: RpcProcess, repo: Path, accept: Any) -> None:
-    launched = server.request("co/launch", {"prompt": "p", "mode": "local"})
-    server.wait_state(launched["runId"], {"succeeded", "failed"})
-    # The agent made no change; a refused apply must leave the run succeeded and the tree clean.
-    response = server.request_raw("co/apply", {"runId": launched["runId"], "accept": accept, "strategy": "git"})
-    assert response["error"]["code"] == -32602 and response["error"]["data"]["field"] == "accept"
-    assert server.request("co/status", {"runId": launched["runId"]})["state"] == "succeeded"
-    assert git(repo, "status", "--porcelain") == ""
+def test_apply_accepts_only_json_true_over_stdio(repo: Path) -> None:
+    writer = [sys.executable, "-c", "open('accepted.txt', 'w').write('yes\\n')"]
+    server = RpcProcess(cwd=repo)
+    try:
+        server.initialize(repo, {"local": {"agentCommand": writer}})
+        launched = server.request("co/launch", {"prompt": "p", "mode": "local"})
+        assert server.wait_state(launched["runId"], {"succeeded", "failed"}) == "succeeded"
+        for accept in ["yes", "true", 1, 1.0, [True], {"accept": True}, None, False]:
+            response = server.request_raw("co/apply", {"runId": launched["runId"], "accept": accept, "strategy": "git"})
+            assert "error" in response, accept
+            assert server.request("co/status", {"runId": launched["runId"]})["state"] == "succeeded"
+            assert not (repo / "accepted.txt").exists()  # nothing written the user did not accept
+        assert server.request("co/apply", {"runId": launched["runId"], "accept": True, "strategy": "git"})["applied"]
+        assert (repo / "accepted.txt").read_text() == "yes\n"
+    finally:
+        server.close()

@@ -79,6 +79,28 @@ def test_unwritable_runs_root_refuses_the_launch_and_leaves_no_ghost(repo: Path,
         assert other.request("co/list", {})["total"] == 0
 
 
+def test_read_only_file_system_runs_root(repo: Path, tmp_path: Path, servers: list[RpcProcess]) -> None:
+    """A runs root on a read-only mount (EROFS), where the machine lets us mount one."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "none", str(ro)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        proc = RpcProcess(cwd=repo)
+        servers.append(proc)
+        proc.initialize(repo, {"runs": {"root": str(ro)}, "local": {"agentCommand": [sys.executable, "-c", "pass"]}})
+        with pytest.raises(RpcError) as refused:
+            proc.request("co/launch", {"prompt": "p", "mode": "local"})
+        assert refused.value.error["data"]["category"] == "runs_root" and "EROFS" in refused.value.message
+        assert proc.request("co/list", {}) == {"runs": [], "total": 0}
+        assert [u for u in proc.updates() if u.get("state") == "routing"] == []
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
 def test_file_descriptors_exhausted_every_run_ends_or_is_refused(repo: Path, servers: list[RpcProcess]) -> None:
     server = serve(repo, servers, maxConcurrent=20)
     server.request("co/list", {})  # the core is loaded

@@ -498,19 +498,24 @@ def load_config(
     trusted = trusted_workspaces(user, user_path)
     user = {k: v for k, v in user.items() if k not in USER_ONLY_KEYS}
     file_path, workspace_file = workspace_config_file(workspace)
-    trusts = client_trusts(client_options, client_settings)
-    if file_path is not None and workspace is not None and not (trusts or is_trusted(workspace, trusted)):
-        dropped = untrusted_settings(workspace_file, workspace)
-        if dropped:
-            notes.append(
-                f"{file_path.name} sets {', '.join(dropped)}; ignored because this workspace is "
-                f"not trusted ({trust_hint(workspace, environ)})"
-            )
     try:
         env = env_layer(environ)
     except ValueError as exc:
         raise InvalidParams(f"invalid environment setting: {exc}", category="config") from exc
     client, settings = client_layer(client_options), client_layer(client_settings)
+    trusts = client_trusts(client_options, client_settings)
+    if file_path is not None and workspace is not None and not (trusts or is_trusted(workspace, trusted)):
+        # Worth a warning only where no higher layer sets the key anyway.
+        dropped = [
+            key
+            for key in untrusted_settings(workspace_file, workspace)
+            if not any(_get(layer, key)[0] for layer in (env, client, settings))
+        ]
+        if dropped:
+            notes.append(
+                f"{file_path.name} sets {', '.join(dropped)}; ignored because this workspace is "
+                f"not trusted ({trust_hint(workspace, environ)})"
+            )
     layers: list[tuple[str, dict[str, Any]]] = [
         (str(user_path), user),
         (str(file_path) if file_path else "workspace file", workspace_file),

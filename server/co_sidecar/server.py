@@ -327,8 +327,9 @@ class CoSidecarServer(LanguageServer):
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGTERM, SIGHUP, SIGINT: exactly what shutdown + exit do (runs end in a terminal
         state, agents and their descendants are ended, scratch copies removed), then exit."""
-        if self._terminating:
-            return
+        if self._terminating:  # a second signal: leave now (agents still die: parent-death signal)
+            log.warning("%s received again: exiting at once", sig.name)
+            os._exit(1)
         self._terminating = True
         log.warning("%s received: shutting down", sig.name)
         task = asyncio.ensure_future(self._terminate())
