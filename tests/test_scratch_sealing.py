@@ -129,7 +129,9 @@ async def test_runs_reuse_a_clean_scratch(
         out = dict(line.split("=", 1) for line in status["executor"]["stdoutTail"].splitlines())
         seen.append((out["CWD"], out["LEFT"]))
         assert patch_of(repo, run_id).count(b"diff --git") == 1
-    assert len({cwd for cwd, _ in seen}) == 1  # one slot, reused
+    # Reused: at most local.scratchPool.size (2) slots for 3 runs (a launch that arrives while
+    # the previous slot is still being reset in the background may take the second one).
+    assert len({cwd for cwd, _ in seen}) <= 2
     assert [left for _, left in seen] == ["", "", ""]  # nothing of the run before
     assert not (repo / ".git" / "worktrees").exists()
 
