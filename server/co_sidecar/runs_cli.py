@@ -278,14 +278,20 @@ async def cmd_wait(session: Session, args: argparse.Namespace, out: TextIO) -> i
     return EXIT_OK if state in GOOD_END else EXIT_NOT_DONE
 
 
-async def cmd_cancel(session: Session, args: argparse.Namespace, out: TextIO) -> int:
+async def _change_state(session: Session, args: argparse.Namespace, out: TextIO, method: str) -> str:
+    """co/cancel or co/reject on the run the user named; prints and returns its new state."""
     run_id = await resolve_run(session, args.run)
-    result = await _request(session, "co/cancel", {"runId": run_id})
+    result = await _request(session, method, {"runId": run_id})
     if args.json:
         _emit_json(out, result)
     else:
         out.write(f"{run_id} {result['state']}\n")
-    return EXIT_OK if result["state"] == "cancelled" else EXIT_NOT_DONE
+    return str(result["state"])
+
+
+async def cmd_cancel(session: Session, args: argparse.Namespace, out: TextIO) -> int:
+    state = await _change_state(session, args, out, "co/cancel")
+    return EXIT_OK if state == "cancelled" else EXIT_NOT_DONE
 
 
 async def cmd_prune(session: Session, args: argparse.Namespace, out: TextIO) -> int:
@@ -332,12 +338,7 @@ async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_reject(session: Session, args: argparse.Namespace, out: TextIO) -> int:
-    run_id = await resolve_run(session, args.run)
-    result = await _request(session, "co/reject", {"runId": run_id})
-    if args.json:
-        _emit_json(out, result)
-    else:
-        out.write(f"{run_id} {result['state']}\n")
+    await _change_state(session, args, out, "co/reject")
     return EXIT_OK
 
 
