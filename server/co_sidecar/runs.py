@@ -993,6 +993,10 @@ class RunManager:
         for record in self.runs.values():
             if record.unsaved and record.try_save():  # a terminal state not yet on disk
                 record.release()
+        # A run's scratch slot is reset after its terminal state is reported: wait for that.
+        executor = sys.modules.get("co_sidecar.local.executor")
+        if executor is not None:
+            await executor.wait_for_releases(CANCEL_WAIT_S)
         # Close pooled HTTP clients, but only if a cloud run ever loaded them.
         http = sys.modules.get("co_sidecar.cloud.http")
         if http is not None:

@@ -188,6 +188,12 @@ def release_later(lease: Lease) -> None:
     task.add_done_callback(_RELEASES.discard)
 
 
+async def wait_for_releases(timeout: float) -> None:
+    """At shutdown: let slots being reset finish, so none is left marked as running."""
+    if _RELEASES:
+        await asyncio.wait(set(_RELEASES), timeout=timeout)
+
+
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-n:])
 
