@@ -44,7 +44,7 @@ class CanaryReport(CanaryResult):
 
 @contextlib.contextmanager
 def _emulated(config: Config, workspace: Path) -> Iterator[Config]:
-    from .cloud.emulator import Emulator
+    from .testing.emulator import Emulator
 
     with Emulator(workspace).start() as emulator:
         overrides = {"cloud": {"baseUrl": emulator.base_url, "adapter": "http", "envId": config.cloud.env_id or "canary-env"}}

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "emulator":
-        from .cloud.emulator import main as emulator_main
+        from .testing.emulator import main as emulator_main
 
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
