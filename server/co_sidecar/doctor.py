@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
+from .errors import IssueCode
+from .guard import cloud_disabled_issue
 from .protocol import CodexCliInfo, DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
-from .router import cloud_preflight, cloud_route_check
+from .router import cloud_route_check
 
 
 def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | None:
@@ -46,7 +48,7 @@ def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
     from .local.agent import local_preflight
 
     if workspace is None:
-        return [Issue(code="workspace_missing", message="no workspace folder", fix="open a folder")]
+        return [Issue(code=IssueCode.WORKSPACE_MISSING, message="no workspace folder", fix="open a folder")]
     return local_preflight(config, workspace)
 
 
@@ -67,7 +69,7 @@ async def doctor(
     codex = await asyncio.to_thread(codex_info, config, environ)
     local = local_issues(config, workspace)
     probe = LaunchParams(prompt="doctor", mode="cloud")
-    cloud = cloud_preflight(probe, config, workspace, environ) if workspace and not config.cloud.enabled else []
+    cloud = [cloud_disabled_issue()] if workspace and not config.cloud.enabled else []
     if workspace and config.cloud.enabled:
         # Off the event loop: choosing the environment may list them (cached).
         check = await asyncio.to_thread(cloud_route_check, probe, config, workspace, environ)

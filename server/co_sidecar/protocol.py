@@ -237,7 +237,10 @@ class ApplyResult(Wire):
     conflicts: list[Conflict] = Field(default_factory=list)
 
 
-class FileChange(Wire):
+class AgentFileChange(Wire):
+    """A file an agent step reports changed (codex's file_change item); not a patch's file
+    (that is `diffs.FileChange`, parsed from the patch itself)."""
+
     path: str  # relative to the workspace when it is inside it
     kind: str  # "add" | "update" | "delete" (codex's words)
 
@@ -256,7 +259,7 @@ class AgentEvent(Wire):
     status: str | None = Field(default=None, description="in_progress, completed, failed, declined (codex's words)")
     command: str | None = Field(default=None, description="command_execution: the command, without codex's shell wrapper")
     exit_code: int | None = Field(default=None, description="command_execution: its exit code once completed")
-    files: list[FileChange] | None = Field(default=None, description="file_change: the paths and how each changed")
+    files: list[AgentFileChange] | None = Field(default=None, description="file_change: the paths and how each changed")
     text: str | None = Field(default=None, description="agent message, reasoning, warning, failure, plan or unknown event as text")
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CoError
+from ..errors import CoError, RunErrorCode, local_error_code
 from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
@@ -222,8 +222,7 @@ class LocalExecutor:
                 argv[0] = str(Path(ctx.workspace) / argv[0])
             return await self._run(ctx, argv, scratch, plan, call)
         except CoError as exc:
-            code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
-            return Outcome(RunState.FAILED, exc.message, code)
+            return Outcome(RunState.FAILED, exc.message, local_error_code(exc.category))
         finally:
             info.finished_at = utc_now()
             info.duration_ms = int((time.monotonic() - started) * 1000)
@@ -307,7 +306,7 @@ class LocalExecutor:
                 outcome = Outcome(
                     RunState.TIMED_OUT,
                     f"agent timed out after {cfg.timeout_seconds:g}s and was stopped",
-                    "local_timeout",
+                    RunErrorCode.LOCAL_TIMEOUT,
                 )
             elif not agent.launched:
                 # Leader is done; don't let background children outlive the run (the launcher
@@ -342,7 +341,7 @@ class LocalExecutor:
         code = proc.returncode
         if codex is not None and codex.failure is not None:
             # Codex's own words (turn.failed or a top-level error), not its stderr banner.
-            return Outcome(RunState.FAILED, f"codex: {codex.failure}", "local_agent_failed")
+            return Outcome(RunState.FAILED, f"codex: {codex.failure}", RunErrorCode.LOCAL_AGENT_FAILED)
         if code != 0:
             tail = last_lines(info.stderr_tail) or last_lines(info.stdout_tail)
             if code is not None and code < 0:
@@ -350,7 +349,7 @@ class LocalExecutor:
             else:
                 what = f"agent exited with code {code}"
             return Outcome(
-                RunState.FAILED, f"{what}: {tail}" if tail else what, "local_agent_failed"
+                RunState.FAILED, f"{what}: {tail}" if tail else what, RunErrorCode.LOCAL_AGENT_FAILED
             )
 
         patch = await asyncio.to_thread(capture_patch, scratch)

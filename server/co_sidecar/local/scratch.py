@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkspaceError
+from ..errors import RunErrorCode, WorkspaceError
 
 NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
 
@@ -69,7 +69,7 @@ def git(
             argv, cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
         )
     except FileNotFoundError as exc:
-        raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+        raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip()
         raise WorkspaceError(f"git {args[0]} failed ({done.returncode}): {err}")
@@ -87,11 +87,11 @@ def repo_toplevel(workspace: Path) -> Path:
     try:
         return Path(_text(git(["rev-parse", "--show-toplevel"], workspace)))
     except WorkspaceError as exc:
-        if exc.category == "local_git_missing":
+        if exc.category == RunErrorCode.LOCAL_GIT_MISSING:
             raise
         raise WorkspaceError(
             f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch copy)",
-            category="local_not_git_repo",
+            category=RunErrorCode.LOCAL_NOT_GIT_REPO,
         ) from exc
 
 
@@ -160,7 +160,7 @@ def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = 
     """Make the scratch for `run_id`. `exclude`: untracked paths not to copy (e.g. the runs root)."""
     toplevel = repo_toplevel(workspace)
     if not has_commit(toplevel):
-        raise WorkspaceError(NO_COMMITS, category="local_no_commits")
+        raise WorkspaceError(NO_COMMITS, category=RunErrorCode.LOCAL_NO_COMMITS)
     prefix = _text(git(["rev-parse", "--show-prefix"], workspace))
     parent = _private_dir(scratch_root()) / workspace_key(toplevel)
     parent.mkdir(mode=0o700, exist_ok=True)
