@@ -138,3 +138,9 @@ def test_doctor_json_is_parseable_with_warnings(repo: Path) -> None:
     report = json.loads(out.stdout)
     assert any("did you mean local.agentCommand" in c["message"] for c in report["checks"])
     assert out.stderr == ""
+
+
+def test_lua_empty_table_settings_are_no_unknown_key(repo: Path) -> None:
+    warnings: list[str] = []
+    load_config(repo, {"XDG_CONFIG_HOME": str(repo / ".none")}, {"co-sidecar": []}, {"co-sidecar": []}, warnings)
+    assert warnings == []

@@ -357,6 +357,32 @@ def test_cancel_stops_a_sleeping_agent(repo: Path) -> None:
     assert_untouched(repo)
 
 
+def test_statusline_clock_moves_while_the_agent_is_silent(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local please sleep')
+        T.wait('the agent to start sleeping', function()
+          return T.note_matching('agent: sleeping') ~= nil
+        end)
+        T.result.first = T.co.statusline()
+        local updates = 0
+        vim.api.nvim_create_autocmd('User', { pattern = 'CoSidecarRunUpdate', callback = function() updates = updates + 1 end })
+        vim.wait(3200, function() return false end)
+        T.result.later = T.co.statusline()
+        T.result.updates_between = updates
+        vim.cmd('CoCancel')
+        T.wait_state(id, 'cancelled', 10000)
+        """,
+        timeout=40,
+    )
+    first, later = result["result"]["first"], result["result"]["later"]
+    assert result["result"]["updates_between"] == 0  # the server said nothing meanwhile
+    seconds = [int(re.search(r"co running (\d+)s", s).group(1)) for s in (first, later)]
+    assert seconds[1] - seconds[0] >= 3, (first, later)
+    assert "agent: sleeping" in later  # the latest step beside the clock
+
+
 def test_checkhealth_and_list_picker(repo: Path) -> None:
     result = run_nvim(
         repo,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -77,8 +78,9 @@ async def test_kill_9_with_local_and_cloud_runs_in_flight(
         await asyncio.sleep(0.2)
         after_kill = manifests(repo)  # every manifest intact and valid after kill -9
         assert {r: m.state for r, m in after_kill.items()} == {r: RunState.RUNNING for r in local + cloud}
-        for run_id in local:  # the orphaned agents die with the session in real life
-            os.killpg(before[run_id].executor.pid or 0, signal.SIGKILL)
+        for run_id in local:  # they die with the server (tests/test_processes.py); make sure
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(before[run_id].executor.pid or 0, signal.SIGKILL)
 
         second = await start_server(repo, cloud_options(emu))
         listed = {r["runId"]: r["state"] for r in (await second.request("co/list", {}))["runs"]}

@@ -183,3 +183,19 @@ def test_relative_runs_root_inside_the_workspace_needs_no_trust(repo: Path, tmp_
     finally:
         server.close()
     assert not (tmp_path / "outside").exists()
+
+
+def test_co_sidecar_run_trusts_only_with_the_flag(repo: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "agent.py").write_text("import pathlib; pathlib.Path('from-repo.txt').write_text('hi\\n')\n")
+    (repo / "co-sidecar.toml").write_text(f'[local]\nagentCommand = ["{sys.executable}", "{tmp_path / "agent.py"}"]\n')
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}  # no codex either
+    cli = [sys.executable, "-m", "co_sidecar", "run", "p", "--workspace", str(repo), "--mode", "local"]
+    plain = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env, check=False)  # noqa: S603
+    assert plain.returncode == 1 and "from-repo.txt" not in plain.stdout
+    assert "not trusted" in plain.stdout
+    trusted = subprocess.run([*cli, "--trust-workspace"], capture_output=True, text=True, timeout=120, env=env, check=False)  # noqa: S603
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert "from-repo.txt" in trusted.stdout

@@ -6,6 +6,7 @@ same in TOML files, initializationOptions and workspace settings.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -265,9 +266,9 @@ def client_layer(options: Any) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         return {}
     for key in ("co-sidecar", "coSidecar", "co_sidecar"):
-        nested = options.get(key)
-        if isinstance(nested, Mapping):
-            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS}
+        if key in options:  # Lua clients send an empty table as [], so not always a Mapping
+            nested = options[key]
+            return {k: v for k, v in nested.items() if k not in CLIENT_ONLY_KEYS} if isinstance(nested, Mapping) else {}
     return {k: v for k, v in options.items() if k not in CLIENT_ONLY_KEYS}
 
 
@@ -386,6 +387,7 @@ def trust_hint(workspace: Path, environ: Mapping[str, str]) -> str:
 # -- unknown keys -----------------------------------------------------------------------------
 
 
+@functools.cache
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, type[BaseModel] | None]:
     """Every settings key (camelCase and snake_case), dotted, with its section model if any."""
     model = model or Config

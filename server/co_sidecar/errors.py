@@ -182,7 +182,7 @@ class WorkspaceError(CoError):
 
 # JSON-RPC error codes, as documented in docs/errors.md (generated from these tables).
 RPC_CODES: list[tuple[int, str, str]] = [
-    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included)"),
+    (-32700, "parse error", "the message body is not strict JSON (NaN, Infinity and numbers beyond a double or 4,300 digits included; answered with the request's id when it can still be read)"),
     (-32600, "invalid request", "not a JSON-RPC request object, larger than CO_MAX_MESSAGE_BYTES (64 MiB), or nested deeper than 64 levels"),
     (-32601, "method not found", "unknown method or command"),
     (-32002, "server not initialized", "a request before `initialize` (LSP's ServerNotInitialized)"),

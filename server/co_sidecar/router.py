@@ -23,9 +23,20 @@ if TYPE_CHECKING:
 
 
 def in_git_work_tree(workspace: Path) -> bool:
-    """Whether `workspace` is inside a git work tree (a `.git` directory or file in it or a
-    parent): a cheap check so a local launch can be refused before anything is written."""
-    return any((folder / ".git").exists() for folder in (workspace, *workspace.parents))
+    """Whether `workspace` is inside a git work tree: a `.git` directory with a HEAD, or a
+    `.git` file pointing at one (`gitdir: ...`), in it or a parent, as git itself looks. A cheap
+    check so a local launch can be refused before anything is written."""
+    for folder in (workspace, *workspace.parents):
+        dot_git = folder / ".git"
+        if (dot_git / "HEAD").is_file():
+            return True
+        if dot_git.is_file():
+            try:
+                if dot_git.read_bytes()[:8] == b"gitdir: ":
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def not_a_repository(workspace: Path) -> WorkspaceError:

@@ -26,8 +26,10 @@ from rich.table import Table
 from . import __version__
 from .config import parse_argv
 from .jsonrpc import plain_converter
+from .run_clock import RunClock
 
 T = TypeVar("T")
+TICK_S = 1.0  # the status line's clock advances this often while the run is quiet
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"}
 
 
@@ -172,24 +174,30 @@ async def _launch_and_follow(
 
     state = launched["state"]
     shown_urls: set[str] = set()
+    clock = RunClock()
+    clock.state = state
     with console.status(f"{state}…", spinner="dots") as status:
         while state not in FINISHED:
-            update = await watch(updates.get())
+            try:
+                # A quiet agent sends nothing for a while: the clock still moves every second.
+                update = await watch(asyncio.wait_for(updates.get(), TICK_S))
+            except TimeoutError:
+                status.update(escape(clock.line()))
+                continue
             if update.get("runId") != run_id:
                 continue
             state = update["state"]
-            elapsed = update.get("elapsedMs", 0) / 1000
+            clock.update(update)
             polls = f" polls={update['pollCount']}" if update.get("pollCount") else ""
-            status.update(f"[bold]{state}[/bold] {elapsed:.1f}s{polls}")
+            status.update(escape(clock.line()) + polls)
             message = update.get("message") or ""
             if update.get("event"):
                 console.print(f"  {_step_markup(update['event'], message)}")
-                status.update(f"[bold]{state}[/bold] {elapsed:.1f}s  {escape(message)}")
             elif update.get("stream"):
                 style = "dim" if update["stream"] == "stdout" else "yellow"
                 for line in message.splitlines():
                     console.print(f"  [{style}]│ {escape(line)}[/{style}]")
-            elif message:
+            elif message and not message.startswith("warning: "):  # shown from the launch result
                 console.print(f"[bold]{state}[/bold] {escape(message)}")
                 url = update.get("cloudTaskUrl")
                 if url and url not in shown_urls:

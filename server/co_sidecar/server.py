@@ -190,9 +190,20 @@ class FramedReader:
             if at > 0:  # the declared length ran into the next message: resynchronise on it
                 self.pushback = body[at:] + self.pushback
                 return "error", (PARSE_ERROR, "parse error: the body is shorter than its Content-Length")
-            return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})")
+            # Valid to Python's lenient reading (NaN, Infinity, a huge number): the request's id
+            # can still be read, so its caller gets the answer instead of waiting for ever.
+            return "error", (PARSE_ERROR, f"parse error: the message body is not JSON ({exc})", _salvage_id(body))
         except Exception as exc:  # MemoryError and the like: this message is lost, the server is not
             return "error", (PARSE_ERROR, f"parse error: cannot read the message ({type(exc).__name__})")
+
+
+def _salvage_id(body: bytes) -> int | str | None:
+    try:
+        data = json.loads(body, parse_int=lambda text: 0 if len(text) > 4000 else int(text))
+    except Exception:
+        return None
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    return msg_id if isinstance(msg_id, int | str) and not isinstance(msg_id, bool) else None
 
 
 def _finite(text: str) -> float:
@@ -211,6 +222,19 @@ def parse_json(body: bytes) -> Any:
     manifest may hold them), no number that overflows a double. Integers of more than 4,300
     digits are refused by Python itself (ValueError)."""
     return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+
+
+_UNCHECKED = "unchecked"  # dispatch: check the message itself (not read by `read_checked`)
+
+
+def read_checked(reader: FramedReader) -> tuple[str, Any, str | None] | None:
+    """The next message and its `json_problem`, both on the reader's thread: walking a large
+    message must not hold up the event loop."""
+    item = reader.next_message()
+    if item is None:
+        return None
+    kind, value = item
+    return kind, value, json_problem(value) if kind == "message" else None
 
 
 def json_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
@@ -262,6 +286,8 @@ class CoSidecarServer(LanguageServer):
         self._terminating = False
         self._runs_stopped = False
         self._tasks: set[asyncio.Future[None]] = set()
+        # Run when a signal ends the process (os._exit skips finally blocks): e.g. the TCP token file.
+        self.exit_hooks: list[Callable[[], None]] = []
 
     # -- transport -------------------------------------------------------------
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
@@ -314,6 +340,9 @@ class CoSidecarServer(LanguageServer):
         finally:
             with contextlib.suppress(Exception):
                 self.protocol.writer.flush()  # type: ignore[union-attr]
+            for hook in self.exit_hooks:
+                with contextlib.suppress(Exception):
+                    hook()
             logging.shutdown()
             # Not sys.exit: the reader thread may sit in a blocking read of stdin for ever.
             os._exit(0)
@@ -330,19 +359,19 @@ class CoSidecarServer(LanguageServer):
     async def _read_loop(self, reader: FramedReader, loop: asyncio.AbstractEventLoop) -> None:
         while self._stop_event is not None and not self._stop_event.is_set():
             try:
-                item = await loop.run_in_executor(self.thread_pool, reader.next_message)
+                item = await loop.run_in_executor(self.thread_pool, read_checked, reader)
             except OSError as exc:  # the input is gone (closed, reset): as at its end
                 log.error("cannot read from the client: %s", exc)
                 break
             if item is None:
                 break
-            kind, value = item
+            kind, value, problem = item
             if kind == "error":
-                code, text = value
-                self.reply_error(None, code, text)
+                code, text, *msg_id = value
+                self.reply_error(msg_id[0] if msg_id else None, code, text)
                 continue
             try:
-                self.dispatch(value)
+                self.dispatch(value, problem)
             except Exception:  # never let one message take the server down
                 log.exception("unable to handle message")
 
@@ -373,7 +402,7 @@ class CoSidecarServer(LanguageServer):
         log.warning("JSON-RPC error %s for id %r: %s", code, msg_id, message)
         self.protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
-    def dispatch(self, data: Any) -> None:
+    def dispatch(self, data: Any, problem: str | None = _UNCHECKED) -> None:
         if not isinstance(data, dict):
             self.reply_error(None, INVALID_REQUEST, f"invalid request: expected a JSON object, got {type(data).__name__}")
             return
@@ -383,7 +412,8 @@ class CoSidecarServer(LanguageServer):
         if not isinstance(msg_id, int | str | None) or isinstance(msg_id, bool) or json_problem(msg_id):
             self.reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or an integer")
             return
-        problem = json_problem(data)
+        if problem is _UNCHECKED:
+            problem = json_problem(data)
         if problem is not None:
             if is_request:
                 self.reply_error(msg_id, INVALID_PARAMS, f"invalid params for {ascii(method)}: {problem}")

@@ -79,6 +79,7 @@ def serve_tcp(server: CoSidecarServer, host: str, port: int, token_file: Path | 
     port = listener.getsockname()[1]
     path = token_file or token_dir() / f"tcp-{port}.token"
     token = write_token(path)
+    server.exit_hooks.append(lambda: path.unlink(missing_ok=True))
     print(
         f"co-sidecar: listening on {host}:{port}; a client must send the token in {path} as "
         "initializationOptions.authToken in its initialize request",

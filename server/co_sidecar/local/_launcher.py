@@ -19,17 +19,20 @@ writes "ok <agent pid>" once the agent is started, or "error <errno> <text>" if 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
-import subprocess
 import sys
+
+TYPE_CHECKING = False  # not typing's: importing typing costs this process more than its work
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 # Rounds of "find every descendant, SIGKILL it": a process may fork while we kill its parent.
 KILL_ROUNDS = 200
+HAVE_PROC = os.path.isdir("/proc/self/task")
 
 
 def prctl(option: int, value: int) -> bool:
@@ -38,6 +41,14 @@ def prctl(option: int, value: int) -> bool:
         return int(libc.prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _quietly(kill: Callable[[int, int], None], pid: int, sig: int) -> None:
+    # Not contextlib.suppress: this file imports as little as it can (it starts per agent).
+    try:  # noqa: SIM105
+        kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def descendants(root: int) -> list[int]:
@@ -74,23 +85,23 @@ class Launcher:
         self.agent_pid: int | None = None
         self.agent_status: int | None = None
         self.stopping = False
+        self.killed = False  # everything was to be ended (a stop may come before the agent starts)
 
-    def signal_all(self, sig: int) -> None:
-        for pid in descendants(self.me):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        try:  # without /proc: at least the agent's process group
-            if self.agent_pid is not None:
-                os.killpg(self.agent_pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def signal_all(self, sig: int) -> list[int]:
+        """Send `sig` to every descendant; the ones found."""
+        pids = descendants(self.me) if HAVE_PROC else []
+        for pid in pids:
+            _quietly(os.kill, pid, sig)
+        if not HAVE_PROC and self.agent_pid is not None:  # at least the agent's process group
+            _quietly(os.killpg, self.agent_pid, sig)
+        return pids
 
     def kill_all(self) -> None:
+        self.killed = True
         for _ in range(KILL_ROUNDS):
-            self.signal_all(signal.SIGKILL)
-            self.reap(block=False)
-            if not descendants(self.me):
+            if not self.signal_all(signal.SIGKILL):
                 return
+            self.reap(block=False)
 
     def reap(self, block: bool) -> bool:
         """Collect exited children (ours and re-parented orphans); False when there are none."""
@@ -144,18 +155,29 @@ def main(argv: list[str]) -> None:
     if os.getppid() != int(opts["--parent"]):  # the server died before the line above
         os._exit(1)
     try:
-        # The agent's own process group (not a new session): the server's fallback killpg
-        # reaches it, and a terminal's signals do not (the launcher leads a new session).
-        proc = subprocess.Popen(agent, process_group=0)  # noqa: S603 - the configured argv, no shell
+        # posix_spawn, not subprocess (whose import alone costs more than the rest of this
+        # file): exec errors still come back as OSError. The agent gets its own process group
+        # (the server's fallback killpg reaches it; the launcher leads a new session, so a
+        # terminal's signals do not), not the status pipe, and default SIGPIPE/SIGXFSZ
+        # (Python ignores them, and ignored signals survive exec).
+        pid = os.posix_spawnp(
+            agent[0],
+            agent,
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_CLOSE, status_fd)],
+            setpgroup=0,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
     except OSError as exc:
         os.write(status_fd, f"error {exc.errno or 0} {exc.strerror or exc}\n".encode())
         os._exit(127)
-    launcher.agent_pid = proc.pid
-    os.write(status_fd, f"ok {proc.pid}\n".encode())
+    launcher.agent_pid = pid
+    os.write(status_fd, f"ok {pid}\n".encode())
     os.close(status_fd)
+    if launcher.killed:  # told to end everything while the agent was starting
+        launcher.kill_all()
     while launcher.reap(block=True):  # until no child is left (orphans come to us too)
         pass
-    launcher.kill_all()
     launcher.exit()
 
 

@@ -30,6 +30,45 @@ local function redraw()
   vim.cmd('redrawstatus')
 end
 
+--- Milliseconds since the run started, by this Neovim's clock: the server sends elapsedMs only
+--- with an update, and a quiet agent sends none for a long time.
+---@param run co_sidecar.Run
+---@return integer?
+function M.elapsed_ms(run)
+  if not run.started_at then
+    return nil
+  end
+  return math.max(0, uv.now() - run.started_at)
+end
+
+-- While a run is live the statusline is redrawn every second, so its clock keeps moving.
+local ticker
+local function any_active()
+  for _, run in pairs(state.runs) do
+    if run.state and state.ACTIVE[run.state] then
+      return true
+    end
+  end
+  return false
+end
+
+local function tick()
+  if any_active() then
+    redraw()
+  elseif ticker then
+    ticker:stop()
+    ticker:close()
+    ticker = nil
+  end
+end
+
+local function ensure_ticking()
+  if not ticker and any_active() then
+    ticker = uv.new_timer()
+    ticker:start(1000, 1000, vim.schedule_wrap(tick))
+  end
+end
+
 local function last_line(text)
   local out = ''
   for line in tostring(text or ''):gmatch('[^\n]+') do
@@ -110,6 +149,11 @@ function M.on_run_update(_, params, ctx)
     cloudTaskUrl = params.cloudTaskUrl,
     attempt = params.attempt,
   })
+  if type(params.elapsedMs) == 'number' then
+    -- Anchor the start; only ever earlier, so a late update cannot rewind the clock.
+    local started = uv.now() - params.elapsedMs
+    run.started_at = run.started_at and math.min(run.started_at, started) or started
+  end
   local message = util.present(params.message) and last_line(params.message) or nil
   if message and message ~= '' then
     run.message = message
@@ -151,6 +195,7 @@ function M.on_run_update(_, params, ctx)
     modeline = false,
     data = params,
   })
+  ensure_ticking()
   redraw()
 end
 
@@ -194,8 +239,12 @@ function M.statusline()
     if wd and wd.percentage then
       text = text .. (' %d%%'):format(wd.percentage)
     end
-    if best.elapsedMs and best.elapsedMs > 0 then
-      text = text .. (' %ds'):format(math.floor(best.elapsedMs / 1000))
+    local elapsed = M.elapsed_ms(best) or best.elapsedMs
+    if elapsed then
+      text = text .. (' %ds'):format(math.floor(elapsed / 1000))
+    end
+    if best.message and best.message ~= '' then
+      text = text .. ' ' .. util.summary(best.message, 40)
     end
     return text
   end
