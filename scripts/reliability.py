@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import apply_faults  # noqa: E402
 from rpc import RpcProcess, frame  # noqa: E402
 
-from co_sidecar.cloud.emulator import Emulator  # noqa: E402
 from co_sidecar.manifest import RunManifest, load_manifest  # noqa: E402
 from co_sidecar.protocol import REQUEST_PARAMS, param_names  # noqa: E402
+from co_sidecar.testing.emulator import Emulator  # noqa: E402
 
 DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}

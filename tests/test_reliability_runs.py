@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from co_sidecar.cloud.emulator import Emulator
 from co_sidecar.config import Config
 from co_sidecar.execution import Outcome
 from co_sidecar.manifest import (
@@ -27,6 +26,7 @@ from co_sidecar.manifest import (
 )
 from co_sidecar.protocol import RunState
 from co_sidecar.runs import RunManager
+from co_sidecar.testing.emulator import Emulator
 from conftest import SessionFactory, agent_command
 from test_cloud_e2e import cloud_options
 

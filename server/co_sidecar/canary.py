@@ -23,7 +23,7 @@ from typing import Any, Literal
 from .config import Config, build_config, deep_merge, load_config
 from .manifest import CloudInfo, DiffEvidence, ManifestStore, RunManifest, new_run_id, utc_now
 from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState
-from .router import cloud_preflight
+from .router import cloud_route_check
 from .runs import RunRecord
 
 PhaseName = Literal["preflight", "create", "poll", "diff", "apply_check"]
@@ -44,7 +44,7 @@ class CanaryReport(CanaryResult):
 
 @contextlib.contextmanager
 def _emulated(config: Config, workspace: Path) -> Iterator[Config]:
-    from .cloud.emulator import Emulator
+    from .testing.emulator import Emulator
 
     with Emulator(workspace).start() as emulator:
         overrides = {"cloud": {"baseUrl": emulator.base_url, "adapter": "http", "envId": config.cloud.env_id or "canary-env"}}
@@ -57,7 +57,7 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
     report = CanaryReport(adapter=config.cloud.adapter, base_url=config.cloud.base_url)
     started = time.monotonic()
     params = LaunchParams(prompt=CANARY_PROMPT, mode="cloud", task_id="canary")
-    issues = cloud_preflight(params, config, workspace, os.environ)
+    issues = cloud_route_check(params, config, workspace, os.environ).issues
     if not report.add("preflight", not issues, started, "; ".join(f"{i.code}: {i.message}" for i in issues)):
         return report
 

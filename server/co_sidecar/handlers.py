@@ -19,7 +19,7 @@ from pygls.uris import to_fs_path
 
 from .config import Config, load_config
 from .diffs import OpenDocument
-from .errors import CoError, InvalidParams, WorkspaceError
+from .errors import CoError, ErrorCategory, InvalidParams, IssueCode, RunErrorCode, WorkspaceError
 from .execution import Executor, Outcome
 from .jsonrpc import lsp_converter
 from .manifest import RunManifest
@@ -75,13 +75,13 @@ def parse_params(model: type[P], raw: Any) -> P:
 
 def config_issues(warnings: list[str]) -> list[Issue]:
     """Configuration warnings as launch warnings (`LaunchResult.warnings`)."""
-    return [Issue(code="config_warning", message=w, fix=_fix_for(w)) for w in warnings]
+    return [Issue(code=IssueCode.CONFIG_WARNING, message=w, fix=_fix_for(w)) for w in warnings]
 
 
 def config_checks(warnings: list[str]) -> list[DoctorCheck]:
     """Configuration warnings as doctor checks (they do not make a mode unready)."""
     return [
-        DoctorCheck(name="config", ok=False, message=w, code="config_warning", fix=_fix_for(w)) for w in warnings
+        DoctorCheck(name="config", ok=False, message=w, code=IssueCode.CONFIG_WARNING, fix=_fix_for(w)) for w in warnings
     ]
 
 
@@ -99,7 +99,7 @@ class CloudNotConfigured:
 
     async def execute(self, ctx: Any) -> Outcome:
         return Outcome(
-            RunState.FAILED, f"cloud executor not configured: {self.why}", "cloud_preflight"
+            RunState.FAILED, f"cloud executor not configured: {self.why}", RunErrorCode.CLOUD_PREFLIGHT
         )
 
 
@@ -250,7 +250,7 @@ class Handlers:
         if size > limit:
             raise InvalidParams(
                 f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
-                category="prompt_too_large",
+                category=ErrorCategory.PROMPT_TOO_LARGE,
                 data={"field": "prompt", "bytes": size, "limit": limit},
             )
         try:
@@ -258,7 +258,7 @@ class Handlers:
             decision = await asyncio.to_thread(self.manager.route, params, workspace)
             result = self.manager.launch(params, workspace, decision)
         except OSError as exc:  # before a run was recorded (reading earlier runs, say)
-            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
+            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category=RunErrorCode.SYSTEM_ERROR) from exc
         if warnings:
             result.warnings = config_issues(warnings) + result.warnings
             record = self.manager.runs.get(result.run_id)
@@ -330,7 +330,7 @@ class Handlers:
     async def startup(self) -> None:
         """After initialize: load earlier runs, recover interrupted ones, sweep stale scratch copies."""
         self.ensure_all_loaded()
-        from .local.scratch import sweep_scratch
+        from .local.pool import sweep_scratch
 
         runs = self.manager.runs.values()
         active = {r.run_id for r in runs if r.manifest.state in EXECUTING_STATES}

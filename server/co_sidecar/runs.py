@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +24,17 @@ from typing import Any
 
 from . import apply_journal, diffs, redact
 from .config import Config
-from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound, WorkspaceError
-from .execution import Executor, Outcome, Stream
+from .errors import (
+    ApplyRefused,
+    CoError,
+    ErrorCategory,
+    InvalidState,
+    PatchRefused,
+    RunErrorCode,
+    RunNotFound,
+    WorkspaceError,
+)
+from .execution import Executor, Outcome, ResumableExecutor, Stream
 from .git_apply import external_symlinks_refused, parse_checked, verify_with_git
 from .lifecycle import check_transition
 from .manifest import (
@@ -70,6 +78,7 @@ from .router import (
     requested_cloud_env,
     route,
 )
+from .shutdown import run_shutdown_hooks
 
 log = logging.getLogger(__name__)
 
@@ -437,17 +446,16 @@ class RunManager:
             cloud = record.manifest.cloud
             if record.manifest.selected_mode == "cloud" and cloud and cloud.task_id:
                 executor = self.executor_for("cloud")
-                resume = getattr(executor, "resume", None)
-                if resume is not None:
+                if isinstance(executor, ResumableExecutor):
                     record.manifest.owner_pid = os.getpid()
                     record.set_state(RunState.RUNNING, f"resuming cloud task {cloud.task_id} after restart")
-                    record.task = asyncio.create_task(self._drive(record, resume))
+                    record.task = asyncio.create_task(self._drive(record, executor.resume))
                     continue
             record.finish(
                 Outcome(
                     RunState.FAILED,
                     "interrupted: the server stopped while this run was in progress",
-                    "interrupted",
+                    RunErrorCode.INTERRUPTED,
                 )
             )
 
@@ -624,14 +632,14 @@ class RunManager:
             system = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
             raise WorkspaceError(
                 f"cannot record the run under {record.store.root}: {os_cause(exc)}",
-                category="system_error" if system else "runs_root",
+                category=RunErrorCode.SYSTEM_ERROR if system else ErrorCategory.RUNS_ROOT,
             ) from exc
         self.runs[manifest.run_id] = record
         record.emit(decision.reason)
         try:
             if decision.denied:
                 codes = ", ".join(i.code for i in decision.issues)
-                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
+                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", RunErrorCode.CLOUD_PREFLIGHT))
             else:
                 record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
                 record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
@@ -656,18 +664,18 @@ class RunManager:
             else:
                 outcome = await execute(record)
         except _CancelledWhileQueued:
-            outcome = Outcome(RunState.CANCELLED, "cancelled while queued", "cancelled")
+            outcome = Outcome(RunState.CANCELLED, "cancelled while queued", RunErrorCode.CANCELLED)
         except CoError as exc:
             outcome = Outcome(RunState.FAILED, exc.message, exc.category)
         except asyncio.CancelledError:
-            record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", "cancelled"))
+            record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", RunErrorCode.CANCELLED))
             raise
         except Exception as exc:  # an executor bug must fail the run, never the server
             if not isinstance(exc, OSError):
                 log.exception("run %s crashed", record.run_id)
             outcome = failure_of(exc)
         if record.cancel_event.is_set() and outcome.state not in FINISHED_STATES:
-            outcome = Outcome(RunState.CANCELLED, "cancelled", "cancelled")
+            outcome = Outcome(RunState.CANCELLED, "cancelled", RunErrorCode.CANCELLED)
         record.finish(outcome)
 
     @contextlib.asynccontextmanager
@@ -729,7 +737,7 @@ class RunManager:
             except (OSError, ValueError) as exc:
                 raise ApplyRefused(f"cannot re-read the manifest of run {record.run_id}: {exc}") from exc
             if record.manifest.applying is not None and verb != "restore":
-                raise ApplyRefused(interrupted_apply_message(record), category="apply_interrupted")
+                raise ApplyRefused(interrupted_apply_message(record), category=ErrorCategory.APPLY_INTERRUPTED)
             yield
         finally:
             os.close(lock)
@@ -836,7 +844,7 @@ class RunManager:
                     f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
                     f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
                     "pass force: true to apply anyway",
-                    category="over_budget",
+                    category=ErrorCategory.OVER_BUDGET,
                     data={"budget": b.wire()},
                 )
             record.applying = True
@@ -902,7 +910,7 @@ class RunManager:
             raise ApplyRefused(
                 f"the apply failed and restoring the files it touched failed too ({exc}); "
                 f'retry with co/apply {{"runId": "{record.run_id}", "restore": true}}',
-                category="apply_interrupted",
+                category=ErrorCategory.APPLY_INTERRUPTED,
             ) from exc
 
     async def restore(self, record: RunRecord) -> ApplyResult:
@@ -993,14 +1001,7 @@ class RunManager:
         for record in self.runs.values():
             if record.unsaved and record.try_save():  # a terminal state not yet on disk
                 record.release()
-        # A run's scratch slot is reset after its terminal state is reported: wait for that.
-        executor = sys.modules.get("co_sidecar.local.executor")
-        if executor is not None:
-            await executor.wait_for_releases(CANCEL_WAIT_S)
-        # Close pooled HTTP clients, but only if a cloud run ever loaded them.
-        http = sys.modules.get("co_sidecar.cloud.http")
-        if http is not None:
-            await http.aclose_all()
+        await run_shutdown_hooks()  # e.g. the HTTP pool, registered when a cloud run opened it
 
 
 def _remove_tree(path: Path) -> int:
@@ -1028,8 +1029,8 @@ def failure_of(exc: Exception) -> Outcome:
     if isinstance(exc, CoError):
         return Outcome(RunState.FAILED, exc.message, exc.category)
     if isinstance(exc, OSError):
-        return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", "system_error")
-    return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
+        return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", RunErrorCode.SYSTEM_ERROR)
+    return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", RunErrorCode.INTERNAL)
 
 
 def interrupted_apply_message(record: RunRecord) -> str:

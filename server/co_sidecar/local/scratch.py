@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkspaceError
+from ..errors import RunErrorCode, WorkspaceError
 
 NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
 
@@ -73,7 +73,7 @@ def git(
             argv, cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
         )
     except FileNotFoundError as exc:
-        raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+        raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip()
         raise WorkspaceError(f"git {args[0]} failed ({done.returncode}): {err}")
@@ -91,11 +91,11 @@ def repo_toplevel(workspace: Path) -> Path:
     try:
         return Path(_text(git(["rev-parse", "--show-toplevel"], workspace)))
     except WorkspaceError as exc:
-        if exc.category == "local_git_missing":
+        if exc.category == RunErrorCode.LOCAL_GIT_MISSING:
             raise
         raise WorkspaceError(
             f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch copy)",
-            category="local_not_git_repo",
+            category=RunErrorCode.LOCAL_NOT_GIT_REPO,
         ) from exc
 
 
@@ -169,7 +169,7 @@ def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = 
     """Make the scratch for `run_id`. `exclude`: untracked paths not to copy (e.g. the runs root)."""
     toplevel = repo_toplevel(workspace)
     if not has_commit(toplevel):
-        raise WorkspaceError(NO_COMMITS, category="local_no_commits")
+        raise WorkspaceError(NO_COMMITS, category=RunErrorCode.LOCAL_NO_COMMITS)
     prefix = _text(git(["rev-parse", "--show-prefix"], workspace))
     parent = _private_dir(scratch_root()) / workspace_key(toplevel)
     parent.mkdir(mode=0o700, exist_ok=True)
@@ -226,12 +226,13 @@ def _carry_over(toplevel: Path, dest: Path, exclude: Sequence[Path]) -> None:
             shutil.copy2(src, target)  # copy2 keeps the mode (executable bits)
 
 
-def capture_patch(scratch: Scratch) -> bytes:
-    """The agent's change as a binary-safe git patch, relative to the user's workspace."""
-    if scratch.gitdir is not None:
-        from .pool import capture
+# The file that marks a directory as a pool slot (local/pool.py), so removal knows its kind.
+SLOT_MARK = "co-sidecar-scratch-slot"
 
-        return capture(scratch)
+
+def capture_worktree_patch(scratch: Scratch) -> bytes:
+    """A worktree scratch's change (`create_scratch`, the canary's) as a binary-safe git patch,
+    relative to the user's workspace. Pooled scratches: `pool.capture_patch`."""
     git(["add", "-A"], scratch.path, scratch=True)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
     return git(
@@ -252,8 +253,6 @@ def _force_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:
 
 def remove_scratch(path: Path, repo: Path | None = None) -> None:
     """Remove a scratch worktree (best effort, never raises) and prune its admin entry."""
-    from .pool import SLOT_MARK
-
     for slot in (path, path.parent):
         if (slot / SLOT_MARK).is_file() and not slot.is_symlink():
             # A kept pool slot: its own repository, nothing registered with the user's.
@@ -283,7 +282,7 @@ def remove_scratch(path: Path, repo: Path | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def sweep_scratch(
+def sweep_worktrees(
     workspace: Path,
     active: Collection[str] = (),
     known: Collection[str] | None = None,
@@ -313,6 +312,4 @@ def sweep_scratch(
                 removed.append(child)
     with contextlib.suppress(WorkspaceError), worktree_lock(toplevel):
         git(["worktree", "prune"], toplevel, scratch=True)
-    from .pool import sweep
-
-    return removed + sweep(toplevel)
+    return removed
