@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsprotocol import types
 from pydantic import BaseModel, ValidationError
+from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
 
 from .config import Config, load_config
@@ -229,8 +230,13 @@ class Handlers:
         params = lsp_converter().structure(
             {"label": label, "edit": edit}, types.ApplyWorkspaceEditParams
         )
-        response = await self.ls.workspace_apply_edit_async(params)
-        return bool(response.applied), response.failure_reason
+        try:
+            response = await self.ls.workspace_apply_edit_async(params)
+        except JsonRpcException as exc:  # eglot answers a declined edit with an error
+            return False, f"the client declined the edit: {exc.message}"
+        if not response.applied:
+            return False, f"the client did not apply the edit: {response.failure_reason or 'no reason given'}"
+        return True, None
 
     # -- co/* methods: parsed params in, wire models out -----------------------
     def call(self, spec: Request, raw: Any) -> Any:
