@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -110,6 +109,7 @@ def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
     """`git apply --check` in a scratch worktree of the workspace, never the user's tree."""
     from .diffs import check_paths, parse_patch
     from .errors import CoError
+    from .gitcmd import run_git
     from .local.scratch import create_scratch, remove_scratch
 
     try:
@@ -118,12 +118,11 @@ def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
     except CoError as exc:
         return False, exc.message
     try:
-        result = subprocess.run(  # noqa: S603 - fixed argv, patch path from our temp dir
-            ["git", "apply", "--check", "--binary", str(patch)], cwd=scratch.cwd, capture_output=True, text=True, check=False
-        )
+        result = run_git(["apply", "--check", "--binary", str(patch)], scratch.cwd)
         if result.returncode == 0:
             return True, "git apply --check passed in a scratch worktree"
-        return False, result.stderr.strip() or f"git apply --check exited {result.returncode}"
+        why = result.stderr.decode("utf-8", "replace").strip()
+        return False, why or f"git apply --check exited {result.returncode}"
     finally:
         remove_scratch(scratch.path, scratch.repo)
 
