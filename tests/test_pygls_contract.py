@@ -18,6 +18,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol.json_rpc import RPCNotification, RPCRequest
 
 from co_sidecar.errors import InvalidParams
 from co_sidecar.protocol import ListParams
@@ -90,6 +91,9 @@ def test_a_co_request_is_structured_once_into_its_params_model() -> None:
     assert (message.id, message.method, message.params) == (7, "co/list", ListParams(limit=5))
     refused = protocol.structure_message({"jsonrpc": "2.0", "id": 8, "method": "co/list", "params": {"limit": "5"}})
     assert isinstance(refused.params, InvalidParams) and refused.params.data == {"field": "limit"}
+    # A co/* method sent as a notification is still one: pygls runs it and answers nothing.
+    note = protocol.structure_message({"jsonrpc": "2.0", "method": "co/list", "params": {"limit": 1}})
+    assert isinstance(note, RPCNotification) and not isinstance(note, RPCRequest) and note.params == ListParams(limit=1)
     # Notifications the server sends keep pygls's own types (co/runUpdate is plain JSON).
     assert protocol.get_message_type("co/runUpdate") is None
     assert protocol.get_message_type(types.INITIALIZE) is types.InitializeRequest

@@ -33,7 +33,7 @@ import attrs
 from cattrs import Converter
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import JsonRPCNotification, LanguageServerProtocol, lsp_method
 
 from .errors import CoError
 from .jsonrpc import plain_converter
@@ -295,7 +295,7 @@ class CoRequest:
     params: Any
 
 
-def _structure_request(obj: dict[str, Any], cls: type[CoRequest]) -> CoRequest:
+def _structure_request(obj: dict[str, Any], cls: type[CoRequest]) -> Any:
     from .handlers import parse_params  # pydantic: loaded with the first co/* request
 
     spec = REQUEST_BY_METHOD[obj["method"]]
@@ -304,6 +304,8 @@ def _structure_request(obj: dict[str, Any], cls: type[CoRequest]) -> CoRequest:
         params = parse_params(spec.params_model(), obj.get("params"))
     except CoError as exc:
         params = exc
+    if "id" not in obj:  # a co/* method sent as a notification: pygls runs it, unanswered
+        return JsonRPCNotification(method=obj["method"], jsonrpc=obj["jsonrpc"], params=params)
     return cls(**{**obj, "params": params})
 
 
