@@ -24,7 +24,7 @@ from .config import Config, build_config, deep_merge, load_config
 from .manifest import CloudInfo, DiffEvidence, ManifestStore, RunManifest, new_run_id, utc_now
 from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState
 from .router import cloud_route_check
-from .runs import RunRecord
+from .run_record import RunRecord
 
 PhaseName = Literal["preflight", "create", "poll", "diff", "apply_check"]
 
@@ -67,6 +67,9 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
         if update["state"] == RunState.RUNNING and "create" not in marks:
             marks["create"] = time.monotonic()
 
+    def mark_diff(_evidence: DiffEvidence) -> None:  # the end of polling, the start of the diff phase
+        marks.setdefault("diff", time.monotonic())
+
     with tempfile.TemporaryDirectory(prefix="co-sidecar-canary-") as tmp:
         now = utc_now()
         manifest = RunManifest(
@@ -75,8 +78,8 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
             state=RunState.LAUNCHING, created_at=now, updated_at=now,
             cloud=CloudInfo(adapter=config.cloud.adapter, env_id=config.cloud.env_id, branch=config.cloud.branch, attempts=1),
         )  # fmt: skip
-        record = _TimedRecord(manifest, workspace, ManifestStore(Path(tmp)), config, on_update)
-        record.marks = marks
+        record = RunRecord(manifest, workspace, ManifestStore(Path(tmp)), config, on_update)
+        record.on_patch = mark_diff
         phase_start = time.monotonic()
         outcome = await CloudExecutor().execute(record)
         done = time.monotonic()
@@ -101,16 +104,6 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
         ok, why = await asyncio.to_thread(_apply_check, workspace, Path(tmp) / evidence.patch_path)
         report.add("apply_check", ok, check_start, why)
     return report
-
-
-class _TimedRecord(RunRecord):
-    """Marks when the first diff arrives: the end of polling, the start of the diff phase."""
-
-    marks: dict[str, float]
-
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        self.marks.setdefault("diff", time.monotonic())
-        return super().record_patch(patch, attempt)
 
 
 def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
