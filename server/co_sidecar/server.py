@@ -46,6 +46,7 @@ DISCARD_CHUNK = 1024 * 1024
 MAX_JSON_DEPTH = 64
 PARSE_ERROR, INVALID_REQUEST, SERVER_NOT_INITIALIZED = -32700, -32600, -32002
 INVALID_PARAMS = -32602
+METHOD_NOT_FOUND = -32601
 _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGNORECASE)
 # Requests a client may send before `initialize` has been answered (LSP: all others get -32002).
 _BEFORE_INIT = {"initialize", "shutdown", "exit"}
@@ -432,6 +433,10 @@ class CoSidecarServer(LanguageServer):
         if is_request and self.protocol._shutdown and method != "exit":
             self.reply_error(msg_id, INVALID_REQUEST, f"the server is shutting down; {method} refused")
             return
+        if is_request and method == types.WORKSPACE_EXECUTE_COMMAND and self._unknown_command(data.get("params")):
+            command = data["params"]["command"]
+            self.reply_error(msg_id, METHOD_NOT_FOUND, f"method not found: unknown command {ascii(command)}")
+            return  # pygls answers -32602; an unknown command is an unknown method (docs/protocol.md)
         try:
             message = self.protocol.structure_message(data)
         except JsonRpcException as exc:
@@ -441,6 +446,10 @@ class CoSidecarServer(LanguageServer):
         if method == "initialize" and is_request:
             self.initialize_seen = True
         self.protocol.handle_message(message)
+
+    def _unknown_command(self, params: Any) -> bool:
+        command = params.get("command") if isinstance(params, dict) else None
+        return isinstance(command, str) and command not in self.protocol.fm.commands
 
     @functools.cached_property
     def handlers(self) -> Handlers:
