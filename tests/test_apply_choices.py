@@ -351,6 +351,25 @@ async def test_a_declined_edit_is_recorded_with_the_clients_words(tmp_path: Path
     assert m["state"] == "succeeded" and m["apply"]["outcome"] == "declined" and "the user said no" in m["apply"]["reason"]
 
 
+async def test_a_client_that_applied_part_of_the_edit_gets_exactly_that_recorded(
+    tmp_path: Path, start_server: SessionFactory
+) -> None:
+    """VS Code's refactor preview with an item unticked: the extension answers applied: false with
+    the URIs it did apply (apply_plan.APPLIED_ONLY); the run records those, the rest stays."""
+    repo = make_repo(tmp_path / "ws")
+    run_id = seed_run(repo, patch_of(repo, {"calc.py": EDIT_8, "other.py": "a = 2\n"}))
+    session = await start_server(repo)
+    uri = (repo / "calc.py").as_uri()
+    session.apply_answer = {"applied": False, "failure_reason": f'co-sidecar: applied only: ["{uri}"]'}
+    result = await apply(session, run_id)
+    assert result["applied"] is True and result["outcome"] == "partial"
+    assert result["remaining"] == ["other.py"] and result["skippedPaths"] == ["other.py"]
+    assert {f["path"]: f["written"] for f in result["files"]} == {"calc.py": True, "other.py": False}
+    m = manifest_of(repo / ".runs", run_id)
+    assert m["state"] == "partially_applied" and m["appliedParts"] == {"calc.py": [1]}
+    assert "preview" in next(f["reason"] for f in result["files"] if f["path"] == "other.py")
+
+
 async def test_an_unknown_command_is_method_not_found(tmp_path: Path, start_server: SessionFactory) -> None:
     session = await start_server(make_repo(tmp_path / "ws"))
     with pytest.raises(JsonRpcException) as unknown:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import tempfile
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from . import diffs
 from .diffs import GIT_STRATEGY_HINT, FileChange, Hunk, OpenDocument
@@ -305,6 +307,31 @@ class ClientEditCaps:
         if self.change_annotations:
             shaped["changeAnnotations"] = edit["changeAnnotations"]
         return shaped
+
+
+# A client that applied only part of the edit (VS Code's refactor preview with items unticked)
+# answers workspace/applyEdit {applied: false, failureReason: APPLIED_ONLY + JSON list of the
+# URIs it did apply}: the server records exactly those (docs/protocol.md, co/apply).
+APPLIED_ONLY = "co-sidecar: applied only: "
+
+
+def applied_only(reason: str | None, workspace: Path) -> list[str] | None:
+    """The workspace paths a client says it applied (see APPLIED_ONLY), or None."""
+    if not reason or APPLIED_ONLY not in reason:
+        return None
+    try:
+        uris = json.loads(reason.split(APPLIED_ONLY, 1)[1])
+    except ValueError:
+        return None
+    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+        return None
+    root = workspace.resolve()
+    out: list[str] = []
+    for uri in uris:
+        path = Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else None
+        if path is not None and path.absolute().is_relative_to(root):
+            out.append(path.absolute().relative_to(root).as_posix())
+    return out
 
 
 # --------------------------------------------------------------------------- the plan
@@ -628,6 +655,7 @@ class Prepared:
         taken: list[str] | None = None,
         recorded: list[str] | None = None,
         marked: list[Conflict] | None = None,
+        left_out: list[str] | None = None,
     ) -> ApplyResult:
         self.recorded = list(recorded or [])
         marked_paths = {c.path for c in marked or []}
@@ -636,7 +664,9 @@ class Prepared:
             f.written = f.path in (taken or [])
             if f.path in marked_paths:
                 f.outcome, f.reason = "conflict", "conflict markers written: resolve them, then save"
-        skipped = [f.path for f in files if f.outcome in ("conflict", "skipped") and not f.written]
+            if f.path in (left_out or []):
+                f.reason = "left out in the editor's preview; it stays for a later apply"
+        skipped = [f.path for f in files if (f.outcome in ("conflict", "skipped") or f.path in (left_out or [])) and not f.written]
         conflicts = [f for f in files if f.outcome == "conflict"]
         if applied and outcome is None:
             outcome = "partial" if skipped else "applied"

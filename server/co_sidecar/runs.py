@@ -992,6 +992,13 @@ class RunManager:
             result = prepared.result(False, outcome, reason)
             result.restored = await self._restore_after_failure(record)
             return result
+        if params.strategy == "client" and marked:  # the paths the client's preview applied
+            applied_paths = {c.path for c in marked}
+            left_out = [p for p in take if p not in applied_paths]
+            take = [p for p in take if p in applied_paths]
+            result = prepared.result(True, None, None, taken=take, recorded=done + take, left_out=left_out)
+            result.paths = [p for p in paths if p in applied_paths or p not in left_out]
+            return result
         result = prepared.result(True, outcome, reason, taken=take, recorded=done + take, marked=marked)
         result.paths = paths
         return result
@@ -1029,6 +1036,9 @@ class RunManager:
         if conflicts:
             return False, "the workspace changed during the apply: " + "; ".join(f"{c.path}: {c.reason}" for c in conflicts), "conflicts", []
         applied, reason = await client_apply(caps.shape(edit), self._label(record))
+        only = apply_plan.applied_only(reason, record.workspace) if not applied else None
+        if only:  # the user took part of the edit in the client's preview
+            return True, None, None, [Conflict(path=p, reason="applied") for p in only]
         if not applied:
             return False, reason or "the client did not apply the edit", "declined", []
         return True, None, None, []
