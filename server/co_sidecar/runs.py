@@ -106,6 +106,7 @@ def _timestamp(iso: str) -> float:
 OWNER_LOCK = "owner.lock"
 # Held (flock) by whoever applies, restores or rejects the run, in any process: see `_apply_lock`.
 APPLY_LOCK = "apply.lock"
+APPLY_LOCK_RETRIES, APPLY_LOCK_RETRY_S = 10, 0.05
 
 
 def try_lock(path: Path) -> int | None:
@@ -730,6 +731,12 @@ class RunManager:
         if record.applying:
             raise ApplyRefused(f"run {record.run_id} is being applied right now; not {verb}ing it")
         lock = try_lock(record.run_dir / APPLY_LOCK)
+        for _ in range(APPLY_LOCK_RETRIES):
+            # A child forked (git) while the lock was held keeps it until it execs: a moment.
+            if lock is not None:
+                break
+            time.sleep(APPLY_LOCK_RETRY_S)
+            lock = try_lock(record.run_dir / APPLY_LOCK)
         if lock is None:
             raise ApplyRefused(f"run {record.run_id} is being applied by another server right now; not {verb}ing it")
         try:

@@ -578,18 +578,15 @@ async function applyRun(arg?: unknown): Promise<void> {
       { modal: true, detail: blocked.map((f) => `${f.path}: ${f.reason ?? f.outcome}`).join("\n") },
       "Apply Clean Files Only",
       "Apply with Conflict Markers",
-      "Open in Merge Editor",
       "Choose Files…",
     );
     if (!choice) return;
-    if (choice === "Apply with Conflict Markers" || choice === "Open in Merge Editor") {
-      return applyWithMarkers(runId, plan, choice === "Open in Merge Editor");
-    }
+    if (choice === "Apply with Conflict Markers") return applyWithMarkers(runId, plan);
     const items = filePickItems(diff, plan);
-    files = choice === "Choose Files…" ? await pickFiles(runId, items, plan) : items.filter((i) => i.picked).map((i) => i.path);
+    files = choice === "Choose Files…" ? await pickFiles(runId, items) : items.filter((i) => i.picked).map((i) => i.path);
     if (!files?.length) return;
   } else if (diff.files.length > 1) {
-    files = await pickFiles(runId, filePickItems(diff, plan), plan);
+    files = await pickFiles(runId, filePickItems(diff, plan));
     if (!files?.length) return;
   }
   const selection = files && filesSelection(files, plan);
@@ -621,7 +618,7 @@ async function applyRun(arg?: unknown): Promise<void> {
 }
 
 /** The file pick before an apply: every file with its +/- counts, clean ones ticked. */
-async function pickFiles(runId: string, items: FilePickItem[], plan: ApplyResult): Promise<string[] | undefined> {
+async function pickFiles(runId: string, items: FilePickItem[]): Promise<string[] | undefined> {
   type Pick = vscode.QuickPickItem & { path: string };
   const picks: Pick[] = items.map((i) => ({ ...i, alwaysShow: true }));
   const chosen = await vscode.window.showQuickPick(picks, {
@@ -635,12 +632,11 @@ async function pickFiles(runId: string, items: FilePickItem[], plan: ApplyResult
     void vscode.window.showInformationMessage(`co-sidecar: no file chosen; run ${shortRunId(runId)} was not applied.`);
     return undefined;
   }
-  void plan;
   return chosen.map((c) => c.path);
 }
 
 /** git writes its conflict markers (the user's explicit choice), then the files open for resolving. */
-async function applyWithMarkers(runId: string, plan: ApplyResult, mergeEditor: boolean): Promise<void> {
+async function applyWithMarkers(runId: string, plan: ApplyResult): Promise<void> {
   const short = shortRunId(runId);
   let result: ApplyResult;
   try {
@@ -654,12 +650,9 @@ async function applyWithMarkers(runId: string, plan: ApplyResult, mergeEditor: b
   void (message.level === "warning" ? vscode.window.showWarningMessage(message.text) : vscode.window.showInformationMessage(message.text));
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
   if (!folder) return;
+  // Each file opens with its markers and VS Code's inline Accept Current / Incoming / Both actions.
   for (const path of result.conflictPaths ?? plan.conflictPaths ?? []) {
-    const uri = vscode.Uri.joinPath(folder, path);
-    await vscode.window.showTextDocument(uri, { preview: false });
-    // VS Code's merge editor opens on a file git reports as unmerged; otherwise the file shows
-    // its markers with the inline Accept Current / Incoming / Both actions.
-    if (mergeEditor) await vscode.commands.executeCommand("git.openMergeEditor", uri).then(undefined, () => undefined);
+    await vscode.window.showTextDocument(vscode.Uri.joinPath(folder, path), { preview: false });
   }
 }
 
