@@ -108,9 +108,9 @@ class _TimedRecord(RunRecord):
 
     marks: dict[str, float]
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
         self.marks.setdefault("diff", time.monotonic())
-        return super().record_patch(patch, attempt)
+        return super().record_patch(patch, attempt, name=name)
 
 
 def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:

@@ -129,13 +129,33 @@ DEFAULT_LIST_LIMIT = 100
 class ListParams(Params):
     state: RunState | None = None
     task_id: str | None = None
+    root_run_id: str | None = Field(default=None, description="only this run and its follow-ups")
     # A page, newest first: a picker never wants thousands of rows; `total` says how many matched.
     limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
+
+
+DiffView = Literal["step", "cumulative"]
 
 
 class DiffParams(Params):
     run_id: str = Field(min_length=1)
     attempt: int | None = Field(default=None, ge=1, le=4)
+    view: DiffView | None = Field(
+        default=None,
+        description="a follow-up's diff: `step` (what this follow-up changed) or `cumulative` "
+        "(what applying it does: its parent's result and the step; the default)",
+    )
+
+
+class FollowUpParams(Params):
+    run_id: str = Field(min_length=1, description="the run to continue (succeeded or applied)")
+    prompt: str = Field(min_length=1)
+    work_done_token: str | int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, value: str) -> str:
+        return LaunchParams._prompt_has_text(value)
 
 
 class ApplyParams(Params):
@@ -227,9 +247,19 @@ class DiffBudget(Wire):
     max_bytes: int
 
 
+class DiffStats(Wire):
+    """A diff's size: files changed, lines added and deleted."""
+
+    files: int
+    additions: int
+    deletions: int
+
+
 class DiffResult(Wire):
     run_id: str
     attempt: int | None = None
+    view: DiffView | None = Field(default=None, description="a follow-up's: which diff this is")
+    partial: bool = Field(default=False, description="the run is still going: the scratch's diff so far")
     patch: str
     files: list[FileStat]
     edit: dict[str, Any]
@@ -304,6 +334,11 @@ class RunUpdate(Wire):
     event: AgentEvent | None = None
     # The terminal update of a cloud run: each attempt's answer (assistant messages, worklog).
     answers: list[CloudAnswer] | None = None
+    # The run's diff so far (live while a local agent runs; the result once it ended), and its
+    # lineage when it is a follow-up.
+    diff_stats: DiffStats | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
 
 
 class RunSummary(Wire):
@@ -319,6 +354,9 @@ class RunSummary(Wire):
     updated_at: str
     failure_reason: str | None = None
     cloud_task_url: str | None = None
+    parent_run_id: str | None = Field(default=None, description="a follow-up's parent run")
+    root_run_id: str | None = Field(default=None, description="a follow-up's first run (the chain's root)")
+    diff_stats: DiffStats | None = None
 
 
 class ListResult(Wire):

@@ -93,6 +93,13 @@ REQUESTS: tuple[Request, ...] = (
         answer={"runId": RUN_ID, "taskId": "T-42", "mode": "local", "state": "launching", "reason": "configured default mode 'local'", "fallback": None},
     ),
     Request(
+        method="co/followUp",
+        doc="Continue a succeeded or applied run: a new run, in the parent's mode, task and cloud environment, that starts from the parent's result and is linked to it (`parentRunId`, `rootRunId` in its manifest, co/list rows and runUpdates). Local: its scratch is the workspace plus the parent's cumulative change (committed as a second base, so its diff is the step); a Codex agent resumes the parent's thread (`codex exec resume <threadId>`), any other agent starts fresh. Cloud: a new task whose starting diff is the parent's cumulative change (the task API has no follow-up turn). co/diff shows the cumulative change by default (`view: \"step\"` for the step) and co/apply applies it once; a run whose change was applied with a follow-up is refused, and a follow-up whose parent was applied applies its step alone.",
+        params="FollowUpParams", result="LaunchResult",
+        example={"runId": RUN_ID, "prompt": "now also update the tests"},
+        answer={"runId": "20261124T102000654321-d4e5f6", "taskId": "T-42", "mode": "local", "state": "launching", "reason": "explicit mode 'local'", "fallback": None},
+    ),
+    Request(
         method="co/status",
         doc="One run's full record: its manifest (see docs/manifest.schema.json).",
         params="RunIdParams", result="RunManifest",

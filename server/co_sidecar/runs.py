@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import apply_journal, diffs, redact
+from . import apply_journal, diffs, followup, redact
 from .config import Config
 from .errors import (
     ApplyRefused,
@@ -59,6 +59,8 @@ from .protocol import (
     DiffBudget,
     DiffParams,
     DiffResult,
+    DiffStats,
+    FollowUpParams,
     LaunchParams,
     LaunchResult,
     ListParams,
@@ -174,6 +176,7 @@ class RunRecord:
     _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
     _created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
     unsaved: bool = False  # the last write of the manifest failed (see finish)
+    live_diff_stats: dict[str, int] | None = None  # the agent's diff so far, while it runs
 
     def summary(self) -> dict[str, Any]:
         """This run's `co/list` row. Cached: every change to the fields it shows goes through
@@ -192,6 +195,9 @@ class RunRecord:
                 updated_at=m.updated_at,
                 failure_reason=m.failure_reason,
                 cloud_task_url=m.cloud.task_url if m.cloud else None,
+                parent_run_id=m.parent_run_id,
+                root_run_id=m.root_run_id,
+                diff_stats=DiffStats.model_validate(stats) if (stats := followup.diff_stats(m)) else None,
             )
             self._summary = (key, row.wire())
         return self._summary[1]
@@ -249,8 +255,15 @@ class RunRecord:
         self.flush_output()  # output printed before this step is shown before it
         self.emit(message, event=event)
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        name = "patch.diff" if attempt is None else f"attempt-{attempt}.diff"
+    def report_diff_stats(self, stats: dict[str, int]) -> None:
+        self.live_diff_stats = stats
+        noun = "file" if stats["files"] == 1 else "files"
+        self.emit(f"diff so far: +{stats['additions']} -{stats['deletions']} in {stats['files']} {noun}")
+
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
+        """`name`: a further patch of the run (a follow-up's cumulative one), not its headline diff."""
+        headline = name is None
+        name = name or ("patch.diff" if attempt is None else f"attempt-{attempt}.diff")
         path = self.run_dir / name
         atomic_write_bytes(path, patch)
         evidence = DiffEvidence(
@@ -270,7 +283,7 @@ class RunRecord:
                 evidence.problem = exc.message
         evidence.over_budget = budget_of(evidence, self.config).over_limit
         # The run's headline diff: the only one, or the first attempt that produced one.
-        if attempt is None or self.manifest.diff is None:
+        if headline and (attempt is None or self.manifest.diff is None):
             self.manifest.diff = evidence
         return evidence
 
@@ -325,6 +338,9 @@ class RunRecord:
                 "errorCode": m.error_code,
                 "event": event,
                 "answers": answers,
+                "diffStats": self.live_diff_stats if state in EXECUTING_STATES and self.live_diff_stats else followup.diff_stats(m),
+                "parentRunId": m.parent_run_id,
+                "rootRunId": m.root_run_id,
             }
         )
 
@@ -574,6 +590,8 @@ class RunManager:
                 continue
             if params.task_id is not None and m.task_id != params.task_id:
                 continue
+            if params.root_run_id is not None and followup.root_of(m) != params.root_run_id:
+                continue
             total += 1
             if len(rows) < limit:
                 rows.append(record.summary())
@@ -583,8 +601,15 @@ class RunManager:
     def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
         return route(params, self.config_for(workspace), workspace, self.environ)
 
-    def launch(self, params: LaunchParams, workspace: Path, decision: RouteResult | None = None) -> LaunchResult:
-        """`decision`: a route already taken off the event loop (it may list cloud environments)."""
+    def launch(
+        self,
+        params: LaunchParams,
+        workspace: Path,
+        decision: RouteResult | None = None,
+        prepare: Callable[[RunRecord], None] | None = None,
+    ) -> LaunchResult:
+        """`decision`: a route already taken off the event loop (it may list cloud environments).
+        `prepare`: fills in the new run before its first write (a follow-up's links)."""
         config = self.config_for(workspace)
         self.recover(self.ensure_loaded(workspace))
         decision = decision or route(params, config, workspace, self.environ)
@@ -625,6 +650,8 @@ class RunManager:
             # Before the first write: no other server may take this run for an orphan.
             if not record.claim():
                 raise OSError(errno.EBUSY, "its owner lock is held by another process")
+            if prepare is not None:
+                prepare(record)
             record.store.save(manifest)
         except OSError as exc:  # refused, and no ghost record left behind
             record.release()
@@ -655,6 +682,25 @@ class RunManager:
             cloud_env=decision.cloud_env if decision.mode == "cloud" else None,
             warnings=decision.warnings,
         )
+
+    def follow_up(
+        self, parent: RunRecord, params: FollowUpParams, starting: bytes | None, decision: RouteResult
+    ) -> LaunchResult:
+        """co/followUp: a new run where `parent` ended (see followup.py). `starting`: the
+        parent's cumulative change (None: the workspace has it already)."""
+        launch = followup.launch_params(parent, params)
+        return self.launch(launch, parent.workspace, decision, prepare=lambda r: followup.link(r, parent, starting))
+
+    def family(self, record: RunRecord) -> dict[str, RunRecord]:
+        """The runs of `record`'s chain (same root), re-read from disk where another server drives them."""
+        root = followup.root_of(record.manifest)
+        out = {}
+        for run_id, other in self.runs.items():
+            if followup.root_of(other.manifest) == root:
+                if other is not record:
+                    self.refresh(other)
+                out[run_id] = other
+        return out
 
     async def _drive(self, record: RunRecord, execute: Callable[[Any], Awaitable[Outcome]]) -> None:
         try:
@@ -780,7 +826,13 @@ class RunManager:
     def diff(self, params: DiffParams, open_documents: Mapping[str, diffs.OpenDocument]) -> DiffResult:
         """Runs off the event loop (see handlers.diff): a big patch takes seconds to parse."""
         record = self.get(params.run_id)
+        if record.manifest.state in EXECUTING_STATES and record.manifest.selected_mode == "local":
+            from .local.live_diff import partial_diff
+
+            config = self.config_for(record.workspace)
+            return partial_diff(record, open_documents, self._label(record), config, lambda e: budget_of(e, config).limits)
         evidence, attempt = self.evidence(record, params.attempt)
+        evidence, view = followup.view_evidence(record, evidence, attempt, params.view)
         patch, changes, external = self._load_patch(record, evidence)
         edit, conflicts = diffs.build_workspace_edit(
             changes, record.workspace, open_documents, label=self._label(record)
@@ -791,6 +843,7 @@ class RunManager:
         return DiffResult(
             run_id=record.run_id,
             attempt=attempt,
+            view=view,
             patch=patch.decode("utf-8", errors="replace"),
             files=diffs.file_stats(changes),
             edit=edit,
@@ -837,6 +890,7 @@ class RunManager:
         with self._apply_lock(record, "apply"):
             self._require_succeeded(record, "apply")
             evidence, attempt = self.evidence(record, params.attempt)
+            evidence = followup.evidence_to_apply(record, evidence, attempt, self.family(record))
             budget = budget_of(evidence, self.config_for(record.workspace))
             if budget.over_limit and not params.force:
                 b = budget.limits
