@@ -187,3 +187,39 @@ async def test_live_diff_while_the_agent_runs(
     assert final["partial"] is False and sorted(f["path"] for f in final["files"]) == ["later.txt", "notes.txt"]
     assert s.updates_for(run_id)[-1]["diffStats"] == {"files": 2, "additions": 2, "deletions": 0}
     assert git(repo, "status", "--porcelain") == ""
+
+
+async def test_cloud_follow_up_starts_a_task_from_the_parents_diff(
+    repo: Path, start_server: SessionFactory, options: dict[str, Any], tmp_path: Path
+) -> None:
+    from co_sidecar.cloud import environments
+    from co_sidecar.testing.emulator import Emulator
+
+    environments.clear_cache()
+    agent = options["local"]["agentCommand"]
+    with Emulator(repo, agent=agent).start() as emu:
+        cloud = {
+            "baseUrl": emu.base_url, "envId": "env-demo", "fallback": "deny",
+            "poll": {"intervalSeconds": 0.05, "maxIntervalSeconds": 0.2, "requestTimeoutSeconds": 5, "jitter": 0},
+        }  # fmt: skip
+        s = await start_server(repo, options={**options, "cloud": cloud})
+        first, state = await s.run_to_end("first line", mode="cloud")
+        assert state == "succeeded"
+        started = await s.request("co/followUp", {"runId": first, "prompt": "second line"})
+        assert started["mode"] == "cloud"
+        assert await s.wait_state(started["runId"]) == "succeeded"
+        parent_task, child_task = sorted(emu.tasks.values(), key=lambda t: t.created_at)
+    second = started["runId"]
+    m1, m2 = manifest(repo, first), manifest(repo, second)
+    parent_patch = (repo / ".runs" / m1["diff"]["patchPath"]).read_text()
+    # The new task started from the parent's diff (the task API has no follow-up turn).
+    assert parent_task.starting_diff is None
+    assert child_task.starting_diff == parent_patch and "+first line" in parent_patch
+    assert m2["cloud"]["startingDiff"]["sha256"] == m2["followUp"]["startingPatch"]["sha256"]
+    assert (m2["parentRunId"], m2["rootRunId"]) == (first, first)
+    step = await s.request("co/diff", {"runId": second, "view": "step"})
+    assert "+second line" in step["patch"] and "+first line" not in step["patch"]
+    cumulative = await s.request("co/diff", {"runId": second})
+    assert "+first line\n+second line" in cumulative["patch"]
+    assert (await s.request("co/apply", {"runId": second, "accept": True, "strategy": "git"}))["applied"]
+    assert (repo / "notes.txt").read_text() == "first line\nsecond line\n"

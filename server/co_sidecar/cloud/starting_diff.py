@@ -62,6 +62,43 @@ def _relative(path: Path, root: Path) -> str | None:
     return rel.as_posix() if rel.parts else None
 
 
+DIFF_FLAGS = ["--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"]
+
+
+def _apply_cached(workspace: Path, env: dict[str, str], patch: bytes, what: str) -> None:
+    proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
+        ["git", "apply", "--cached", "--binary", "-"],
+        cwd=workspace, input=patch, capture_output=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise StartingDiffError(f"{what}: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+
+
+def compose_cumulative(workspace: Path, parent: bytes | None, step: bytes, runs_root: Path | None) -> bytes:
+    """A cloud follow-up's cumulative change against the workspace as it is: its parent's
+    cumulative change, then its step, applied in a temporary index (the user's index and
+    files are never touched). Raises `StartingDiffError` when they do not apply."""
+    with tempfile.TemporaryDirectory(prefix="co-cumulative-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        pathspec = ["--", "."]
+        excluded = _relative(runs_root, workspace) if runs_root is not None else None
+        if excluded:
+            pathspec.append(f":(exclude){excluded}")
+        for args in (["read-tree", "HEAD"], ["add", "-A", *pathspec], ["write-tree"]):
+            proc = _git(workspace, *args, env=env)
+            if proc.returncode != 0:
+                raise StartingDiffError(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        start = proc.stdout.decode().strip()
+        if parent:
+            _apply_cached(workspace, env, parent, "the parent run's change does not apply to the workspace")
+        if step:
+            _apply_cached(workspace, env, step, "this follow-up's change does not apply on its parent's")
+        proc = _git(workspace, "diff", "--cached", *DIFF_FLAGS, start, env=env)
+    if proc.returncode != 0:
+        raise StartingDiffError(f"git diff failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+    return proc.stdout
+
+
 def make_starting_diff(
     workspace: Path,
     branch: str,
@@ -70,9 +107,13 @@ def make_starting_diff(
     runs_root: Path | None = None,
     secrets: list[str | None] | None = None,
     for_env: bool = False,
+    on_top: bytes | None = None,
+    include_local: bool = True,
 ) -> StartingDiff | None:
     """The starting diff, or None when the workspace matches its base. Raises
-    `StartingDiffError` with a sentence for the user."""
+    `StartingDiffError` with a sentence for the user. A follow-up's starting diff is its
+    parent's cumulative change (`on_top`) on top of the local changes (`include_local`, the
+    parent's startFromLocalChanges) or of the base alone."""
     if _ok(workspace, "rev-parse", "--verify", "--quiet", "HEAD") is None:
         raise StartingDiffError(f"{workspace} is not a git repository with a commit")
     remote = f"refs/remotes/origin/{branch}"
@@ -92,13 +133,16 @@ def make_starting_diff(
         excluded = _relative(runs_root, workspace) if runs_root is not None else None
         if excluded:
             pathspec.append(f":(exclude){excluded}")
-        for args in (["read-tree", "HEAD"], ["add", "-A", *pathspec]):
+        steps = [["read-tree", "HEAD"], ["add", "-A", *pathspec]] if include_local else [["read-tree", base]]
+        for args in steps:
             proc = _git(workspace, *args, env=env)
             if proc.returncode != 0:
                 raise StartingDiffError(
                     f"startFromLocalChanges: git {args[0]} failed: "
                     f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}"
                 )
+        if on_top:
+            _apply_cached(workspace, env, on_top, f"the parent run's result does not apply to {base_name}")
         proc = _git(workspace, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, env=env)
     if proc.returncode != 0:
         raise StartingDiffError(
