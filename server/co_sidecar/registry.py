@@ -120,7 +120,7 @@ REQUESTS: tuple[Request, ...] = (
     ),
     Request(
         method="co/diff",
-        doc="The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version. The files listed are the ones `git apply` would touch: the patch's headers are read as git reads them (renames in every spelling, copies, modes, symlinks, gitlinks) and `git apply --numstat` must agree; a header line git reads differently, a path that resolves (through symlinks on disk or ones the patch creates) outside the workspace, into `.git` or under the runs root, or a name NTFS/HFS would read as `.git`, refuses the patch (-32005). A symlink the patch creates pointing outside the workspace is listed in `conflicts`. Built off the event loop: other requests are answered meanwhile.",
+        doc="The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version. The files listed are the ones `git apply` would touch: the patch's headers are read as git reads them (renames in every spelling, copies, modes, symlinks, gitlinks) and `git apply --numstat` must agree; a header line git reads differently, a path that resolves (through symlinks on disk or ones the patch creates) outside the workspace, into `.git` or under the runs root, or a name NTFS/HFS would read as `.git`, refuses the patch (-32005). A symlink the patch creates pointing outside the workspace is listed in `conflicts`. Built off the event loop: other requests are answered meanwhile. While a local run is still going, the answer is its scratch's diff so far, `partial: true` (nothing to apply yet). For a follow-up, `view` picks the cumulative change (the default: what co/apply applies) or the step (what the follow-up changed).",
         params="DiffParams", result="DiffResult",
         example={"runId": RUN_ID},
         answer={"runId": RUN_ID, "attempt": None, "patch": "diff --git a/README.md b/README.md\n...", "files": [{"path": "README.md", "oldPath": None, "status": "modified", "additions": 1, "deletions": 0}, {"path": "NOTES.md", "oldPath": None, "status": "added", "additions": 0, "deletions": 0}], "edit": _EDIT_EXAMPLE, "conflicts": [], "overBudget": False, "budget": {"files": 2, "lines": 1, "bytes": 412, "maxFiles": 500, "maxLines": 50000, "maxBytes": 50000000}},
@@ -168,7 +168,7 @@ _STEP = {**_UPDATE, "mode": "local", "message": "exit 0: pytest -q", "pollCount"
 NOTIFICATIONS: tuple[Notification, ...] = (
     Notification(
         method="co/runUpdate",
-        doc="A run's state change, cloud poll, batched agent output or agent step.",
+        doc="A run's state change, cloud poll, batched agent output or agent step. Every update carries the run's `diffStats` (null until known) and, for a follow-up, `parentRunId` and `rootRunId`. While a local agent works, an update \"diff so far: +A -D in N files\" comes whenever its diff changes: after each Codex file change or command, or, for other agents, when a check every 2 s (less often when a check is slow) finds it changed; a follow-up's live stats are its step.",
         params="RunUpdate",
         examples=(_UPDATE, _STEP),
     ),
