@@ -43,6 +43,7 @@ import {
 import { ReportedError, SECTION, onPythonInterpreterChange, resolveLaunch } from "./serverLaunch";
 import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
 import { RunsView, registerRunsView } from "./runsView";
+import { registerFollowUp } from "./followUp";
 
 
 let client: LanguageClient | undefined;
@@ -616,6 +617,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     runsRoot: () => (config().get<{ runs?: { root?: unknown } }>("settings") ?? {}).runs?.root,
   });
 
+  registerFollowUp(context, {
+    getApi,
+    runIdFrom: (arg, placeHolder) => runIdFrom(arg, placeHolder, ["succeeded", "applied"]),
+    onLaunched: (result, prompt, token) => {
+      tracker.noteLaunched(result, prompt);
+      watchRun(result.runId, prompt, token);
+    },
+  });
   context.subscriptions.push(
     output,
     runOutput,
