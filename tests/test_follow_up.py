@@ -176,6 +176,8 @@ async def test_live_diff_while_the_agent_runs(
     update = await asyncio.wait_for(stats_seen(), 30)
     assert update["diffStats"] == {"files": 1, "additions": 1, "deletions": 0}
     assert update["message"] == "diff so far: +1 -0 in 1 file"
+    [row] = (await s.request("co/list", {"state": "running"}))["runs"]
+    assert row["diffStats"] == {"files": 1, "additions": 1, "deletions": 0}  # the list has it live too
     partial = await s.request("co/diff", {"runId": run_id})
     assert partial["partial"] is True
     assert [f["path"] for f in partial["files"]] == ["notes.txt"] and "+wait for it" in partial["patch"]
@@ -223,3 +225,43 @@ async def test_cloud_follow_up_starts_a_task_from_the_parents_diff(
     assert "+first line\n+second line" in cumulative["patch"]
     assert (await s.request("co/apply", {"runId": second, "accept": True, "strategy": "git"}))["applied"]
     assert (repo / "notes.txt").read_text() == "first line\nsecond line\n"
+
+
+async def test_a_poke_reports_the_scratchs_diff_stats_once_per_change(repo: Path) -> None:
+    """What a Codex file_change event does (CodexSteps pokes the watcher): the stats of the
+    scratch are read and reported when they changed, and not again when they did not."""
+    from co_sidecar.local import live_diff
+    from co_sidecar.local.pool import acquire
+
+    lease = acquire(repo, "run-live")
+    reported: list[dict[str, int]] = []
+
+    class Ctx:
+        run_id = "run-live"
+
+        def report_diff_stats(self, stats: dict[str, int]) -> None:
+            reported.append(stats)
+
+    live_diff.register("run-live", lease.scratch)
+    watcher = live_diff.Watcher(Ctx(), None)  # type: ignore[arg-type]
+    watcher.start()
+    try:
+        (lease.scratch.cwd / "app.py").write_text("def main():\n    return 2\n")
+        watcher.poke()
+        await asyncio.wait_for(_until(lambda: bool(reported)), 10)
+        assert reported == [{"files": 1, "additions": 1, "deletions": 1}]
+        watcher.poke()  # nothing changed since: nothing reported
+        (lease.scratch.cwd / "NEW.md").write_text("a\nb\n")
+        watcher.poke()
+        await asyncio.wait_for(_until(lambda: len(reported) == 2), 10)
+        assert reported[-1] == {"files": 2, "additions": 3, "deletions": 1}
+    finally:
+        await watcher.stop()
+        live_diff.unregister("run-live")
+        lease.release()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+async def _until(cond: Any) -> None:
+    while not cond():
+        await asyncio.sleep(0.02)

@@ -594,7 +594,10 @@ class RunManager:
                 continue
             total += 1
             if len(rows) < limit:
-                rows.append(record.summary())
+                row = record.summary()
+                if record.live_diff_stats and m.state in EXECUTING_STATES:  # not cached: no save moves it
+                    row = {**row, "diffStats": record.live_diff_stats}
+                rows.append(row)
         return {"runs": rows, "total": total}
 
     # -- route & launch -----------------------------------------------------
