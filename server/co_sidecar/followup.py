@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ApplyRefused, InvalidState, PatchRefused
 from .manifest import DiffEvidence, FollowUpInfo, RunManifest
@@ -183,7 +184,7 @@ def link(record: RunRecord, parent: RunRecord, starting: bytes | None) -> None:
     m.follow_up = info
 
 
-def starting_patch_of(m: RunManifest, root: Any) -> bytes | None:
+def starting_patch_of(m: RunManifest, root: Path) -> bytes | None:
     """A follow-up's starting patch (its parent's cumulative change), checked; None when it
     starts from the workspace as it is. `root`: the runs root."""
     f = m.follow_up

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..diffs import OpenDocument, build_workspace_edit, check_paths, file_stats, totals
-from ..errors import PatchRefused
+from ..errors import InvalidState, PatchRefused
 from ..git_apply import parse_checked
 from ..manifest import DiffEvidence
 from ..protocol import DiffBudget, DiffResult
@@ -149,7 +149,14 @@ def partial_diff(
     config: Any,
     budget_for: Callable[[DiffEvidence], DiffBudget],
 ) -> DiffResult:
-    """co/diff of a running local run: the scratch's diff so far, marked partial. Blocking."""
+    """co/diff of a running local run: the scratch's diff so far, marked partial (empty before
+    the agent's scratch exists). Blocking."""
+    if record.task is None:
+        raise InvalidState(
+            f"run {record.run_id} is {record.manifest.state.value} in another server; its diff so far is "
+            "shown there, and here once it ends",
+            data={"state": record.manifest.state.value},
+        )
     patch = current(record.run_id) or b""
     limit = config.diff.hard_max_patch_bytes
     if len(patch) > limit:
