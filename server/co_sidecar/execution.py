@@ -34,7 +34,10 @@ class RunContext(Protocol):
     workspace: Path
     config: Config
     manifest: RunManifest
-    cancel_event: asyncio.Event
+
+    @property
+    def cancel_event(self) -> asyncio.Event:
+        """Set when the run is cancelled (co/cancel, shutdown): stop the agent or the task."""
 
     @property
     def run_id(self) -> str: ...

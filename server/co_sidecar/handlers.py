@@ -20,6 +20,7 @@ from pygls.uris import to_fs_path
 
 from .config import Config, load_config
 from .diffs import OpenDocument
+from .driver import os_cause
 from .errors import CoError, ErrorCategory, InvalidParams, IssueCode, RunErrorCode, WorkspaceError
 from .execution import Executor, Outcome
 from .jsonrpc import lsp_converter
@@ -49,7 +50,7 @@ from .protocol import (
     RunStateResult,
 )
 from .registry import Request
-from .runs import EXECUTING_STATES, RunManager, os_cause
+from .runs import EXECUTING_STATES, RunManager
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -172,7 +173,7 @@ class Handlers:
 
     # -- notifications -------------------------------------------------------
     def send_run_update(self, update: dict[str, Any]) -> None:
-        """`update`: a `RunUpdate` as its wire dict (see `RunRecord.emit`)."""
+        """`update`: a `RunUpdate` as its wire dict (see `RunNotifier.emit`)."""
         # $/progress first: a client that reacts to the runUpdate has already seen the progress end.
         self.report_progress(update)
         self.ls.send_notification("co/runUpdate", update)

@@ -1,7 +1,7 @@
 """The run state machine: every allowed transition, once.
 
-`RunRecord.set_state` refuses any transition not listed here, so a new state or path is added
-in one place, and docs/protocol.md draws its state diagram from the same list.
+`RunRecord.set_state` and `RunRecord.finish` check every transition against this table, so a new
+state or path is added in one place, and docs/protocol.md draws its state diagram from it.
 """
 
 from __future__ import annotations

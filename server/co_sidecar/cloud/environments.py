@@ -17,7 +17,6 @@ id chosen at launch). Blocking I/O (httpx's sync client): call it off the event 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AnyIssueCode, IssueCode, RunErrorCode
+from ..gitcmd import git_output
 from .auth import Credentials
 from .client import redact
 
@@ -93,18 +93,8 @@ def origin_repo(workspace: Path | None) -> tuple[str, str] | None:
     """The GitHub (owner, repo) of the workspace's `origin` remote, when it has one."""
     if workspace is None:
         return None
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "remote", "get-url", "origin"],
-            cwd=workspace,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_owner_repo(proc.stdout) if proc.returncode == 0 else None
+    url = git_output(["remote", "get-url", "origin"], workspace)
+    return parse_owner_repo(url) if url else None
 
 
 def environments_root(base_url: str) -> str:

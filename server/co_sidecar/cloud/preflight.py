@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from ..codex_cli import login_status
 from ..config import CloudConfig, Config
 from ..errors import IssueCode, RunErrorCode
+from ..gitcmd import git_output
 from ..guard import cloud_disabled_issue
 from ..protocol import CloudEnv, Issue
 from . import environments as envs
@@ -31,52 +31,24 @@ def _cloud(config: Config | CloudConfig) -> CloudConfig:
 
 def branch_on_origin(workspace: Path, branch: str) -> bool | None:
     """Whether refs/remotes/origin/<branch> exists locally (no network); None when unknown."""
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"],
-            cwd=workspace,
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return True
-        # Not a repository, or no origin remote at all: not this check's business.
-        remote = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "remote", "get-url", "origin"],
-            cwd=workspace,
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        return False if remote.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _git(workspace: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", *args], cwd=workspace, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = proc.stdout.strip()
-    return out if proc.returncode == 0 and out else None
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], workspace):
+        return True
+    # Not a repository, or no origin remote at all: not this check's business.
+    return False if git_output(["remote", "get-url", "origin"], workspace) else None
 
 
 def workspace_branch(workspace: Path) -> str:
     """The branch a cloud task starts from when none is configured, resolved in the workspace
     as `codex cloud exec` resolves it in its working directory: the current branch, else the
     default branch (origin's HEAD, else a local main or master), else "main"."""
-    current = _git(workspace, "symbolic-ref", "--quiet", "--short", "HEAD")
+    current = git_output(["symbolic-ref", "--quiet", "--short", "HEAD"], workspace)
     if current:
         return current
-    remote_head = _git(workspace, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    remote_head = git_output(["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], workspace)
     if remote_head and "/" in remote_head:
         return remote_head.split("/", 1)[1]
     for name in ("main", "master"):
-        if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"):
+        if git_output(["rev-parse", "--verify", "--quiet", f"refs/heads/{name}"], workspace):
             return name
     return "main"
 
@@ -117,11 +89,11 @@ class CloudCheck:
 
 def unpushed_commits(workspace: Path, branch: str) -> int | None:
     """Commits on the local `branch` that origin/<branch> lacks; None when unknown."""
-    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}") is None:
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], workspace) is None:
         return None
-    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") is None:
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], workspace) is None:
         return None
-    count = _git(workspace, "rev-list", "--count", f"refs/remotes/origin/{branch}..refs/heads/{branch}")
+    count = git_output(["rev-list", "--count", f"refs/remotes/origin/{branch}..refs/heads/{branch}"], workspace)
     return int(count) if count and count.isdigit() else None
 
 

@@ -18,6 +18,7 @@ from ..manifest import utc_now
 from ..protocol import RunState
 from ..redact import redact
 from ..shutdown import on_shutdown
+from ..waits import Ended, wait_unless
 from . import follow, live_diff, processes
 from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
@@ -343,20 +344,14 @@ class LocalExecutor:
                 pump(proc.stderr, lambda line: ctx.output("stderr", line), tails["stderr"])
             ),
         ]
-        exited = asyncio.create_task(leader_exit(proc))
-        cancelled = asyncio.create_task(ctx.cancel_event.wait())
         outcome: Outcome | None = None
         watcher.start()
         try:
-            await asyncio.wait(
-                {exited, cancelled},
-                timeout=cfg.timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if cancelled.done() and not exited.done():
+            ended = await wait_unless(leader_exit(proc), ctx.cancel_event, cfg.timeout_seconds)
+            if ended is Ended.CANCELLED:
                 await stop(agent, grace=0)
                 outcome = Outcome(RunState.CANCELLED, "cancelled: agent stopped")
-            elif not exited.done():
+            elif ended is Ended.TIMED_OUT:
                 await stop(agent, grace=TERM_GRACE_SECONDS)
                 outcome = Outcome(
                     RunState.TIMED_OUT,
@@ -369,8 +364,6 @@ class LocalExecutor:
                 kill_group(agent)
         finally:
             await watcher.stop()
-            cancelled.cancel()
-            exited.cancel()
             if feeder is not None:
                 feeder.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised

@@ -151,7 +151,7 @@ def partial_diff(
 ) -> DiffResult:
     """co/diff of a running local run: the scratch's diff so far, marked partial (empty before
     the agent's scratch exists). Blocking."""
-    if record.task is None:
+    if record.driver.task is None:
         raise InvalidState(
             f"run {record.run_id} is {record.manifest.state.value} in another server; its diff so far is "
             "shown there, and here once it ends",

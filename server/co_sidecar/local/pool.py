@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import RunErrorCode, WorkspaceError
+from ..gitcmd import git_env, run_git
 from .scratch import (
     BASE_COMMIT,
     DIFF_FLAGS,
@@ -48,7 +49,6 @@ from .scratch import (
     _text,
     capture_worktree_patch,
     git,
-    git_env,
     has_commit,
     repo_toplevel,
     scratch_root,
@@ -104,9 +104,7 @@ def sealed_env(gitdir: Path, work: Path) -> dict[str, str]:
 
 def _run(argv: Sequence[str], cwd: Path, env: dict[str, str], input: bytes | None = None) -> bytes:
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            list(argv), cwd=cwd, env=env, input=input, capture_output=True, check=False
-        )
+        done = run_git(list(argv)[1:], cwd, env=env, input=input, timeout=None, git=argv[0])
     except FileNotFoundError as exc:
         raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:

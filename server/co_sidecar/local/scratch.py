@@ -20,7 +20,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunErrorCode, WorkspaceError
+from ..gitcmd import run_git
 
 NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
 
@@ -54,24 +54,13 @@ DIFF_FLAGS = [
 ]  # fmt: skip
 
 
-def git_env() -> dict[str, str]:
-    """The sidecar's environment minus GIT_* variables that would redirect git to another repo."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    # Read-only commands (diff, status) must not refresh-and-write the user's index.
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    return env
-
-
 def git(
     args: Sequence[str], cwd: Path, *, input: bytes | None = None, scratch: bool = False
 ) -> bytes:
     """Run git with an argv list, return stdout bytes; raise WorkspaceError with git's stderr."""
-    argv = [*GIT_BASE, *(SCRATCH_GIT if scratch else []), *args]
+    argv = [*GIT_BASE[1:], *(SCRATCH_GIT if scratch else []), *args]
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            argv, cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
-        )
+        done = run_git(argv, cwd, input=input, timeout=None)
     except FileNotFoundError as exc:
         raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:
