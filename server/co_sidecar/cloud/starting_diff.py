@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..gitcmd import run_git
+
 # What one environment string may hold on Linux (MAX_ARG_STRLEN): the CLI adapter passes the
 # diff as CODEX_STARTING_DIFF, so it cannot send more.
 ENV_VALUE_MAX = 128 * 1024 - 1 - len("CODEX_STARTING_DIFF=")
@@ -65,11 +67,9 @@ def _relative(path: Path, root: Path) -> str | None:
 DIFF_FLAGS = ["--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"]
 
 
-def _apply_cached(workspace: Path, env: dict[str, str], patch: bytes, what: str) -> None:
-    proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-        ["git", "apply", "--cached", "--binary", "-"],
-        cwd=workspace, input=patch, capture_output=True, timeout=60, check=False, env=env,
-    )  # fmt: skip
+def _apply_cached(workspace: Path, index: Path, patch: bytes, what: str) -> None:
+    """`patch` applied to the temporary `index` only (never the user's files or index)."""
+    proc = run_git(["apply", "--cached", "--binary", "-"], workspace, extra_env={"GIT_INDEX_FILE": str(index)}, input=patch)
     if proc.returncode != 0:
         raise StartingDiffError(f"{what}: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
 
@@ -79,21 +79,22 @@ def compose_cumulative(workspace: Path, parent: bytes | None, step: bytes, runs_
     cumulative change, then its step, applied in a temporary index (the user's index and
     files are never touched). Raises `StartingDiffError` when they do not apply."""
     with tempfile.TemporaryDirectory(prefix="co-cumulative-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        index = Path(tmp) / "index"
+        extra = {"GIT_INDEX_FILE": str(index)}
         pathspec = ["--", "."]
         excluded = _relative(runs_root, workspace) if runs_root is not None else None
         if excluded:
             pathspec.append(f":(exclude){excluded}")
         for args in (["read-tree", "HEAD"], ["add", "-A", *pathspec], ["write-tree"]):
-            proc = _git(workspace, *args, env=env)
+            proc = run_git(args, workspace, extra_env=extra)
             if proc.returncode != 0:
                 raise StartingDiffError(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
         start = proc.stdout.decode().strip()
         if parent:
-            _apply_cached(workspace, env, parent, "the parent run's change does not apply to the workspace")
+            _apply_cached(workspace, index, parent, "the parent run's change does not apply to the workspace")
         if step:
-            _apply_cached(workspace, env, step, "this follow-up's change does not apply on its parent's")
-        proc = _git(workspace, "diff", "--cached", *DIFF_FLAGS, start, env=env)
+            _apply_cached(workspace, index, step, "this follow-up's change does not apply on its parent's")
+        proc = run_git(["diff", "--cached", *DIFF_FLAGS, start], workspace, extra_env=extra)
     if proc.returncode != 0:
         raise StartingDiffError(f"git diff failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
     return proc.stdout
@@ -142,7 +143,7 @@ def make_starting_diff(
                     f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}"
                 )
         if on_top:
-            _apply_cached(workspace, env, on_top, f"the parent run's result does not apply to {base_name}")
+            _apply_cached(workspace, Path(tmp) / "index", on_top, f"the parent run's result does not apply to {base_name}")
         proc = _git(workspace, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, env=env)
     if proc.returncode != 0:
         raise StartingDiffError(
