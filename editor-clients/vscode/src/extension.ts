@@ -396,6 +396,7 @@ async function showRuns(): Promise<void> {
       { id: "reject", label: "$(close) Reject" },
     );
   }
+  if (run.state === "succeeded" || run.state === "applied") actions.push({ id: "followUp", label: "$(comment-discussion) Follow Up…" });
   if (isFinished(run.state) && run.state !== "cancelled") actions.push({ id: "patch", label: "$(file-code) Open Patch" });
   if (isActive(run.state) && !watched.has(run.runId)) actions.push({ id: "follow", label: "$(eye) Follow Progress" });
   actions.push({ id: "details", label: "$(json) Show Details" }, { id: "output", label: "$(output) Show Output" });
@@ -413,6 +414,8 @@ async function showRuns(): Promise<void> {
       return applyRun(run.runId);
     case "reject":
       return rejectRun(run.runId);
+    case "followUp":
+      return void (await vscode.commands.executeCommand("co-sidecar.followUp", run.runId));
     case "patch":
       return openPatch(run.runId);
     case "follow":
