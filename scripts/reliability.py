@@ -506,7 +506,7 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "drops it when the process dies (even by SIGKILL). At start a server takes over only executing runs whose lock "
         "it can take, and re-reads the manifest under the lock, so a second server on the same workspace never marks "
         "another's live run interrupted, and two servers starting together recover an orphan once.",
-        "- **Framing** (stdio): a body that is not JSON gets -32700 (id null); a body that is not a request object "
+        "- **Framing** (stdio and `serve --tcp`, one transport): a body that is not JSON gets -32700 (id null); a body that is not a request object "
         "-32600; a message over `CO_MAX_MESSAGE_BYTES` (default 64 MiB) -32600, its body read and dropped; after a "
         "bad header or a body shorter than its Content-Length the reader resynchronises on the next "
         "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are dropped.",

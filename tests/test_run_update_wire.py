@@ -121,7 +121,7 @@ class _Stdout(io.BytesIO):
 async def test_batching_writer_writes_once_per_loop_turn_in_order() -> None:
     import asyncio
 
-    from co_sidecar.server import BatchingWriter
+    from co_sidecar.transport import BatchingWriter
 
     out = _Stdout()
     writer = BatchingWriter(out)

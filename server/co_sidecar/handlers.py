@@ -242,9 +242,11 @@ class Handlers:
 
     # -- co/* methods: parsed params in, wire models out -----------------------
     def call(self, spec: Request, raw: Any) -> Any:
-        """Parse `raw` as the request's params model (the registry's) and call the handler of
-        the same name; returns its result (or coroutine)."""
-        return getattr(self, spec.name)(parse_params(spec.params_model(), raw))
+        """Call the handler of the same name with the request's params model (the registry's):
+        `raw` is that model already (co/<name>: the transport validated it) or the JSON to parse
+        (co.<name> commands); returns its result (or coroutine)."""
+        params = raw if isinstance(raw, BaseModel) else parse_params(spec.params_model(), raw)
+        return getattr(self, spec.name)(params)
 
     async def route(self, params: RouteParams) -> RouteResult:
         workspace = self.resolve_workspace(params.workspace_folder)
