@@ -103,6 +103,7 @@ class FakeContext:
         self.states: list[tuple[RunState, str]] = []
         self.messages: list[str] = []
         self.patches: dict[int | None, bytes] = {}
+        self.diff_stats_reported: list[dict[str, int]] = []
         self.saved: list[dict[str, Any]] = []
 
     def set_state(self, state: RunState, message: str = "") -> None:
@@ -122,7 +123,10 @@ class FakeContext:
     def output(self, stream: Stream, line: str) -> None:
         self.messages.append(f"{stream}: {line}")
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+    def report_diff_stats(self, stats: dict[str, int]) -> None:
+        self.diff_stats_reported.append(stats)
+
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
         self.patches[attempt] = patch
         path = self.run_dir / f"attempt-{attempt}.patch"
         path.write_bytes(patch)

@@ -157,7 +157,10 @@ STRICT = strict_cases()
 def test_strict_matrix_every_param_refuses_every_wrong_json_type(server: RpcProcess) -> None:
     assert len(STRICT) > 100 and any(c[:2] == ("co/apply", "accept") for c in STRICT)
     launch = {"prompt": "x", "mode": "local"}
-    base = {"co/launch": launch, "co/route": launch, "co/apply": {"runId": "r", "accept": True}}
+    base = {
+        "co/launch": launch, "co/route": launch, "co/apply": {"runId": "r", "accept": True},
+        "co/followUp": {"runId": "r", "prompt": "x"},
+    }  # fmt: skip
     accepted = []
     for method, name, value in STRICT:
         params = {**base.get(method, {}), name: value}

@@ -141,6 +141,7 @@ class FakeContext:
     events: list[dict[str, Any]] = field(default_factory=list)
     saves: int = 0
     patch: bytes | None = None
+    diff_stats_reported: list[dict[str, int]] = field(default_factory=list)
 
     def set_state(self, state: RunState, message: str = "") -> None:
         self.manifest.state = state
@@ -158,7 +159,10 @@ class FakeContext:
         self.reports.append(("step", message))
         self.events.append(event)
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
+    def report_diff_stats(self, stats: dict[str, int]) -> None:
+        self.diff_stats_reported.append(stats)
+
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
         self.patch = patch
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "patch.diff"

@@ -426,7 +426,7 @@ def test_checkhealth_and_list_picker(repo: Path) -> None:
     assert "ERROR" not in after, after
     runs_prompt, actions_prompt = result["prompts"]
     assert runs_prompt["prompt"] == "co-sidecar runs" and "succeeded" in runs_prompt["items"][0]
-    assert actions_prompt["items"] == ["Diff", "Apply", "Reject", "Status"]
+    assert actions_prompt["items"] == ["Diff", "Apply", "Follow up", "Reject", "Status"]
 
 
 def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
@@ -840,3 +840,57 @@ def test_real_codex_steps_are_shown_live(repo: Path) -> None:
     shown = [m.split(": ", 2)[2] for m in msgs[:done] if re.match(r"co-sidecar: run \w+: ", m)]
     for step in ("edited 1 file: src.txt", "$ sleep 1; echo checked", "exit 0: sleep 1; echo checked"):
         assert step in shown, msgs  # notified, and before the run ended
+
+
+def test_follow_up_shows_the_chain_and_applies_it(repo: Path) -> None:
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        vim.cmd('CoFollowUp ' .. id .. ' follow: and one more')
+        T.wait('the follow-up', function() return T.co.current_run() ~= id end)
+        local child = T.co.current_run()
+        T.wait_state(child, 'succeeded')
+        T.result.parent, T.result.child = id, child
+        T.result.known = T.state.runs[child]
+        -- :CoList shows both, linked; dismiss it, then :CoFollowUp without a run id continues
+        -- the newest run (the follow-up) after asking for the prompt.
+        T.answer_select(nil)
+        vim.cmd('CoList')
+        T.wait('the runs list', function() return #T.prompts == 1 end)
+        vim.ui.input = function(opts, cb)
+          table.insert(T.prompts, { prompt = opts.prompt })
+          vim.schedule(function() cb('follow: the third') end)
+        end
+        vim.cmd('CoFollowUp')
+        T.wait('the second follow-up', function() return T.co.current_run() ~= child end)
+        local third = T.co.current_run()
+        T.wait_state(third, 'succeeded')
+        T.result.third = T.request('co/status', { runId = third })
+        T.answer_select(1) -- "Apply"
+        vim.cmd('CoApply')
+        T.wait_note('applied run')
+        local _, err = require('co_sidecar.client').request_sync(
+          T.client(), 'co/apply', { runId = id, accept = true, strategy = 'git' }, 5000)
+        T.result.first_apply_error = err and err.message
+        """,
+        timeout=90,
+    )
+    r = result["result"]
+    parent, child = r["parent"], r["child"]
+    assert (r["known"]["parentRunId"], r["known"]["rootRunId"]) == (parent, parent)
+    assert r["known"]["diffStats"] == {"files": 1, "additions": 1, "deletions": 0}
+    listing, asked = result["prompts"][0], result["prompts"][1]
+    rows = listing["items"]
+    assert rows[0].startswith(parent[-6:]) and rows[1].startswith(child[-6:])
+    assert "↳ follow: and one more" in rows[1] and "+1 -0 in 1 file" in rows[1]
+    assert "↳" not in rows[0] and "+4 -2 in 5 files" in rows[0]
+    assert asked["prompt"] == f"co-sidecar follow-up of {child[-6:]}: "
+    assert r["third"]["parentRunId"] == child and r["third"]["rootRunId"] == parent
+    # Applying the last follow-up applied the chain: the agent's edits and both follow-ups.
+    assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\nfollow: and one more\nfollow: the third\n"
+    assert (repo / "created.txt").read_text() == "created by agent\n" and not (repo / "old.txt").exists()
+    assert any(f"follow-up {child[-6:]} of run {parent[-6:]} started (local)" in m for m in notes(result))
+    # The first run's change went in with the chain: applying it again is refused, saying why.
+    assert f"already applied as part of its follow-up {r['third']['runId']}" in r["first_apply_error"]

@@ -36,7 +36,7 @@ def test_list_show_diff_apply_reject_and_their_exit_codes(repo: Path) -> None:
     table = cli("runs", cwd=repo)
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["RUN", "STATE", "MODE", "UPDATED", "PROMPT"]
+    assert lines[0].split() == ["RUN", "STATE", "MODE", "UPDATED", "DIFF", "FOLLOWS", "PROMPT"]
     assert lines[1].startswith(newest) and lines[1].endswith("second")  # whole ids, newest first
 
     shown = json.loads(cli("runs", "show", "last", "--json", cwd=repo).stdout)
@@ -124,3 +124,35 @@ def test_a_server_that_dies_is_reported_not_waited_for(repo: Path, tmp_path: Pat
     result = cli("runs", "--server", f"{sys.executable} {dying}", cwd=repo)
     assert result.returncode == 5
     assert "server exited (status 7)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_follow_up_from_the_shell_and_the_chain_in_the_list(repo: Path) -> None:
+    env = {"CO_AGENT_COMMAND": AGENT}
+    (first,) = make_runs(repo, ["first"])
+    done = cli("runs", "follow-up", "last", "now the second", "--json", cwd=repo, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    second = result["runId"]
+    assert result == {"runId": second, "state": "succeeded", "timedOut": False, "parentRunId": first}
+    (third,) = make_runs(repo, ["unrelated"])[:1]
+
+    # Chains newest first, each from its root down; the follow-up names its parent.
+    lines = cli("runs", cwd=repo).stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [third, first, second]
+    assert lines[3].split()[7] == first and lines[2].split()[7] == "-"
+    shown = cli("runs", "show", second, cwd=repo).stdout
+    assert f"follows:    {first} (chain {first})" in shown and "(what apply applies)" in shown
+
+    # The step is this follow-up's change; the default diff is the chain's.
+    step = cli("runs", "diff", second, "--step", cwd=repo).stdout
+    assert "+# demo-agent: now the second" in step and "+# demo-agent: first" not in step
+    assert "+# demo-agent: first" in cli("runs", "diff", second, cwd=repo).stdout
+    applied = cli("apply", second, cwd=repo)
+    assert applied.returncode == 0, applied.stderr
+    refused = cli("apply", first, cwd=repo)
+    assert refused.returncode == 4 and f"already applied as part of its follow-up {second}" in refused.stderr
+
+    # A run that cannot be followed up: refused, exit 4, the reason on stderr.
+    assert cli("runs", "reject", third, cwd=repo).returncode == 0
+    refused = cli("runs", "follow-up", third, "more", cwd=repo, env=env)
+    assert refused.returncode == 4 and "only a succeeded or applied run can be followed up" in refused.stderr

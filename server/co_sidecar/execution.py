@@ -66,8 +66,12 @@ class RunContext(Protocol):
     def step(self, message: str, event: dict[str, Any]) -> None:
         """One agent step (an `AgentEvent` wire dict): a runUpdate after any pending output."""
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        """Store a patch beside the manifest; returns its evidence (path, sha256, stats)."""
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
+        """Store a patch beside the manifest; returns its evidence (path, sha256, stats). With
+        `name`, a further patch (a follow-up's cumulative one), not the run's headline diff."""
+
+    def report_diff_stats(self, stats: dict[str, int]) -> None:
+        """The agent's diff so far (`DiffStats` wire): a runUpdate carrying it."""
 
 
 class Executor(Protocol):

@@ -36,6 +36,7 @@ from .protocol import (
     DoctorCheck,
     DoctorParams,
     DoctorResult,
+    FollowUpParams,
     Issue,
     LaunchParams,
     LaunchResult,
@@ -252,17 +253,42 @@ class Handlers:
         workspace = self.resolve_workspace(params.workspace_folder)
         return await asyncio.to_thread(self.manager.route, params, workspace)
 
-    async def launch(self, params: LaunchParams) -> LaunchResult:
-        workspace = self.resolve_workspace(params.workspace_folder)
-        warnings: list[str] = []
+    def _check_prompt_size(self, prompt: str, workspace: Path, warnings: list[str]) -> None:
         limit = self.config_for(workspace, warnings).runs.max_prompt_bytes
-        size = len(params.prompt.encode("utf-8"))
+        size = len(prompt.encode("utf-8"))
         if size > limit:
             raise InvalidParams(
                 f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
                 category=ErrorCategory.PROMPT_TOO_LARGE,
                 data={"field": "prompt", "bytes": size, "limit": limit},
             )
+
+    def _start_progress_later(self, result: LaunchResult, prompt: str, token: types.ProgressToken | None) -> None:
+        if result.state not in FINISHED_STATES:
+            title = f"co-sidecar: {prompt.strip().splitlines()[0][:60]}"
+            # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
+            task = asyncio.ensure_future(self.start_progress(result.run_id, title, token))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def followUp(self, params: FollowUpParams) -> LaunchResult:  # noqa: N802 - the method is co/followUp
+        from . import followup
+
+        self.ensure_all_loaded()
+        parent = self.manager.get(params.run_id)
+        self._check_prompt_size(params.prompt, parent.workspace, [])
+        family = self.manager.family(parent)
+        starting = await asyncio.to_thread(followup.starting_patch, parent, family)
+        launch = followup.launch_params(parent, params)
+        decision = await asyncio.to_thread(self.manager.route, launch, parent.workspace)
+        result = self.manager.follow_up(parent, params, starting, decision)
+        self._start_progress_later(result, params.prompt, params.work_done_token)
+        return result
+
+    async def launch(self, params: LaunchParams) -> LaunchResult:
+        workspace = self.resolve_workspace(params.workspace_folder)
+        warnings: list[str] = []
+        self._check_prompt_size(params.prompt, workspace, warnings)
         try:
             # Routing may list cloud environments (cached): off the event loop.
             decision = await asyncio.to_thread(self.manager.route, params, workspace)
@@ -275,12 +301,7 @@ class Handlers:
             for warning in warnings:  # the editor's run view shows them too
                 if record is not None:
                     record.emit(f"warning: {warning}")
-        if result.state not in FINISHED_STATES:
-            title = f"co-sidecar: {params.prompt.strip().splitlines()[0][:60]}"
-            # Keep a reference: the loop holds tasks weakly, and a collected task never runs.
-            task = asyncio.ensure_future(self.start_progress(result.run_id, title, params.work_done_token))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._start_progress_later(result, params.prompt, params.work_done_token)
         return result
 
     def status(self, params: RunIdParams) -> RunManifest:

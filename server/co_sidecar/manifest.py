@@ -208,6 +208,26 @@ class CloudInfo(Model):
         ]
 
 
+class FollowUpInfo(Model):
+    """A follow-up run: where it started and what applying it does. Its `diff` (and a cloud
+    run's attempt diffs) is the step: what this follow-up changed on top of its parent's
+    result; `cumulative` is the parent's cumulative change plus the step, against the
+    workspace the follow-up started from (docs/protocol.md, co/followUp)."""
+
+    # False when the parent was already applied when the follow-up started: the workspace had
+    # the parent's change, so the cumulative diff is the step alone.
+    includes_parent: bool = True
+    # The parent's cumulative change the follow-up started from (`parent.diff` in the run dir).
+    starting_patch: DiffEvidence | None = None
+    cumulative: DiffEvidence | None = None
+    # Codex: the parent's thread this follow-up resumed (`codex exec resume <id>`); None when a
+    # fresh agent ran.
+    resumed_thread_id: str | None = None
+    # Which diff co/apply applied: the cumulative change, or the step alone (the parent's change
+    # was in the workspace already).
+    applied_view: Literal["step", "cumulative"] | None = None
+
+
 class RunManifest(Model):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -237,6 +257,10 @@ class RunManifest(Model):
     applying: ApplyIntent | None = None
     cloud: CloudInfo | None = None
     codex: CodexRunInfo | None = None
+    # A follow-up (co/followUp): the run it continues and the first run of the chain.
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    follow_up: FollowUpInfo | None = None
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import redact
+from . import followup, redact
 from .execution import Stream
 from .manifest import RunManifest
 from .protocol import FINISHED_STATES, RunState
@@ -41,6 +41,8 @@ class RunNotifier:
         self._last_output: float = 0.0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
+        # The agent's diff so far (`DiffStats` wire), while a local run executes.
+        self.live_diff_stats: dict[str, int] | None = None
 
     def output(self, stream: Stream, line: str) -> None:
         """One line of agent output: sent now, or batched with the next lines (rate limit)."""
@@ -103,5 +105,9 @@ class RunNotifier:
                 "errorCode": m.error_code,
                 "event": event,
                 "answers": answers,
+                # Live while the agent works, the recorded diff's (a follow-up's step) after.
+                "diffStats": self.live_diff_stats if state not in FINISHED_STATES and self.live_diff_stats else followup.diff_stats(m),
+                "parentRunId": m.parent_run_id,
+                "rootRunId": m.root_run_id,
             }
         )

@@ -138,12 +138,14 @@ DEFAULT_LIST_LIMIT = 100
 class ListParams(Params):
     state: RunState | None = None
     task_id: str | None = None
+    root_run_id: str | None = Field(default=None, description="only this run and its follow-ups")
     # A page, newest first: a picker never wants thousands of rows; `total` says how many matched.
     limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
 
 
 _FILES_DOC = "only these files of the patch (new paths); none: every file not applied yet"
 _HUNKS_DOC = "path -> 1-based hunk numbers (co/diff `hunks`): only these hunks of that file"
+DiffView = Literal["step", "cumulative"]
 
 
 class DiffParams(Params):
@@ -151,6 +153,22 @@ class DiffParams(Params):
     attempt: int | None = Field(default=None, ge=1, le=4)
     files: list[str] | None = Field(default=None, description=_FILES_DOC)
     hunks: dict[str, list[int]] | None = Field(default=None, description=_HUNKS_DOC)
+    view: DiffView | None = Field(
+        default=None,
+        description="a follow-up's diff: `step` (what this follow-up changed) or `cumulative` "
+        "(what applying it does: its parent's result and the step; the default)",
+    )
+
+
+class FollowUpParams(Params):
+    run_id: str = Field(min_length=1, description="the run to continue (succeeded or applied)")
+    prompt: str = Field(min_length=1)
+    work_done_token: str | int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, value: str) -> str:
+        return LaunchParams._prompt_has_text(value)
 
 
 class ApplyParams(Params):
@@ -259,11 +277,19 @@ class HunkStat(Wire):
     additions: int = 0
     deletions: int = 0
     applied: bool = Field(default=False, description="applied by an earlier co/apply of this run")
+class DiffStats(Wire):
+    """A diff's size: files changed, lines added and deleted."""
+
+    files: int
+    additions: int
+    deletions: int
 
 
 class DiffResult(Wire):
     run_id: str
     attempt: int | None = None
+    view: DiffView | None = Field(default=None, description="a follow-up's: which diff this is")
+    partial: bool = Field(default=False, description="the run is still going: the scratch's diff so far")
     patch: str
     files: list[FileStat]
     edit: dict[str, Any]
@@ -384,6 +410,11 @@ class RunUpdate(Wire):
     event: AgentEvent | None = None
     # The terminal update of a cloud run: each attempt's answer (assistant messages, worklog).
     answers: list[CloudAnswer] | None = None
+    # The run's diff so far (live while a local agent runs; the result once it ended), and its
+    # lineage when it is a follow-up.
+    diff_stats: DiffStats | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
 
 
 class RunSummary(Wire):
@@ -399,6 +430,9 @@ class RunSummary(Wire):
     updated_at: str
     failure_reason: str | None = None
     cloud_task_url: str | None = None
+    parent_run_id: str | None = Field(default=None, description="a follow-up's parent run")
+    root_run_id: str | None = Field(default=None, description="a follow-up's first run (the chain's root)")
+    diff_stats: DiffStats | None = None
 
 
 class ListResult(Wire):

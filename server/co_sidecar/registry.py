@@ -93,6 +93,13 @@ REQUESTS: tuple[Request, ...] = (
         answer={"runId": RUN_ID, "taskId": "T-42", "mode": "local", "state": "launching", "reason": "configured default mode 'local'", "fallback": None},
     ),
     Request(
+        method="co/followUp",
+        doc="Continue a succeeded or applied run: a new run, in the parent's mode, task and cloud environment, that starts from the parent's result and is linked to it (`parentRunId`, `rootRunId` in its manifest, co/list rows and runUpdates). Local: its scratch is the workspace plus the parent's cumulative change (committed as a second base, so its diff is the step); a Codex agent resumes the parent's thread (`codex exec resume <threadId>`), any other agent starts fresh. Cloud: a new task whose starting diff is the parent's cumulative change (the task API has no follow-up turn). co/diff shows the cumulative change by default (`view: \"step\"` for the step) and co/apply applies it once; a run whose change was applied with a follow-up is refused, and a follow-up whose parent was applied applies its step alone.",
+        params="FollowUpParams", result="LaunchResult",
+        example={"runId": RUN_ID, "prompt": "now also update the tests"},
+        answer={"runId": "20261124T102000654321-d4e5f6", "taskId": "T-42", "mode": "local", "state": "launching", "reason": "explicit mode 'local'", "fallback": None},
+    ),
+    Request(
         method="co/status",
         doc="One run's full record: its manifest (see docs/manifest.schema.json).",
         params="RunIdParams", result="RunManifest",
@@ -113,7 +120,7 @@ REQUESTS: tuple[Request, ...] = (
     ),
     Request(
         method="co/diff",
-        doc="The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version. The files listed are the ones `git apply` would touch: the patch's headers are read as git reads them (renames in every spelling, copies, modes, symlinks, gitlinks) and `git apply --numstat` must agree; a header line git reads differently, a path that resolves (through symlinks on disk or ones the patch creates) outside the workspace, into `.git` or under the runs root, or a name NTFS/HFS would read as `.git`, refuses the patch (-32005). A symlink the patch creates pointing outside the workspace is listed in `conflicts`. `hunks` lists every hunk of the patch (path, 1-based number, its @@ line, whether an earlier co/apply applied it). With a selection (`files`, `hunks: {path: [number]}`), or once the run is `partially_applied`, `patch`, `files` and `edit` are of the parts asked for that are not applied yet. Built off the event loop: other requests are answered meanwhile.",
+        doc="The run's patch, per-file stats, a WorkspaceEdit preview (every change annotated with needsConfirmation), conflicts where the workspace no longer matches the diff's base, and the diff budget. Edits for documents open in the client are computed from the client's text and carry its version. The files listed are the ones `git apply` would touch: the patch's headers are read as git reads them (renames in every spelling, copies, modes, symlinks, gitlinks) and `git apply --numstat` must agree; a header line git reads differently, a path that resolves (through symlinks on disk or ones the patch creates) outside the workspace, into `.git` or under the runs root, or a name NTFS/HFS would read as `.git`, refuses the patch (-32005). A symlink the patch creates pointing outside the workspace is listed in `conflicts`. `hunks` lists every hunk of the patch (path, 1-based number, its @@ line, whether an earlier co/apply applied it). With a selection (`files`, `hunks: {path: [number]}`), or once the run is `partially_applied`, `patch`, `files` and `edit` are of the parts asked for that are not applied yet. Built off the event loop: other requests are answered meanwhile. While a local run is still going, the answer is its scratch's diff so far, `partial: true` (nothing to apply yet). For a follow-up, `view` picks the cumulative change (the default: what co/apply applies) or the step (what the follow-up changed).",
         params="DiffParams", result="DiffResult",
         example={"runId": RUN_ID},
         answer={"runId": RUN_ID, "attempt": None, "patch": "diff --git a/README.md b/README.md\n...", "files": [{"path": "README.md", "oldPath": None, "status": "modified", "additions": 1, "deletions": 0}, {"path": "NOTES.md", "oldPath": None, "status": "added", "additions": 0, "deletions": 0}], "edit": _EDIT_EXAMPLE, "conflicts": [], "overBudget": False, "budget": {"files": 2, "lines": 1, "bytes": 412, "maxFiles": 500, "maxLines": 50000, "maxBytes": 50000000}},
@@ -161,7 +168,7 @@ _STEP = {**_UPDATE, "mode": "local", "message": "exit 0: pytest -q", "pollCount"
 NOTIFICATIONS: tuple[Notification, ...] = (
     Notification(
         method="co/runUpdate",
-        doc="A run's state change, cloud poll, batched agent output or agent step.",
+        doc="A run's state change, cloud poll, batched agent output or agent step. Every update carries the run's `diffStats` (null until known) and, for a follow-up, `parentRunId` and `rootRunId`. While a local agent works, an update \"diff so far: +A -D in N files\" comes whenever its diff changes: after each Codex file change or command, or, for other agents, when a check every 2 s (less often when a check is slow) finds it changed; a follow-up's live stats are its step.",
         params="RunUpdate",
         examples=(_UPDATE, _STEP),
     ),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import diffs, redact
+from . import diffs, followup, redact
 from .budget import budget_of, too_large
 from .config import Config
 from .driver import RunDriver, os_cause
@@ -33,7 +33,7 @@ from .manifest import (
     utc_now,
 )
 from .notifier import RunNotifier, UpdateSink
-from .protocol import RunState, RunSummary
+from .protocol import DiffStats, RunState, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class RunRecord:
                 updated_at=m.updated_at,
                 failure_reason=m.failure_reason,
                 cloud_task_url=m.cloud.task_url if m.cloud else None,
+                parent_run_id=m.parent_run_id,
+                root_run_id=m.root_run_id,
+                diff_stats=DiffStats.model_validate(stats) if (stats := followup.diff_stats(m)) else None,
             )
             self._summary = (key, row.wire())
         return self._summary[1]
@@ -128,8 +131,15 @@ class RunRecord:
     def step(self, message: str, event: dict[str, Any]) -> None:
         self.notifier.step(message, event)
 
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        name = "patch.diff" if attempt is None else f"attempt-{attempt}.diff"
+    def report_diff_stats(self, stats: dict[str, int]) -> None:
+        self.notifier.live_diff_stats = stats
+        noun = "file" if stats["files"] == 1 else "files"
+        self.emit(f"diff so far: +{stats['additions']} -{stats['deletions']} in {stats['files']} {noun}")
+
+    def record_patch(self, patch: bytes, attempt: int | None = None, *, name: str | None = None) -> DiffEvidence:
+        """`name`: a further patch of the run (a follow-up's cumulative one), not its headline diff."""
+        headline = name is None
+        name = name or ("patch.diff" if attempt is None else f"attempt-{attempt}.diff")
         path = self.run_dir / name
         atomic_write_bytes(path, patch)
         evidence = DiffEvidence(
@@ -149,7 +159,7 @@ class RunRecord:
                 evidence.problem = exc.message
         evidence.over_budget = budget_of(evidence, self.config).over_limit
         # The run's headline diff: the only one, or the first attempt that produced one.
-        if attempt is None or self.manifest.diff is None:
+        if headline and (attempt is None or self.manifest.diff is None):
             self.manifest.diff = evidence
         if self.on_patch is not None:
             self.on_patch(evidence)

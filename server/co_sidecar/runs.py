@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import apply_journal, apply_plan, diffs, redact
+from . import apply_journal, apply_plan, diffs, followup, redact
 from .budget import budget_of, too_large
 from .config import Config
 from .driver import CANCEL_WAIT_S, OWNER_LOCK, drive, failure_of, os_cause, try_lock
@@ -61,6 +61,7 @@ from .protocol import (
     Conflict,
     DiffParams,
     DiffResult,
+    FollowUpParams,
     LaunchParams,
     LaunchResult,
     ListParams,
@@ -292,17 +293,30 @@ class RunManager:
                 continue
             if params.task_id is not None and m.task_id != params.task_id:
                 continue
+            if params.root_run_id is not None and followup.root_of(m) != params.root_run_id:
+                continue
             total += 1
             if len(rows) < limit:
-                rows.append(record.summary())
+                row = record.summary()
+                live = record.notifier.live_diff_stats
+                if live and m.state in EXECUTING_STATES:  # not in the cached row: no save moves it
+                    row = {**row, "diffStats": live}
+                rows.append(row)
         return {"runs": rows, "total": total}
 
     # -- route & launch -----------------------------------------------------
     def route(self, params: LaunchParams, workspace: Path) -> RouteResult:
         return route(params, self.config_for(workspace), workspace, self.environ)
 
-    def launch(self, params: LaunchParams, workspace: Path, decision: RouteResult | None = None) -> LaunchResult:
-        """`decision`: a route already taken off the event loop (it may list cloud environments)."""
+    def launch(
+        self,
+        params: LaunchParams,
+        workspace: Path,
+        decision: RouteResult | None = None,
+        prepare: Callable[[RunRecord], None] | None = None,
+    ) -> LaunchResult:
+        """`decision`: a route already taken off the event loop (it may list cloud environments).
+        `prepare`: fills in the new run before its first write (a follow-up's links)."""
         config = self.config_for(workspace)
         self.recover(self.ensure_loaded(workspace))
         decision = decision or route(params, config, workspace, self.environ)
@@ -343,6 +357,8 @@ class RunManager:
             # Before the first write: no other server may take this run for an orphan.
             if not record.driver.claim(record.run_dir):
                 raise OSError(errno.EBUSY, "its owner lock is held by another process")
+            if prepare is not None:
+                prepare(record)
             record.store.save(manifest)
         except OSError as exc:  # refused, and no ghost record left behind
             record.driver.release()
@@ -373,6 +389,25 @@ class RunManager:
             cloud_env=decision.cloud_env if decision.mode == "cloud" else None,
             warnings=decision.warnings,
         )
+
+    def follow_up(
+        self, parent: RunRecord, params: FollowUpParams, starting: bytes | None, decision: RouteResult
+    ) -> LaunchResult:
+        """co/followUp: a new run where `parent` ended (see followup.py). `starting`: the
+        parent's cumulative change (None: the workspace has it already)."""
+        launch = followup.launch_params(parent, params)
+        return self.launch(launch, parent.workspace, decision, prepare=lambda r: followup.link(r, parent, starting))
+
+    def family(self, record: RunRecord) -> dict[str, RunRecord]:
+        """The runs of `record`'s chain (same root), re-read from disk where another server drives them."""
+        root = followup.root_of(record.manifest)
+        out = {}
+        for run_id, other in self.runs.items():
+            if followup.root_of(other.manifest) == root:
+                if other is not record:
+                    self.refresh(other)
+                out[run_id] = other
+        return out
 
     # -- cancel / reject ----------------------------------------------------
     async def cancel(self, run_id: str) -> RunStateResult:
@@ -459,7 +494,13 @@ class RunManager:
         selection, or once part of the run is applied, the patch and edit are of the parts asked
         for that are not applied yet."""
         record = self.get(params.run_id)
+        if record.manifest.state in EXECUTING_STATES and record.manifest.selected_mode == "local":
+            from .local.live_diff import partial_diff
+
+            config = self.config_for(record.workspace)
+            return partial_diff(record, open_documents, self._label(record), config, lambda e: budget_of(e, config).limits)
         evidence, attempt = self.evidence(record, params.attempt)
+        evidence, view = followup.view_evidence(record, evidence, attempt, params.view)
         patch, changes, external = self._load_patch(record, evidence)
         applied = record.manifest.applied_parts
         text = patch.decode("utf-8", "surrogateescape")
@@ -478,6 +519,7 @@ class RunManager:
         return DiffResult(
             run_id=record.run_id,
             attempt=attempt,
+            view=view,
             patch=text.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace"),
             files=diffs.file_stats(shown),
             edit=edit,
@@ -557,6 +599,8 @@ class RunManager:
         """The parts to apply and, per file, what would happen (off the event loop)."""
         m = record.manifest
         evidence, attempt = self.evidence(record, params.attempt)
+        # A follow-up applies its chain's cumulative change (or its step when its parent was).
+        evidence = followup.evidence_to_apply(record, evidence, attempt, self.family(record))
         if m.applied_parts and m.apply is not None and m.apply.attempt != attempt:
             raise ApplyRefused(
                 f"run {m.run_id} is partly applied from attempt {m.apply.attempt}; apply the rest of that attempt or reject it"

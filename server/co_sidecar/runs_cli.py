@@ -84,9 +84,9 @@ def _add_apply_reject(parent: Any, common: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any) -> None:
     """`runs` (list, show, diff, wait, cancel, prune, apply, reject) and top-level `apply`, `reject`."""
     leaf = _common(suppress=True)
-    runs = sub.add_parser("runs", help="the runs in .runs/: list, show, diff, wait, cancel, prune", parents=[_common(suppress=False)])
+    runs = sub.add_parser("runs", help="the runs in .runs/: list, show, diff, wait, cancel, follow-up, prune", parents=[_common(suppress=False)])
     _list_filters(runs, suppress=False)
-    verbs = runs.add_subparsers(dest="runs_command", metavar="{list,show,diff,wait,cancel,prune,apply,reject}")
+    verbs = runs.add_subparsers(dest="runs_command", metavar="{list,show,diff,wait,cancel,follow-up,prune,apply,reject}")
     run_arg = {"help": "a run id, a unique prefix or suffix of one, or 'last'"}
     _list_filters(verbs.add_parser("list", help="runs, newest first (the default)", parents=[leaf]), suppress=True)
     show = verbs.add_parser("show", help="one run's record", parents=[leaf])
@@ -95,11 +95,18 @@ def add_parsers(sub: Any) -> None:
     diff.add_argument("run", **run_arg)
     diff.add_argument("--attempt", type=int, help="a cloud run's attempt (1-4)")
     diff.add_argument("--stat", action="store_true", help="only the per-file stats")
+    diff.add_argument("--step", action="store_true", help="a follow-up's step (what it changed), not the cumulative change")
     wait = verbs.add_parser("wait", help="wait until a run finishes; exit 0 if it succeeded", parents=[leaf])
     wait.add_argument("run", **run_arg)
     wait.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
     cancel = verbs.add_parser("cancel", help="cancel a queued or running run", parents=[leaf])
     cancel.add_argument("run", **run_arg)
+    follow_up = verbs.add_parser(
+        "follow-up", help="continue a succeeded or applied run from its result; waits for it (exit 0 if it succeeded)",
+        parents=[leaf],
+    )  # fmt: skip
+    follow_up.add_argument("run", **run_arg)
+    follow_up.add_argument("prompt", help="what the follow-up should do")
     prune = verbs.add_parser("prune", help="remove finished runs by age or count", parents=[leaf])
     prune.add_argument("--older-than", type=float, metavar="DAYS", help="finished runs not updated for DAYS days")
     prune.add_argument("--keep", type=int, metavar="N", help="keep the N newest finished runs")
@@ -191,9 +198,14 @@ async def cmd_list(session: Session, args: argparse.Namespace, out: TextIO) -> i
     if args.json:
         _emit_json(out, result)
         return EXIT_OK
-    rows = [["RUN", "STATE", "MODE", "UPDATED", "PROMPT"]]
-    for r in result["runs"]:
-        rows.append([r["runId"], r["state"], r["mode"], r["updatedAt"][:19].replace("T", " "), _one_line(r["prompt"])])
+    rows = [["RUN", "STATE", "MODE", "UPDATED", "DIFF", "FOLLOWS", "PROMPT"]]
+    for r in lineage_order(result["runs"]):
+        stats = r.get("diffStats")
+        diff = f"+{stats['additions']} -{stats['deletions']}" if stats else "-"
+        rows.append([
+            r["runId"], r["state"], r["mode"], r["updatedAt"][:19].replace("T", " "), diff,
+            r.get("parentRunId") or "-", _one_line(r["prompt"]),
+        ])  # fmt: skip
     _table(out, rows)
     shown, total = len(result["runs"]), result.get("total", len(result["runs"]))
     if total > shown:
@@ -201,6 +213,15 @@ async def cmd_list(session: Session, args: argparse.Namespace, out: TextIO) -> i
     elif not shown:
         out.write("no runs\n")
     return EXIT_OK
+
+
+def lineage_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by chain: chains newest first (by their newest run), each chain in the
+    order its runs were made (the root, then its follow-ups)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:  # newest first: a chain's first row seen is its newest
+        groups.setdefault(row.get("rootRunId") or row["runId"], []).append(row)
+    return [row for group in groups.values() for row in sorted(group, key=lambda r: str(r["runId"]))]
 
 
 async def cmd_show(session: Session, args: argparse.Namespace, out: TextIO) -> int:
@@ -220,9 +241,15 @@ async def cmd_show(session: Session, args: argparse.Namespace, out: TextIO) -> i
     ]
     if m.get("failureReason"):
         lines.append(("reason", m["failureReason"]))
+    if m.get("parentRunId"):
+        lines.append(("follows", f"{m['parentRunId']} (chain {m.get('rootRunId')})"))
     diff = m.get("diff")
     if diff:
-        lines.append(("diff", f"{len(diff['files'])} files, +{diff['additions']} -{diff['deletions']}"))
+        step = " (this step)" if m.get("followUp") else ""
+        lines.append(("diff", f"{len(diff['files'])} files, +{diff['additions']} -{diff['deletions']}{step}"))
+    cumulative = (m.get("followUp") or {}).get("cumulative")
+    if cumulative:
+        lines.append(("cumulative", f"{len(cumulative['files'])} files, +{cumulative['additions']} -{cumulative['deletions']} (what apply applies)"))
     if m.get("apply"):
         a = m["apply"]
         how = a.get("outcome") or ("applied" if a.get("applied") else "not applied")
@@ -243,6 +270,8 @@ async def cmd_diff(session: Session, args: argparse.Namespace, out: TextIO) -> i
     params: dict[str, Any] = {"runId": run_id}
     if args.attempt is not None:
         params["attempt"] = args.attempt
+    if args.step:
+        params["view"] = "step"
     result = await _request(session, "co/diff", params)
     if args.json:
         _emit_json(out, result)
@@ -260,6 +289,8 @@ async def cmd_diff(session: Session, args: argparse.Namespace, out: TextIO) -> i
         for h in hunks:
             done = "  (applied)" if h.get("applied") else ""
             out.write(f"  {h['path']}:{h['number']}  {h['header']}  +{h['additions']} -{h['deletions']}{done}\n")
+    if result.get("partial"):
+        out.write("(the run is still going: its diff so far)\n")
     if not args.stat and result["patch"]:
         out.write("\n" + result["patch"])
         if not result["patch"].endswith("\n"):
@@ -269,7 +300,10 @@ async def cmd_diff(session: Session, args: argparse.Namespace, out: TextIO) -> i
 
 async def cmd_wait(session: Session, args: argparse.Namespace, out: TextIO) -> int:
     """Polls co/status: the run may be driven by another server (an editor), which re-reads it."""
-    run_id = await resolve_run(session, args.run)
+    return await _wait(session, await resolve_run(session, args.run), args, out, {})
+
+
+async def _wait(session: Session, run_id: str, args: argparse.Namespace, out: TextIO, extra: dict[str, Any]) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     shown = ""
     while True:
@@ -282,13 +316,13 @@ async def cmd_wait(session: Session, args: argparse.Namespace, out: TextIO) -> i
             break
         if deadline is not None and time.monotonic() >= deadline:
             if args.json:
-                _emit_json(out, {"runId": run_id, "state": state, "timedOut": True})
+                _emit_json(out, {"runId": run_id, "state": state, "timedOut": True, **extra})
             else:
                 print(f"co-sidecar: run {run_id} still {state} after {args.timeout:g} s", file=sys.stderr)
             return EXIT_NOT_DONE
         await asyncio.sleep(0.5)
     if args.json:
-        _emit_json(out, {"runId": run_id, "state": state, "timedOut": False})
+        _emit_json(out, {"runId": run_id, "state": state, "timedOut": False, **extra})
     else:
         reason = f": {m['failureReason']}" if m.get("failureReason") else ""
         out.write(f"{run_id} {state}{reason}\n")
@@ -309,6 +343,17 @@ async def _change_state(session: Session, args: argparse.Namespace, out: TextIO,
 async def cmd_cancel(session: Session, args: argparse.Namespace, out: TextIO) -> int:
     state = await _change_state(session, args, out, "co/cancel")
     return EXIT_OK if state == "cancelled" else EXIT_NOT_DONE
+
+
+async def cmd_follow_up(session: Session, args: argparse.Namespace, out: TextIO) -> int:
+    """The follow-up runs in this command's server, so the command waits for its end (as
+    `co-sidecar run` does): leaving earlier would stop it."""
+    parent = await resolve_run(session, args.run)
+    result = await _request(session, "co/followUp", {"runId": parent, "prompt": args.prompt})
+    if not args.json and sys.stderr.isatty():
+        print(f"{result['runId']}: follow-up of {parent}", file=sys.stderr)
+    args.timeout = None
+    return await _wait(session, result["runId"], args, out, {"parentRunId": parent})
 
 
 async def cmd_prune(session: Session, args: argparse.Namespace, out: TextIO) -> int:
@@ -393,6 +438,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace, TextIO], Awaitable[in
     "diff": cmd_diff,
     "wait": cmd_wait,
     "cancel": cmd_cancel,
+    "follow-up": cmd_follow_up,
     "prune": cmd_prune,
     "apply": cmd_apply,
     "reject": cmd_reject,

@@ -3,6 +3,7 @@
 
 Runs in the scratch copy co-sidecar gives it (cwd). argv[1] is the prompt:
 - a prompt containing "sleep" sleeps 60 s first (cancel tests);
+- a prompt starting "follow" only appends the prompt to src.txt (a follow-up's own change);
 - otherwise: prints two progress lines, then
   * modifies src.txt: "line 10" -> "line 10 changed by agent", and appends "line 21",
   * creates created.txt, and noeol.txt (no newline at its end),
@@ -19,6 +20,10 @@ print(f"agent: task {prompt!r}", flush=True)
 if "sleep" in prompt:
     print("agent: sleeping", flush=True)
     time.sleep(60)
+if prompt.startswith("follow"):
+    Path("src.txt").write_text(Path("src.txt").read_text() + prompt + "\n")
+    print("agent: followed up", flush=True)
+    sys.exit(0)
 time.sleep(0.3)
 print("agent: editing files", flush=True)
 src = Path("src.txt")

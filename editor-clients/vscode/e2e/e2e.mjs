@@ -17,6 +17,8 @@
 //      four.txt unticked; in the refactor preview one.txt and two.txt ticked, three.txt not:
 //      two files applied (disk after Save All), the others unchanged, and the manifest says
 //      partially_applied with what was applied and what is left (both choices recorded)
+//   8. a fifth task, then Follow Up… from its row's context menu: the follow-up appears under
+//      it in the view, and Apply on the follow-up applies both changes at once (disk, manifest)
 // Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
@@ -80,6 +82,15 @@ writeFileSync(
     "import os, pathlib, sys, time",
     "prompt = sys.argv[1]",
     'print(f"agent: pid {os.getpid()}: {prompt}", flush=True)',
+    'if prompt.startswith("plan"):',
+    '    pathlib.Path("plan.txt").write_text("step 1\\n")',
+    '    print("agent: wrote plan.txt", flush=True)',
+    "    sys.exit(0)",
+    'if prompt.startswith("follow"):',
+    '    p = pathlib.Path("plan.txt")  # there only if the follow-up starts from the first result',
+    '    p.write_text(p.read_text() + prompt + "\\n")',
+    '    print("agent: followed up", flush=True)',
+    "    sys.exit(0)",
     'if "notes" in prompt:',
     '    time.sleep(5)  # silent: the elapsed time must move anyway',
     '    pathlib.Path("notes.txt").write_text("notes by the agent\\n")',
@@ -110,6 +121,9 @@ const THIRD_PROMPT = "write the notes quietly";
 const NOTES = "notes by the agent\n";
 const FOURTH_PROMPT = "change three files and a fourth";
 for (const name of ["one.txt", "two.txt", "three.txt", "four.txt"]) writeFileSync(join(ws, name), `${name}\n`);
+const PLAN_PROMPT = "plan the work";
+const FOLLOW_PROMPT = "follow with a second step";
+const PLAN_AFTER = "step 1\nfollow with a second step\n";
 writeFileSync(join(ws, "hello.txt"), HELLO);
 writeFileSync(join(ws, ".gitignore"), ".runs/\n");
 writeFileSync(
@@ -381,7 +395,7 @@ async function rowMenu(prompt, item) {
   throw new Error(`the context menu of "${prompt}" did not run ${item}`);
 }
 
-const TOTAL = 7;
+const TOTAL = 8;
 try {
   // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
   for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
@@ -707,6 +721,60 @@ try {
     assert.deepEqual(m.apply.skippedPaths, ["three.txt"], "left out in the refactor preview");
     assert.equal(m.apply.outcome, "partial");
     return `run ${run.runId.slice(-6)}: "${note}"; applied ${Object.keys(m.appliedParts).join(", ")}; left ${m.apply.remaining.join(", ")}`;
+  await step("8. Follow Up… from the Runs view: the follow-up shows under its run; Apply on it applies both", async () => {
+    await page.keyboard.press("Escape");
+    await openRunsView();
+    await page.locator(".part.sidebar .title-actions .action-label[aria-label*='Run Task']").click();
+    await until("the prompt input", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Run Task")), 10_000);
+    await quickInputBox().fill(PLAN_PROMPT);
+    await page.keyboard.press("Enter");
+    await until("the first run succeeded in the view", async () =>
+      /^succeeded · local · \d+s · \+1 -0 in 1 file$/.test((await viewRow(PLAN_PROMPT))?.description ?? ""), 30_000);
+    const items = await rowMenu(PLAN_PROMPT);
+    assert.ok(items.includes("Follow Up…"), `context menu ${items}`);
+    await rowMenu(PLAN_PROMPT, "Follow Up…");
+    await until("the follow-up prompt", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Follow Up run")), 10_000);
+    await quickInputBox().fill(FOLLOW_PROMPT);
+    await page.keyboard.press("Enter");
+    const linked = await until("the follow-up under its run, succeeded", async () => {
+      const rows = await viewRows();
+      const at = rows.findIndex((r) => r.label === PLAN_PROMPT);
+      const child = rows[at + 1];
+      return at >= 0 && child?.label === FOLLOW_PROMPT && child.level === rows[at].level + 1 &&
+        /^succeeded · local · \d+s · \+1 -0 in 1 file$/.test(child.description) && { parent: rows[at], child };
+    }, 45_000);
+    const parent = manifestFor(PLAN_PROMPT);
+    const child = manifestFor(FOLLOW_PROMPT);
+    assert.equal(child.parentRunId, parent.runId);
+    assert.equal(child.rootRunId, parent.runId);
+    await shot("16-follow-up-linked");
+    // Apply the follow-up: its change is the chain's (the first run's file and the follow-up's line).
+    await rowMenu(FOLLOW_PROMPT, "Apply");
+    const dialog = page.locator(".monaco-dialog-box"); // not the finish notification (also a "dialog")
+    await dialog.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await dialog.textContent()).replace(/\s+/g, " "), /Apply the changes of CO run \w+: 1 file/);
+    await dialog.getByRole("button", { name: "Apply", exact: true }).click();
+    const fileBox = page
+      .locator('.part.panel .monaco-list-row[role="checkbox"]')
+      .filter({ hasText: "plan.txt" })
+      .locator(".edit-checkbox")
+      .first();
+    await fileBox.waitFor({ state: "visible", timeout: 15_000 });
+    await fileBox.click();
+    await until("the change ticked", async () => (await fileBox.getAttribute("aria-checked")) === "true", 5_000);
+    await page.locator(".part.panel").getByRole("button", { name: "Apply", exact: true }).click();
+    const note = await until("its applied notification", async () =>
+      (await notifications()).find((t) => t.includes(`applied 1 file (+2 −0) from run ${child.runId.slice(-6)}`)));
+    await page.locator('.editor-group-container .tab[aria-label^="plan.txt"]').first().click();
+    await until("plan.txt in the editor", async () => (await viewText(activeEditor())).trimEnd() === PLAN_AFTER.trimEnd());
+    await command("File: Save All Files");
+    await until("plan.txt on disk", () => existsSync(join(ws, "plan.txt")) && readFileSync(join(ws, "plan.txt"), "utf8") === PLAN_AFTER, 10_000);
+    const applied = await until("the apply in the manifest", () => manifestFor(FOLLOW_PROMPT)?.state === "applied" && manifestFor(FOLLOW_PROMPT));
+    assert.equal(applied.followUp.appliedView, "cumulative");
+    await openRunsView();
+    await until("the follow-up row to say applied", async () => /^applied · /.test((await viewRow(FOLLOW_PROMPT))?.description ?? ""));
+    await shot("17-follow-up-applied");
+    return `${linked.parent.label} → ${linked.child.label} (level ${linked.child.level}); "${note}"`;
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {

@@ -55,6 +55,7 @@ import {
 import { ReportedError, SECTION, onPythonInterpreterChange, resolveLaunch } from "./serverLaunch";
 import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
 import { RunsView, registerRunsView } from "./runsView";
+import { registerFollowUp } from "./followUp";
 
 
 let client: LanguageClient | undefined;
@@ -434,6 +435,7 @@ async function showRuns(): Promise<void> {
       { id: "reject", label: "$(close) Reject" },
     );
   }
+  if (run.state === "succeeded" || run.state === "applied") actions.push({ id: "followUp", label: "$(comment-discussion) Follow Up…" });
   if (isFinished(run.state) && run.state !== "cancelled") actions.push({ id: "patch", label: "$(file-code) Open Patch" });
   if (isActive(run.state) && !watched.has(run.runId)) actions.push({ id: "follow", label: "$(eye) Follow Progress" });
   actions.push({ id: "details", label: "$(json) Show Details" }, { id: "output", label: "$(output) Show Output" });
@@ -451,6 +453,8 @@ async function showRuns(): Promise<void> {
       return applyRun(run.runId);
     case "reject":
       return rejectRun(run.runId);
+    case "followUp":
+      return void (await vscode.commands.executeCommand("co-sidecar.followUp", run.runId));
     case "patch":
       return openPatch(run.runId);
     case "follow":
@@ -727,6 +731,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     runsRoot: () => (config().get<{ runs?: { root?: unknown } }>("settings") ?? {}).runs?.root,
   });
 
+  registerFollowUp(context, {
+    getApi,
+    runIdFrom: (arg, placeHolder) => runIdFrom(arg, placeHolder, ["succeeded", "applied"]),
+    onLaunched: (result, prompt, token) => {
+      tracker.noteLaunched(result, prompt);
+      watchRun(result.runId, prompt, token);
+    },
+  });
   context.subscriptions.push(
     output,
     runOutput,

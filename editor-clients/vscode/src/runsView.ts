@@ -63,6 +63,9 @@ export class RunsView implements vscode.TreeDataProvider<RunRow>, vscode.Disposa
           this.changed.fire();
           // An update carries no prompt: a run started elsewhere needs its co/list row.
           if (!change.row.prompt) void this.reload();
+          // A new follow-up: open its group (a run that had no follow-ups was drawn without
+          // children, and the tree keeps an item's collapsed state).
+          if (change.row.parentRunId) this.revealSoon(change.row);
         } else {
           this.changed.fire(change.row);
         }
@@ -117,8 +120,15 @@ export class RunsView implements vscode.TreeDataProvider<RunRow>, vscode.Disposa
   }
 
   getParent(row: RunRow): RunRow | undefined {
-    for (const [head, kids] of this.children) if (kids.includes(row)) return this.model.get(head);
+    for (const g of this.model.groups()) if (g.children.includes(row)) return g.run;
     return undefined;
+  }
+
+  /** Show a run in the tree, its group expanded, once the tree has its new shape. */
+  private revealSoon(row: RunRow): void {
+    const tree = this.tree;
+    if (!tree?.visible) return;
+    setTimeout(() => void Promise.resolve(tree.reveal(row, { select: false, focus: false })).catch(() => undefined), 100);
   }
 
   // --- loading ---------------------------------------------------------------------

@@ -251,6 +251,8 @@ describe("RunTracker", () => {
 const diffResult: DiffResult = {
   runId: "r1",
   attempt: null,
+  view: null,
+  partial: false,
   patch: "",
   files: [
     { path: "a.py", oldPath: null, status: "modified", additions: 3, deletions: 1 },

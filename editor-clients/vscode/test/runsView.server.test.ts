@@ -71,4 +71,34 @@ describe("the runs view's model with the real server", { skip: haveServer ? fals
     assert.ok(existsSync(file), file);
     assert.equal(JSON.parse(readFileSync(file, "utf8")).runId, launched.runId);
   });
+
+  it("a follow-up shows under the run it follows up, live and after a reload; its diff is the chain's", async () => {
+    const live = new RunsModel();
+    session.tracker.onDidChange((run, update) => (update ? live.applyUpdate(update, Date.now()) : live.noteTracked(run, Date.now())));
+    const prompt = "greet there before the follow-up";
+    const launched = await session.api.launch({ prompt, mode: "local" });
+    session.tracker.noteLaunched(launched, prompt);
+    await session.tracker.waitForFinish(launched.runId, { timeoutMs: 30_000 });
+    const next = "then a follow-up";
+    const followed = await session.api.followUp({ runId: launched.runId, prompt: next });
+    session.tracker.noteLaunched(followed, next);
+    await session.tracker.waitForFinish(followed.runId, { timeoutMs: 30_000 });
+
+    const grouped = (model: RunsModel) => model.groups().find((g) => g.run.runId === launched.runId);
+    assert.deepEqual(grouped(live)?.children.map((r) => r.runId), [followed.runId], "live: under its parent");
+    const rebuilt = new RunsModel();
+    const requestedAt = Date.now();
+    rebuilt.loadList((await session.api.list({})).runs, requestedAt, Date.now());
+    const group = grouped(rebuilt)!;
+    assert.deepEqual(group.children.map((r) => r.runId), [followed.runId], "after a reload: under its parent");
+    assert.equal(group.children[0].parentRunId, launched.runId);
+    assert.ok(group.children[0].diff, "the list row carries its diff stats");
+    assert.match(presentRun(group.children[0], Date.now()).tooltip, new RegExp(`follows up \`${launched.runId}\``));
+
+    const step = await session.api.followUpDiff(followed.runId, "step");
+    const cumulative = await session.api.diff(followed.runId);
+    assert.equal(cumulative.view, "cumulative");
+    assert.equal(step.view, "step");
+    assert.ok(cumulative.patch.length > step.patch.length, "the chain's change holds the step and more");
+  });
 });

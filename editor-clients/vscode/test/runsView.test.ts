@@ -39,7 +39,7 @@ const row = (n: number, extra: Partial<ListRow> = {}): ListRow => ({
   ...extra,
 });
 
-const update = (n: number, state: RunUpdate["state"], extra: Partial<LiveUpdate> = {}): LiveUpdate => ({
+const update = (n: number, state: RunUpdate["state"], extra: Partial<RunUpdate> = {}): RunUpdate => ({
   runId: id(n),
   taskId: "adhoc",
   state,
@@ -54,6 +54,9 @@ const update = (n: number, state: RunUpdate["state"], extra: Partial<LiveUpdate>
   errorCode: null,
   event: null,
   answers: null,
+  diffStats: null,
+  parentRunId: null,
+  rootRunId: null,
   ...extra,
 });
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import IssueCode, RunErrorCode
 from ..execution import Outcome, RunContext
+from ..followup import CUMULATIVE_PATCH, starting_patch_of
 from ..manifest import CloudAttempt, CloudError, CloudInfo, StartingDiffInfo, utc_now
 from ..protocol import Issue, RunState
 from .auth import load_credentials
@@ -31,7 +32,7 @@ from .factory import make_client
 from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
 from .preflight import workspace_branch
-from .starting_diff import StartingDiff, StartingDiffError, make_starting_diff
+from .starting_diff import StartingDiff, StartingDiffError, compose_cumulative, make_starting_diff
 
 
 def _private_cwd(ctx: RunContext) -> str | None:
@@ -95,9 +96,12 @@ class CloudExecutor:
             # branch of its private working directory).
             info.branch = await asyncio.to_thread(workspace_branch, ctx.workspace)
         starting: str | None = None
-        if info.start_from_local_changes:
+        # A follow-up starts from its parent's cumulative change (the task API has no follow-up
+        # turn): that change is its starting diff, with the local changes when the parent had them.
+        on_top = await asyncio.to_thread(starting_patch_of, ctx.manifest, ctx.run_dir.parent.parent)
+        if info.start_from_local_changes or on_top:
             try:
-                made = await asyncio.to_thread(self._starting_diff, ctx, info.branch)
+                made = await asyncio.to_thread(self._starting_diff, ctx, info.branch, on_top)
             except StartingDiffError as exc:
                 return self._fail(ctx, RunErrorCode.CLOUD_PREFLIGHT, exc.message)
             starting = self._record_starting_diff(ctx, made, info.branch)
@@ -122,7 +126,7 @@ class CloudExecutor:
             info.task_id, info.task_url, info.created_at = ref.id, ref.url, utc_now()
             where = f": {ref.url}" if ref.url else f" ({ref.id})"
             ctx.set_state(RunState.RUNNING, f"cloud task created{where}")
-            return await self._follow(ctx, client, poller)
+            return await self._record_cumulative(ctx, await self._follow(ctx, client, poller))
         finally:
             self._close_executor_info(ctx, started)
             if self._client is None:
@@ -140,15 +144,16 @@ class CloudExecutor:
         started = time.monotonic()
         try:
             ctx.save(f"resuming cloud task {info.task_id}")
-            return await self._follow(ctx, client, self._poller(ctx), first_delay=False)
+            return await self._record_cumulative(ctx, await self._follow(ctx, client, self._poller(ctx), first_delay=False))
         finally:
             self._close_executor_info(ctx, started)
             if self._client is None:
                 await client.aclose()
 
     # -- helpers -----------------------------------------------------------------------
-    def _starting_diff(self, ctx: RunContext, branch: str) -> StartingDiff | None:
-        """The user's local changes against origin/<branch> (startFromLocalChanges); blocking."""
+    def _starting_diff(self, ctx: RunContext, branch: str, on_top: bytes | None = None) -> StartingDiff | None:
+        """The user's local changes against origin/<branch> (startFromLocalChanges), with a
+        follow-up's parent change on top; blocking."""
         cloud = ctx.config.cloud
         creds = load_credentials(self._environ)
         return make_starting_diff(
@@ -158,7 +163,29 @@ class CloudExecutor:
             runs_root=ctx.run_dir.parent.parent,
             secrets=[creds.token if creds else None],
             for_env=cloud.adapter == "cli",
+            on_top=on_top,
+            include_local=self._info(ctx).start_from_local_changes,
         )
+
+    async def _record_cumulative(self, ctx: RunContext, outcome: Outcome) -> Outcome:
+        """A succeeded follow-up: its cumulative change (the parent's and its step) against the
+        workspace, for co/diff and co/apply. If it cannot be made, the step still can be."""
+        follow_up = ctx.manifest.follow_up
+        if follow_up is None or outcome.state != RunState.SUCCEEDED:
+            return outcome
+        root = ctx.run_dir.parent.parent
+        step = next((a.diff for a in self._info(ctx).attempt_status if a.diff is not None), None)
+        try:
+            parent = await asyncio.to_thread(starting_patch_of, ctx.manifest, root)
+            step_patch = (root / step.patch_path).read_bytes() if step is not None else b""
+            cumulative = await asyncio.to_thread(compose_cumulative, ctx.workspace, parent, step_patch, root)
+        except (StartingDiffError, OSError) as exc:
+            why = exc.message if isinstance(exc, StartingDiffError) else str(exc)
+            ctx.save(f"the cumulative diff could not be made ({why}); co/diff with view step shows this run's change")
+            return outcome
+        follow_up.cumulative = ctx.record_patch(cumulative, name=CUMULATIVE_PATCH)
+        ctx.save()
+        return outcome
 
     def _record_starting_diff(self, ctx: RunContext, made: StartingDiff | None, branch: str) -> str | None:
         """Record it in the manifest by sha256 and stats (never the text); its text to send."""
@@ -176,8 +203,12 @@ class CloudExecutor:
             unpushed_commits=made.unpushed_commits,
         )
         commits = f" and {made.unpushed_commits} unpushed commit(s)" if made.unpushed_commits else ""
+        parent = ctx.manifest.parent_run_id
+        what = f"run {parent}'s result" if parent else "your local changes"
+        if parent and info.start_from_local_changes:
+            what += " on your local changes"
         ctx.save(
-            f"starting from your local changes{commits}: {made.files} file(s), "
+            f"starting from {what}{commits}: {made.files} file(s), "
             f"+{made.additions}/-{made.deletions} against {made.base}"
         )
         return made.text

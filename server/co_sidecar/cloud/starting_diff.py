@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..gitcmd import run_git
+
 # What one environment string may hold on Linux (MAX_ARG_STRLEN): the CLI adapter passes the
 # diff as CODEX_STARTING_DIFF, so it cannot send more.
 ENV_VALUE_MAX = 128 * 1024 - 1 - len("CODEX_STARTING_DIFF=")
@@ -62,6 +64,42 @@ def _relative(path: Path, root: Path) -> str | None:
     return rel.as_posix() if rel.parts else None
 
 
+DIFF_FLAGS = ["--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"]
+
+
+def _apply_cached(workspace: Path, index: Path, patch: bytes, what: str) -> None:
+    """`patch` applied to the temporary `index` only (never the user's files or index)."""
+    proc = run_git(["apply", "--cached", "--binary", "-"], workspace, extra_env={"GIT_INDEX_FILE": str(index)}, input=patch)
+    if proc.returncode != 0:
+        raise StartingDiffError(f"{what}: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+
+
+def compose_cumulative(workspace: Path, parent: bytes | None, step: bytes, runs_root: Path | None) -> bytes:
+    """A cloud follow-up's cumulative change against the workspace as it is: its parent's
+    cumulative change, then its step, applied in a temporary index (the user's index and
+    files are never touched). Raises `StartingDiffError` when they do not apply."""
+    with tempfile.TemporaryDirectory(prefix="co-cumulative-") as tmp:
+        index = Path(tmp) / "index"
+        extra = {"GIT_INDEX_FILE": str(index)}
+        pathspec = ["--", "."]
+        excluded = _relative(runs_root, workspace) if runs_root is not None else None
+        if excluded:
+            pathspec.append(f":(exclude){excluded}")
+        for args in (["read-tree", "HEAD"], ["add", "-A", *pathspec], ["write-tree"]):
+            proc = run_git(args, workspace, extra_env=extra)
+            if proc.returncode != 0:
+                raise StartingDiffError(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        start = proc.stdout.decode().strip()
+        if parent:
+            _apply_cached(workspace, index, parent, "the parent run's change does not apply to the workspace")
+        if step:
+            _apply_cached(workspace, index, step, "this follow-up's change does not apply on its parent's")
+        proc = run_git(["diff", "--cached", *DIFF_FLAGS, start], workspace, extra_env=extra)
+    if proc.returncode != 0:
+        raise StartingDiffError(f"git diff failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+    return proc.stdout
+
+
 def make_starting_diff(
     workspace: Path,
     branch: str,
@@ -70,9 +108,13 @@ def make_starting_diff(
     runs_root: Path | None = None,
     secrets: list[str | None] | None = None,
     for_env: bool = False,
+    on_top: bytes | None = None,
+    include_local: bool = True,
 ) -> StartingDiff | None:
     """The starting diff, or None when the workspace matches its base. Raises
-    `StartingDiffError` with a sentence for the user."""
+    `StartingDiffError` with a sentence for the user. A follow-up's starting diff is its
+    parent's cumulative change (`on_top`) on top of the local changes (`include_local`, the
+    parent's startFromLocalChanges) or of the base alone."""
     if _ok(workspace, "rev-parse", "--verify", "--quiet", "HEAD") is None:
         raise StartingDiffError(f"{workspace} is not a git repository with a commit")
     remote = f"refs/remotes/origin/{branch}"
@@ -92,13 +134,16 @@ def make_starting_diff(
         excluded = _relative(runs_root, workspace) if runs_root is not None else None
         if excluded:
             pathspec.append(f":(exclude){excluded}")
-        for args in (["read-tree", "HEAD"], ["add", "-A", *pathspec]):
+        steps = [["read-tree", "HEAD"], ["add", "-A", *pathspec]] if include_local else [["read-tree", base]]
+        for args in steps:
             proc = _git(workspace, *args, env=env)
             if proc.returncode != 0:
                 raise StartingDiffError(
                     f"startFromLocalChanges: git {args[0]} failed: "
                     f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}"
                 )
+        if on_top:
+            _apply_cached(workspace, Path(tmp) / "index", on_top, f"the parent run's result does not apply to {base_name}")
         proc = _git(workspace, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, env=env)
     if proc.returncode != 0:
         raise StartingDiffError(

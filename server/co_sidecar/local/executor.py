@@ -13,15 +13,17 @@ from pathlib import Path
 
 from ..errors import CoError, RunErrorCode, local_error_code
 from ..execution import Outcome, RunContext
+from ..followup import CUMULATIVE_PATCH, starting_patch_of
 from ..manifest import utc_now
 from ..protocol import RunState
 from ..redact import redact
 from ..shutdown import on_shutdown
 from ..waits import Ended, wait_unless
-from . import processes
+from . import follow, live_diff, processes
 from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
-from .pool import Lease, acquire, capture_patch
+from .live_diff import LIVE_INTERVAL_S, Watcher
+from .pool import Lease, acquire
 from .scratch import Scratch
 
 CHUNK_BYTES = 64 * 1024
@@ -37,6 +39,8 @@ DRAIN_SECONDS = 5.0
 FAILURE_TAIL_LINES = 20
 EVENTS_FILE = "events.jsonl"
 STEP_UPDATE_INTERVAL_S = 0.1
+# Codex items after which the scratch's diff is looked at again (live diff stats).
+CHANGES_FILES = frozenset({"file_change", "command_execution"})
 
 
 class Tail:
@@ -110,10 +114,11 @@ class CodexSteps:
     """The stdout handler for `local.output = codex-json`: each event becomes a step update,
     other lines stay agent output, and every event is kept in events.jsonl."""
 
-    def __init__(self, ctx: RunContext, reader: CodexEventReader, log: EventLog):
+    def __init__(self, ctx: RunContext, reader: CodexEventReader, log: EventLog, watcher: Watcher | None = None):
         self.ctx = ctx
         self.reader = reader
         self.log = log
+        self.watcher = watcher
         self._last_update: dict[str | None, float] = {}  # item id -> when its update was shown
 
     def __call__(self, line: str) -> None:
@@ -133,6 +138,8 @@ class CodexSteps:
                 return
             self._last_update[step.event.item_id] = now
         self.ctx.step(step.message, step.event.wire())
+        if self.watcher is not None and step.event.type == "item.completed" and step.event.kind in CHANGES_FILES:
+            self.watcher.poke()  # the agent's files may have changed: look at the diff
         if step.event.kind == "thread.started":
             self.ctx.save()  # the thread id is worth having on disk at once
 
@@ -223,6 +230,9 @@ class LocalExecutor:
         lease: Lease | None = None
         try:
             plan = await asyncio.to_thread(plan_agent, ctx.config.local)
+            follow_up = ctx.manifest.follow_up
+            if follow_up is not None:  # Codex keeps its context: resume the parent's thread
+                plan, follow_up.resumed_thread_id = follow.resumed_plan(plan, follow_up.resumed_thread_id)
             # The manifest keeps the template: the prompt is stored once, in manifest.prompt.
             info.argv = plan.template
             if ctx.cancel_event.is_set():
@@ -234,6 +244,10 @@ class LocalExecutor:
                 exclude=[self._runs_root(ctx)],
                 size=ctx.config.local.scratch_pool.size,
             )
+            first_base: str | None = None
+            if follow_up is not None:  # start from the parent's result: a second base
+                starting = await asyncio.to_thread(starting_patch_of, ctx.manifest, self._runs_root(ctx))
+                first_base = await asyncio.to_thread(follow.start_from, lease, starting or b"")
             scratch = lease.scratch
             info.scratch_path = str(scratch.path)
             ctx.save()
@@ -246,10 +260,12 @@ class LocalExecutor:
             # A relative program path means "relative to the workspace", not to the scratch.
             if os.sep in argv[0] and not os.path.isabs(argv[0]):
                 argv[0] = str(Path(ctx.workspace) / argv[0])
-            return await self._run(ctx, argv, scratch, plan, call)
+            live_diff.register(ctx.run_id, scratch)
+            return await self._run(ctx, argv, scratch, plan, call, first_base)
         except CoError as exc:
             return Outcome(RunState.FAILED, exc.message, local_error_code(exc.category))
         finally:
+            live_diff.unregister(ctx.run_id)
             info.finished_at = utc_now()
             info.duration_ms = int((time.monotonic() - started) * 1000)
             if lease is not None:
@@ -268,7 +284,13 @@ class LocalExecutor:
         return root if root.is_absolute() else Path(ctx.workspace) / root
 
     async def _run(
-        self, ctx: RunContext, argv: list[str], scratch: Scratch, plan: AgentPlan, call: Invocation
+        self,
+        ctx: RunContext,
+        argv: list[str],
+        scratch: Scratch,
+        plan: AgentPlan,
+        call: Invocation,
+        first_base: str | None = None,
     ) -> Outcome:
         cfg = ctx.config.local
         info = ctx.manifest.executor
@@ -300,12 +322,14 @@ class LocalExecutor:
             stdout_max_line = MAX_LINE_CHARS
             codex: CodexEventReader | None = None
             log: EventLog | None = None
+            # Codex says when it changes files; other agents are looked at now and then.
+            watcher = Watcher(ctx, None if plan.output == "codex-json" else LIVE_INTERVAL_S)
             if plan.output == "codex-json":
                 codex = CodexEventReader(str(scratch.cwd), plan.codex_version)
                 log = EventLog(ctx.run_dir / EVENTS_FILE, cfg.max_output_bytes)
                 codex.info.events_path = str((ctx.run_dir / EVENTS_FILE).relative_to(self._runs_root(ctx)))
                 ctx.manifest.codex = codex.info
-                on_stdout = CodexSteps(ctx, codex, log)
+                on_stdout = CodexSteps(ctx, codex, log, watcher)
                 stdout_max_line = MAX_EVENT_CHARS
             if stdin_data is not None:
                 feeder = asyncio.create_task(feed_stdin(proc, stdin_data))
@@ -321,6 +345,7 @@ class LocalExecutor:
             ),
         ]
         outcome: Outcome | None = None
+        watcher.start()
         try:
             ended = await wait_unless(leader_exit(proc), ctx.cancel_event, cfg.timeout_seconds)
             if ended is Ended.CANCELLED:
@@ -338,6 +363,7 @@ class LocalExecutor:
                 # has ended them already when there is one).
                 kill_group(agent)
         finally:
+            await watcher.stop()
             if feeder is not None:
                 feeder.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
@@ -375,8 +401,11 @@ class LocalExecutor:
                 RunState.FAILED, f"{what}: {tail}" if tail else what, RunErrorCode.LOCAL_AGENT_FAILED
             )
 
-        patch = await asyncio.to_thread(capture_patch, scratch)
+        patch = await asyncio.to_thread(live_diff.capture, ctx.run_id, scratch)
         evidence = ctx.record_patch(patch)
+        if first_base is not None and ctx.manifest.follow_up is not None:
+            cumulative = await asyncio.to_thread(follow.capture_cumulative, scratch, first_base)
+            ctx.manifest.follow_up.cumulative = ctx.record_patch(cumulative, name=CUMULATIVE_PATCH)
         if not patch:
             return Outcome(RunState.SUCCEEDED, "agent finished: no changes")
         files = len(evidence.files) or count_files(patch)

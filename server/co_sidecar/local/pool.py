@@ -786,7 +786,8 @@ def summary(root: Path | None = None) -> PoolSummary:
 
 def _disk(path: Path) -> int:
     with contextlib.suppress(OSError, ValueError, IndexError):
-        out = subprocess.run(["du", "-sk", "--", str(path)], capture_output=True, check=True)  # noqa: S603, S607
+        # Exit 1 when a file vanished mid-scan (a slot being reset): its total still stands.
+        out = subprocess.run(["du", "-sk", "--", str(path)], capture_output=True, check=False)  # noqa: S603, S607
         return int(out.stdout.split()[0]) * 1024
     total = 0
     for top, _dirs, files in os.walk(path):

@@ -1,4 +1,4 @@
---- User commands (:CoRun, :CoStatus, :CoList, :CoCancel, :CoDiff, :CoApply, :CoReject).
+--- User commands (:CoRun, :CoStatus, :CoList, :CoCancel, :CoDiff, :CoApply, :CoReject, :CoFollowUp).
 local M = {}
 
 local MODES = { ['local'] = true, cloud = true, auto = true }
@@ -122,6 +122,16 @@ function M.create()
     nargs = '?',
     bang = true,
     desc = "co-sidecar: apply a run's diff after confirmation (! = force)",
+    complete = complete_runs,
+  })
+  cmd('CoFollowUp', function(a)
+    local runs = require('co_sidecar.runs')
+    co()
+    local run, prompt = runs.parse_follow_up_args(a.args)
+    runs.follow_up(run, prompt)
+  end, {
+    nargs = '*',
+    desc = "co-sidecar: continue a run from its result ([run] {prompt})",
     complete = complete_runs,
   })
   cmd('CoReject', function(a)

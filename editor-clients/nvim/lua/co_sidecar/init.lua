@@ -125,6 +125,7 @@ M.list = runs.list
 M.actions = runs.actions
 M.cancel = runs.cancel
 M.reject = runs.reject
+M.follow_up = runs.follow_up
 M.diff = diffview.diff
 M.show_diff = diffview.show_diff
 M.apply = accept.apply

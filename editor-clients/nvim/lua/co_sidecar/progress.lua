@@ -149,6 +149,9 @@ function M.on_run_update(_, params, ctx)
     elapsedMs = params.elapsedMs,
     cloudTaskUrl = params.cloudTaskUrl,
     attempt = params.attempt,
+    diffStats = params.diffStats,
+    parentRunId = params.parentRunId,
+    rootRunId = params.rootRunId,
   })
   if type(params.elapsedMs) == 'number' then
     -- Anchor the start; only ever earlier, so a late update cannot rewind the clock.
@@ -243,6 +246,10 @@ function M.statusline()
     local elapsed = M.elapsed_ms(best) or best.elapsedMs
     if elapsed then
       text = text .. (' %ds'):format(math.floor(elapsed / 1000))
+    end
+    local stats = util.diff_stats(best.diffStats)
+    if stats then
+      text = text .. ' ' .. stats
     end
     if best.message and best.message ~= '' then
       text = text .. ' ' .. util.summary(best.message, 40)

@@ -10,6 +10,7 @@ M.FINISHED = { succeeded = true, failed = true, cancelled = true, timed_out = tr
 M.methods = {
   route = "co/route",
   launch = "co/launch",
+  followUp = "co/followUp",
   status = "co/status",
   list = "co/list",
   cancel = "co/cancel",

@@ -90,6 +90,82 @@ function M.run(prompt, opts)
   end)
 end
 
+--- Start a follow-up of a run: a new run that starts from its result (co/followUp).
+---@param arg string? the run (default: the last run started here)
+---@param prompt string? asked for when missing
+function M.follow_up(arg, prompt)
+  if not prompt or vim.trim(prompt) == '' then
+    local id = target.target(arg)
+    if not id then
+      return
+    end
+    vim.ui.input({ prompt = ('co-sidecar follow-up of %s: '):format(util.short(id)) }, function(input)
+      if input and vim.trim(input) ~= '' then
+        M.follow_up(id, input)
+      end
+    end)
+    return
+  end
+  target.with_run(arg, function(parent, client)
+    client_mod.request(client, 'co/followUp', { runId = parent, prompt = prompt }, function(err, result)
+      if err then
+        return client_mod.report(err, 'could not start the follow-up')
+      end
+      state.last_run_id = result.runId
+      local run = state.update(result.runId, {
+        client_id = client.id,
+        mode = result.mode,
+        prompt = prompt,
+        started_here = true,
+        parentRunId = parent,
+        rootRunId = (state.runs[parent] and state.runs[parent].rootRunId) or parent,
+      })
+      run.state = run.state or result.state
+      util.notify(('follow-up %s of run %s started (%s)'):format(util.short(result.runId), util.short(parent), result.mode))
+    end)
+  end)
+end
+
+--- :CoFollowUp's argument: "[run] {prompt}". The first word is the run when it names a known
+--- run (an id, or a unique prefix or suffix of one); otherwise it all is the prompt.
+---@return string? run, string prompt
+function M.parse_follow_up_args(args)
+  local first, rest = (args or ''):match('^%s*(%S+)%s*(.*)$')
+  if first and (state.runs[state.resolve(first) or ''] or first:match('^%d+T%d+%-%x+$')) then
+    return state.resolve(first), rest
+  end
+  return nil, vim.trim(args or '')
+end
+
+--- co/list rows grouped by chain: chains newest first, each from its first run down, with
+--- each row's depth in its chain.
+function M.lineage_order(rows)
+  local groups, order = {}, {}
+  for _, r in ipairs(rows) do
+    local root = util.present(r.rootRunId) and r.rootRunId or r.runId
+    if not groups[root] then
+      groups[root] = {}
+      order[#order + 1] = root
+    end
+    table.insert(groups[root], r)
+  end
+  local out = {}
+  for _, root in ipairs(order) do
+    local group = groups[root]
+    table.sort(group, function(a, b)
+      return a.runId < b.runId
+    end)
+    local depth = {}
+    for _, r in ipairs(group) do
+      local parent = util.present(r.parentRunId) and r.parentRunId or nil
+      depth[r.runId] = parent and ((depth[parent] or 0) + 1) or 0
+      r.depth = depth[r.runId]
+      out[#out + 1] = r
+    end
+  end
+  return out
+end
+
 local function format_status(rec)
   local id = rec.runId
   local mode = util.present(rec.selectedMode) and rec.selectedMode or rec.requestedMode
@@ -105,6 +181,9 @@ local function format_status(rec)
   add('prompt', util.summary(rec.prompt, 70))
   add('routing', rec.routingReason)
   add('failure', rec.failureReason)
+  if util.present(rec.parentRunId) then
+    add('follows', ('%s (chain %s)'):format(rec.parentRunId, rec.rootRunId))
+  end
   local d = rec.diff
   if type(d) == 'table' then
     local files = type(d.files) == 'table' and #d.files or d.files
@@ -149,6 +228,7 @@ end
 local ACTIONS = {
   { 'Diff', 'diff', { succeeded = true, partially_applied = true, applied = true, rejected = true } },
   { 'Apply', 'apply', { succeeded = true, partially_applied = true } },
+  { 'Follow up', 'follow_up', { succeeded = true, applied = true } },
   { 'Reject', 'reject', { succeeded = true, partially_applied = true } },
   { 'Cancel', 'cancel', state.ACTIVE },
   { 'Status', 'status', nil },
@@ -207,17 +287,29 @@ function M.list(filter, on_choice)
         mode = r.mode,
         prompt = r.prompt,
         client_id = (known and known.client_id) or client.id,
+        parentRunId = r.parentRunId,
+        rootRunId = r.rootRunId,
       })
+      -- A running run's live stats (from its runUpdates) are newer than the list's.
+      if util.present(r.diffStats) and not (known and known.diffStats and state.ACTIVE[r.state]) then
+        state.runs[r.runId].diffStats = r.diffStats
+      end
     end
+    runs = M.lineage_order(runs)
     vim.ui.select(runs, {
       prompt = 'co-sidecar runs',
       kind = 'co_sidecar.run',
       format_item = function(r)
-        return ('%-6s  %-9s  %-5s  %s  %s'):format(
+        local known = state.runs[r.runId]
+        local stats = util.diff_stats(known and known.diffStats) or ''
+        local lineage = (r.depth or 0) > 0 and (string.rep('  ', r.depth - 1) .. '↳ ') or ''
+        return ('%-6s  %-9s  %-5s  %s  %-18s  %s%s'):format(
           util.short(r.runId),
           r.state,
           r.mode or '',
           (tostring(r.createdAt or '')):sub(1, 16):gsub('T', ' '),
+          stats,
+          lineage,
           util.summary(r.prompt, 60)
         )
       end,

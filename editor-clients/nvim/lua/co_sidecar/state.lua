@@ -12,6 +12,9 @@ local M = {}
 ---@field elapsedMs integer?
 ---@field updated number?       vim.uv.now() of the last update
 ---@field started_here boolean? launched from this Neovim
+---@field diffStats table?      {files, additions, deletions}: live while a local agent works
+---@field parentRunId string?   a follow-up's parent run
+---@field rootRunId string?     a follow-up's first run (its chain)
 
 ---@type table<string, co_sidecar.Run>
 M.runs = {}

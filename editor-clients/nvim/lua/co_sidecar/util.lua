@@ -37,6 +37,14 @@ function M.plural(n, word)
   return ('%d %s%s'):format(n, word, n == 1 and '' or 's')
 end
 
+--- A run's diffStats ({files, additions, deletions}) as "+12 -3 in 2 files"; nil when unknown.
+function M.diff_stats(stats)
+  if type(stats) ~= 'table' or type(stats.files) ~= 'number' then
+    return nil
+  end
+  return ('+%d -%d in %s'):format(stats.additions or 0, stats.deletions or 0, M.plural(stats.files, 'file'))
+end
+
 --- A path as the user would type it (relative to the cwd or ~).
 function M.relpath(path)
   return vim.fn.fnamemodify(path, ':~:.')

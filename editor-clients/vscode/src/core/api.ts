@@ -8,9 +8,11 @@
 import {
   ApplyParams,
   ApplyResult,
+  DiffParams,
   DiffResult,
   DoctorResult,
   ErrorCodes,
+  FollowUpParams,
   LaunchParams,
   LaunchResult,
   ListParams,
@@ -38,6 +40,16 @@ export class CoApi {
 
   launch(params: LaunchParams): Promise<LaunchResult> {
     return this.send(Methods.launch, params);
+  }
+
+  /** A follow-up's step (what it changed) or its cumulative change (what apply applies). */
+  followUpDiff(runId: string, view: NonNullable<DiffParams["view"]>): Promise<DiffResult> {
+    return this.send(Methods.diff, { runId, view });
+  }
+
+  /** A new run that starts from `runId`'s result (co/followUp). */
+  followUp(params: FollowUpParams): Promise<LaunchResult> {
+    return this.send(Methods.followUp, params);
   }
 
   status(runId: string): Promise<RunRecord> {

@@ -14,6 +14,7 @@ export const FINISHED_STATES: ReadonlySet<RunState> = new Set<RunState>(["succee
 export const Methods = {
   route: "co/route",
   launch: "co/launch",
+  followUp: "co/followUp",
   status: "co/status",
   list: "co/list",
   cancel: "co/cancel",
@@ -30,6 +31,7 @@ export const Methods = {
 export interface Requests {
   "co/route": { params: LaunchParams; result: RouteResult };
   "co/launch": { params: LaunchParams; result: LaunchResult };
+  "co/followUp": { params: FollowUpParams; result: LaunchResult };
   "co/status": { params: RunIdParams; result: RunManifest };
   "co/list": { params: ListParams; result: ListResult };
   "co/cancel": { params: RunIdParams; result: RunStateResult };
@@ -124,6 +126,13 @@ export interface LaunchResult {
   warnings: Issue[];
 }
 
+export interface FollowUpParams {
+  /** the run to continue (succeeded or applied) */
+  runId: string;
+  prompt: string;
+  workDoneToken?: string | number | null;
+}
+
 export interface RunIdParams {
   runId: string;
 }
@@ -153,6 +162,9 @@ export interface RunManifest {
   applying: ApplyIntent | null;
   cloud: CloudInfo | null;
   codex: CodexRunInfo | null;
+  parentRunId: string | null;
+  rootRunId: string | null;
+  followUp: FollowUpInfo | null;
 }
 
 export interface Transition {
@@ -291,9 +303,20 @@ export interface TokenUsage {
   reasoningOutputTokens: number;
 }
 
+/** A follow-up run: where it started and what applying it does. Its `diff` (and a cloud */
+export interface FollowUpInfo {
+  includesParent: boolean;
+  startingPatch: DiffEvidence | null;
+  cumulative: DiffEvidence | null;
+  resumedThreadId: string | null;
+  appliedView: "step" | "cumulative" | null;
+}
+
 export interface ListParams {
   state?: RunState | null;
   taskId?: string | null;
+  /** only this run and its follow-ups */
+  rootRunId?: string | null;
   /** default 100 */
   limit?: number | null;
 }
@@ -315,6 +338,18 @@ export interface RunSummary {
   updatedAt: string;
   failureReason: string | null;
   cloudTaskUrl: string | null;
+  /** a follow-up's parent run */
+  parentRunId: string | null;
+  /** a follow-up's first run (the chain's root) */
+  rootRunId: string | null;
+  diffStats: DiffStats | null;
+}
+
+/** A diff's size: files changed, lines added and deleted. */
+export interface DiffStats {
+  files: number;
+  additions: number;
+  deletions: number;
 }
 
 /** Result of `co/cancel` and `co/reject`. */
@@ -330,11 +365,17 @@ export interface DiffParams {
   files?: string[] | null;
   /** path -> 1-based hunk numbers (co/diff `hunks`): only these hunks of that file */
   hunks?: Record<string, number[]> | null;
+  /** a follow-up's diff: `step` (what this follow-up changed) or `cumulative` (what applying it does: its parent's result and the step; the default) */
+  view?: "step" | "cumulative" | null;
 }
 
 export interface DiffResult {
   runId: string;
   attempt: number | null;
+  /** a follow-up's: which diff this is */
+  view: "step" | "cumulative" | null;
+  /** the run is still going: the scratch's diff so far */
+  partial: boolean;
   patch: string;
   files: FileStat[];
   edit: WorkspaceEdit;
@@ -545,6 +586,9 @@ export interface RunUpdate {
   errorCode: string | null;
   event: AgentEvent | null;
   answers: CloudAnswer[] | null;
+  diffStats: DiffStats | null;
+  parentRunId: string | null;
+  rootRunId: string | null;
 }
 
 /** One step of a Codex agent (`codex exec --json`), as `co/runUpdate.event`. */

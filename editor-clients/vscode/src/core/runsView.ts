@@ -10,6 +10,7 @@
  */
 
 import {
+  DiffStats,
   FINISHED_STATES,
   Mode,
   RunManifest,
@@ -28,17 +29,13 @@ export interface Lineage {
   rootRunId?: string | null;
 }
 
-export interface DiffStats {
-  files: number;
-  additions: number;
-  deletions: number;
-}
+type Optional = "parentRunId" | "rootRunId" | "diffStats";
 
-/** A `co/list` row, with the optional lineage. */
-export type ListRow = RunSummary & Lineage;
+/** A `co/list` row; lineage and stats optional (an older server sends neither). */
+export type ListRow = Omit<RunSummary, Optional> & Lineage & { diffStats?: DiffStats | null };
 
-/** A `co/runUpdate`, with the optional lineage and live diff stats. */
-export type LiveUpdate = RunUpdate & Lineage & { diffStats?: DiffStats | null };
+/** A `co/runUpdate`; lineage and live diff stats optional (an older server sends neither). */
+export type LiveUpdate = Omit<RunUpdate, Optional> & Lineage & { diffStats?: DiffStats | null };
 
 export interface RunRow extends Lineage {
   runId: string;
@@ -101,6 +98,8 @@ export class RunsModel {
       row.failureReason = item.failureReason;
       row.cloudTaskUrl = item.cloudTaskUrl ?? row.cloudTaskUrl;
       this.setLineage(row, item);
+      // A live run's stats from its updates are newer than the list's.
+      if (item.diffStats && isStats(item.diffStats) && !(row.diff && isActive(row.state))) row.diff = { ...item.diffStats };
       if (!row.startFromUpdate) {
         const created = Date.parse(item.createdAt);
         if (!Number.isNaN(created)) row.startMs = created;
