@@ -114,6 +114,7 @@ RUN_ERROR_CODES: list[tuple[str, str, str]] = [
     ("local_no_commits", "failed fast", "the repository has no commit to make a scratch worktree from"),
     ("local_git_missing", "failed fast", "git is not on PATH"),
     ("local_workspace", "failed", "another git error while making or reading the scratch copy"),
+    ("local_patch_too_large", "failed", "the agent's change is over diff.hardMaxPatchBytes as a patch: reading it stopped there, nothing captured"),
     ("interrupted", "failed", "the server stopped while the run was in progress (found at the next start)"),
     ("cancelled", "cancelled", "co/cancel, a $/progress cancel, or server shutdown"),
     ("internal", "failed", "a bug in an executor; the server stays up"),

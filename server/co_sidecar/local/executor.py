@@ -380,7 +380,7 @@ class LocalExecutor:
                 RunState.FAILED, f"{what}: {tail}" if tail else what, "local_agent_failed"
             )
 
-        patch = await asyncio.to_thread(capture_patch, scratch)
+        patch = await asyncio.to_thread(capture_patch, scratch, ctx.config.diff.hard_max_patch_bytes)
         evidence = ctx.record_patch(patch)
         if not patch:
             return Outcome(RunState.SUCCEEDED, "agent finished: no changes")

@@ -48,6 +48,7 @@ from .scratch import (
     git,
     git_env,
     has_commit,
+    read_capped,
     repo_toplevel,
     scratch_root,
     workspace_key,
@@ -594,10 +595,11 @@ def _switch(slot: Slot, run: Any, old: str, new: str) -> None:
         run(["checkout-index", "-f", "-u", "-z", "--stdin"], input=stdin)
 
 
-def capture(scratch: Scratch) -> bytes:
+def capture(scratch: Scratch, limit: int | None = None) -> bytes:
     """The agent's change as a git patch relative to the user's workspace, from the sealed
     git directory. Nested repositories the agent made are left out (a patch can only name
-    their commit); a symlink pointing out of the workspace is refused."""
+    their commit); a symlink pointing out of the workspace is refused; a patch over `limit`
+    bytes is refused while it is read (PatchTooLarge), never held whole."""
     assert scratch.gitdir is not None
     env = sealed_env(scratch.gitdir, scratch.path)
 
@@ -608,7 +610,8 @@ def capture(scratch: Scratch) -> bytes:
     raw = run(["diff", "--cached", "--raw", "-z", "--no-renames", scratch.base, *spec])
     check_symlinks(scratch, raw)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
-    return run(["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec])
+    argv = [*SEALED, *scratch.git_config, "diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec]
+    return read_capped(argv, scratch.path, env, limit)
 
 
 def add_all(run: Any, root: Path, excludes: Sequence[str]) -> list[str]:
