@@ -270,7 +270,7 @@ async def floors(tmp: Path, count: int) -> dict[str, float]:
 
 def _run_update_floor(count: int) -> float:
     """CPU of one heartbeat `co/runUpdate`, as every poll sends one: the model built as
-    `RunRecord.emit` builds it, dumped to its wire dict, framed and encoded as JSON-RPC
+    `RunNotifier.emit` builds it, dumped to its wire dict, framed and encoded as JSON-RPC
     (pygls's own framing and stdout write come on top)."""
     import json
 

@@ -452,7 +452,7 @@ def secret_echo(base: Path) -> dict[str, Any]:
     """A hostile task API that echoes the cloud token in a task's error message, and local agents
     that print their provider API key (as text and inside a codex event): neither may reach a
     manifest, events.jsonl, a notification, a response or the DEBUG log."""
-    from co_sidecar.cloud.emulator import Emulator
+    from co_sidecar.testing.emulator import Emulator
 
     token, api_key = "sk-cloud-SECRET-91c0ffee5e", "sk-proj-APIKEY-4242deadbeef"
     work = base / "secrets"

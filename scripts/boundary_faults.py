@@ -32,9 +32,9 @@ from rpc import RpcError, RpcProcess, frame
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "server"))
 
-from co_sidecar.cloud.emulator import Emulator  # noqa: E402
 from co_sidecar.local.processes import launcher_available  # noqa: E402
 from co_sidecar.protocol import REQUEST_PARAMS  # noqa: E402
+from co_sidecar.testing.emulator import Emulator  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 PASS_AGENT = [sys.executable, "-c", "pass"]

@@ -37,9 +37,9 @@ import apply_faults  # noqa: E402
 import boundary_faults  # noqa: E402
 from rpc import RpcProcess, frame  # noqa: E402
 
-from co_sidecar.cloud.emulator import Emulator  # noqa: E402
 from co_sidecar.manifest import RunManifest, load_manifest  # noqa: E402
 from co_sidecar.protocol import REQUEST_PARAMS, param_names  # noqa: E402
+from co_sidecar.testing.emulator import Emulator  # noqa: E402
 
 DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -642,7 +642,7 @@ def render(
         "bad JSON, wrong shape, deep nesting, a newer schema, another run's manifest) is skipped and reported, never "
         "hides the other runs, and fields from a newer version survive a rewrite (tests/test_manifest_input.py, "
         "tests/test_apply_faults.py).",
-        "- **Framing** (stdio): a body that is not JSON gets -32700 (id null); a body that is not a request object "
+        "- **Framing** (stdio and `serve --tcp`, one transport): a body that is not JSON gets -32700 (id null); a body that is not a request object "
         "-32600; a message over `CO_MAX_MESSAGE_BYTES` (default 64 MiB) -32600, its body read and dropped; after a "
         "bad header or a body shorter than its Content-Length the reader resynchronises on the next "
         "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are "

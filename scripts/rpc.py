@@ -1,4 +1,4 @@
-"""A small blocking JSON-RPC client over a subprocess's stdio (stdlib only).
+"""A small blocking JSON-RPC client over a subprocess's stdio or TCP port (stdlib only).
 
 Used by scripts/reliability.py and the hostile-input tests: it can write raw
 bytes (broken framing, non-JSON bodies) as well as well-formed messages, and
@@ -11,8 +11,12 @@ import contextlib
 import itertools
 import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,7 +32,9 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 class RpcProcess:
-    """`python -m co_sidecar serve` (or any argv) with a reader thread parsing its stdout."""
+    """`python -m co_sidecar serve` (or any argv) with a reader thread parsing its stdout; with
+    `tcp=True`, `serve --tcp` on a free loopback port, spoken to over a socket (the token it
+    writes is sent in `initialize`, see `auth_options`)."""
 
     def __init__(
         self,
@@ -37,16 +43,31 @@ class RpcProcess:
         cwd: Path | None = None,
         stderr: BinaryIO | int | None = subprocess.DEVNULL,
         apply_edit_result: dict[str, Any] | None = None,
+        tcp: bool = False,
     ):
         self.argv = argv or [sys.executable, "-m", "co_sidecar", "serve"]
+        self.token: str | None = None
+        self._tmp: str | None = None
+        self.sock: socket.socket | None = None
+        if tcp:
+            self._tmp = tempfile.mkdtemp(prefix="co-rpc-")
+            token_file = Path(self._tmp) / "run" / "tcp.token"
+            self.argv = [*self.argv, "--tcp", "127.0.0.1:0", "--token-file", str(token_file)]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
             self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
+            stdin=subprocess.DEVNULL if tcp else subprocess.PIPE,
+            stdout=subprocess.DEVNULL if tcp else subprocess.PIPE,
+            stderr=subprocess.PIPE if tcp else stderr,
             env={**os.environ, **(env or {})},
             cwd=cwd,
         )
+        if tcp:
+            self.sock = self._connect_tcp(token_file)
+            self._in: BinaryIO = self.sock.makefile("wb")
+            self._out: BinaryIO = self.sock.makefile("rb")
+        else:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self._in, self._out = self.proc.stdin, self.proc.stdout
         self.apply_edit_result = apply_edit_result or {"applied": True}
         self.ids = itertools.count(1)
         self.responses: dict[Any, dict[str, Any]] = {}
@@ -60,23 +81,43 @@ class RpcProcess:
         self.reader = threading.Thread(target=self._read_loop, daemon=True)
         self.reader.start()
 
+    def _connect_tcp(self, token_file: Path) -> socket.socket:
+        """Read the port from the server's banner and the token from its file, then connect;
+        the server's stderr (its log) is drained from then on, so it never blocks on it."""
+        err = self.proc.stderr
+        assert err is not None
+        port = None
+        while port is None:
+            line = err.readline()
+            if not line:
+                raise RuntimeError(f"serve --tcp exited before listening ({self.proc.wait()})")
+            found = re.search(rb"listening on \S+:(\d+);", line)
+            port = int(found.group(1)) if found else None
+        self.token = token_file.read_text().strip()
+        threading.Thread(target=lambda: all(iter(err.readline, b"")), daemon=True).start()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.settimeout(None)
+        return sock
+
+    def auth_options(self) -> dict[str, Any]:
+        """What `initializationOptions` must carry for this server (the TCP token)."""
+        return {"authToken": self.token} if self.token else {}
+
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     # -- wire ----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
         with self._write_lock:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            self._in.write(data)
+            self._in.flush()
 
     def send(self, message: dict[str, Any]) -> None:
         self.write(encode(message))
 
     def _read_loop(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
+        out = self._out
         try:
             while True:
                 length = None
@@ -158,7 +199,7 @@ class RpcProcess:
                     "workspace": {"applyEdit": True, "workspaceEdit": {"documentChanges": True}},
                     "window": {"workDoneProgress": True},
                 },
-                "initializationOptions": options or {},
+                "initializationOptions": {**(options or {}), **self.auth_options()},
             },
         )
         self.notify("initialized", {})
@@ -194,15 +235,24 @@ class RpcProcess:
                 self.proc.wait(timeout)
             except (TimeoutError, RpcError, OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
-        if self.proc.stdin:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
+        with contextlib.suppress(OSError):
+            self._in.close()
         self.proc.wait(timeout)
+        self._close_socket()
         self.reader.join(timeout)
+
+    def _close_socket(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+        self._close_socket()
         self.reader.join(10)
 
 

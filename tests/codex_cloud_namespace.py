@@ -25,7 +25,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from co_sidecar.cloud import emulator as emu_mod
+from co_sidecar.testing import emulator as emu_mod
 
 
 def main(argv: list[str]) -> int:

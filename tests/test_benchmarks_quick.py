@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from co_sidecar.cloud.emulator import Emulator, parse_faults
+from co_sidecar.testing.emulator import Emulator, parse_faults
 from conftest import ROOT, make_repo
 
 SECTIONS = (

@@ -17,7 +17,8 @@ from co_sidecar.errors import InvalidParams, PatchRefused
 from co_sidecar.local import LocalExecutor
 from co_sidecar.manifest import ManifestStore, RunManifest, utc_now
 from co_sidecar.protocol import DiffParams, RunState
-from co_sidecar.runs import RunManager, RunRecord
+from co_sidecar.run_record import RunRecord
+from co_sidecar.runs import RunManager
 from conftest import make_repo
 from test_cloud_support import TOKEN, FakeContext, cloud_config, start_emulator
 from test_local_executor import make_ctx

@@ -13,7 +13,7 @@ import pytest
 from co_sidecar.cloud.cli_adapter import CliCloudClient, classify_stderr, parse_exec_output
 from co_sidecar.cloud.client import CloudAuthError, CloudNotFound, CloudPreflightError
 from co_sidecar.cloud.executor import CloudExecutor
-from co_sidecar.cloud.preflight import cloud_preflight, workspace_branch
+from co_sidecar.cloud.preflight import cloud_check, workspace_branch
 from co_sidecar.config import Config
 from co_sidecar.manifest import CloudInfo
 from co_sidecar.protocol import RunState
@@ -417,7 +417,7 @@ def test_workspace_branch_resolves_as_the_cli_does(tmp_path):
 def test_preflight_asks_codex_login_status(fake_codex, monkeypatch, repo, mode, codes):
     monkeypatch.setenv("FAKE_CODEX_MODE", mode)
     environ = {**os.environ, "CODEX_HOME": str(fake_codex / f"home-{mode}")}
-    issues = cloud_preflight(cli_config(), repo, environ=environ)
+    issues = cloud_check(cli_config(), repo, environ=environ).issues
     assert [i.code for i in issues] == codes
     if codes:
         assert "codex login" in (issues[0].fix or "")

@@ -16,8 +16,8 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from co_sidecar.cloud.emulator import Emulator
 from co_sidecar.manifest import load_manifest
+from co_sidecar.testing.emulator import Emulator
 from conftest import SessionFactory, agent_command, git
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from co_sidecar.cloud.emulator import Emulator
+from co_sidecar.testing.emulator import Emulator
 from test_nvim_plugin import notes, repo, run_nvim  # noqa: F401 - the fixture is used by name
 
 ANSWER_AGENT = [sys.executable, "-c", "print('It counts lines: src.txt has 20.')"]

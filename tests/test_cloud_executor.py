@@ -9,8 +9,9 @@ import time
 import pytest
 
 from co_sidecar.cloud.auth import Credentials
-from co_sidecar.cloud.executor import CloudExecutor, cloud_preflight, cloud_reachability
+from co_sidecar.cloud.executor import CloudExecutor
 from co_sidecar.cloud.http import HttpCloudClient
+from co_sidecar.cloud.preflight import cloud_check, cloud_reachability
 from co_sidecar.config import Config
 from co_sidecar.manifest import CloudInfo, RunManifest
 from co_sidecar.protocol import RunState
@@ -114,27 +115,27 @@ def test_preflight_checks(tmp_path):
     repo = make_repo(tmp_path)
     empty_env = {"CODEX_HOME": str(tmp_path / "nohome")}
     cfg = Config.model_validate({"cloud": {"enabled": False}})
-    assert codes(cloud_preflight(cfg, repo, environ=empty_env)) == ["cloud_disabled"]
+    assert codes(cloud_check(cfg, repo, environ=empty_env).issues) == ["cloud_disabled"]
 
     cfg = Config()
-    assert codes(cloud_preflight(cfg, repo, environ=empty_env)) == [
+    assert codes(cloud_check(cfg, repo, environ=empty_env).issues) == [
         "cloud_credentials_missing",
         "cloud_env_missing",
     ]
     # Nothing listens on port 1: the environment list cannot be read, so the configured id is
     # used as given (no request ever leaves the machine in this test).
     offline = Config.model_validate({"cloud": {"baseUrl": "http://127.0.0.1:1/backend-api"}})
-    assert cloud_preflight(offline, repo, env_id="env", environ={"CODEX_CLOUD_TOKEN": "t"}) == []
+    assert cloud_check(offline, repo, env_id="env", environ={"CODEX_CLOUD_TOKEN": "t"}).issues == []
 
     loopback = Config.model_validate({"cloud": {"baseUrl": "http://127.0.0.1:1/backend-api"}})
     assert (
-        cloud_preflight(loopback, repo, env_id="env", environ=empty_env) == []
+        cloud_check(loopback, repo, env_id="env", environ=empty_env).issues == []
     )  # emulator: no creds
 
     cli = Config.model_validate(
         {"cloud": {"adapter": "cli", "codexCommand": ["no-such-codex-xyz"]}}
     )
-    assert codes(cloud_preflight(cli, repo, env_id="env", environ=empty_env)) == [
+    assert codes(cloud_check(cli, repo, env_id="env", environ=empty_env).issues) == [
         "cloud_cli_missing"
     ]
 
@@ -145,8 +146,8 @@ def test_preflight_checks(tmp_path):
     git(["push", "-q", "origin", "main"], repo)
     git(["fetch", "-q", "origin"], repo)
     ok = {"CODEX_CLOUD_TOKEN": "t"}
-    assert cloud_preflight(offline, repo, env_id="env", branch="main", environ=ok) == []
-    issues = cloud_preflight(offline, repo, env_id="env", branch="feature-x", environ=ok)
+    assert cloud_check(offline, repo, env_id="env", branch="main", environ=ok).issues == []
+    issues = cloud_check(offline, repo, env_id="env", branch="feature-x", environ=ok).issues
     assert codes(issues) == ["cloud_branch_missing"] and "git push" in (issues[0].fix or "")
 
 

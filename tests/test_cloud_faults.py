@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from co_sidecar.cloud.emulator import parse_faults
 from co_sidecar.cloud.executor import CloudExecutor
 from co_sidecar.manifest import RunManifest
 from co_sidecar.protocol import RunState
+from co_sidecar.testing.emulator import parse_faults
 from test_cloud_support import TOKEN, FakeContext, cloud_config, start_emulator
 
 # (fault spec, extra poll settings, final state, error code, retries (None: don't check))

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from co_sidecar.cloud.emulator import Emulator
 from co_sidecar.config import Config
 from co_sidecar.execution import Stream
 from co_sidecar.manifest import DiffEvidence, RunManifest, utc_now
 from co_sidecar.protocol import RunState
+from co_sidecar.testing.emulator import Emulator
 
 TOKEN = "tok-SECRET-never-print-9f8e7d"
 
@@ -115,6 +115,9 @@ class FakeContext:
         self.saved.append(json.loads(json.dumps(self.manifest.wire())))
         if message:
             self.messages.append(message)
+
+    def emit(self, message: str) -> None:  # a heartbeat: notified, not persisted
+        self.messages.append(message)
 
     def output(self, stream: Stream, line: str) -> None:
         self.messages.append(f"{stream}: {line}")

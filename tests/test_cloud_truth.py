@@ -16,7 +16,7 @@ import pytest
 from pygls.exceptions import JsonRpcException
 
 from co_sidecar.cloud import environments
-from co_sidecar.cloud.emulator import Emulator
+from co_sidecar.testing.emulator import Emulator
 from conftest import SessionFactory, agent_command, git, make_repo
 
 ANSWER_AGENT = [

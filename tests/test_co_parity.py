@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 from co_sidecar.canary import run_canary
-from co_sidecar.cloud.emulator import Emulator
 from co_sidecar.config import build_config
+from co_sidecar.testing.emulator import Emulator
 from conftest import SessionFactory, agent_command, git
 
 

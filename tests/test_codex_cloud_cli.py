@@ -226,7 +226,7 @@ async def test_real_cli_and_http_number_attempts_alike(
 ) -> None:
     """A best-of-2 task whose first attempt fails: `codex cloud diff --attempt 1` is the
     second attempt's diff, and the HTTP adapter calls that same diff attempt 1."""
-    from co_sidecar.cloud.emulator import Emulator
+    from co_sidecar.testing.emulator import Emulator
 
     ns = cloud_namespace
     s = await start_server(repo, namespace_options(ns), env={"CODEX_CA_CERTIFICATE": str(ns.ca)})

@@ -1,8 +1,9 @@
-"""Hostile JSON-RPC over the real server's stdio: broken framing, junk bodies, bad params.
+"""Hostile JSON-RPC over the real server's stdio and its TCP port: broken framing, junk
+bodies, bad params.
 
-Raw bytes go to `co-sidecar serve` through scripts/rpc.py. Every bad message
-gets a clear JSON-RPC error (or is dropped, as LSP asks for notifications), and
-the server keeps answering valid requests afterwards.
+Raw bytes go to `co-sidecar serve` (and `serve --tcp`, after its token) through scripts/rpc.py.
+Every bad message gets a clear JSON-RPC error (or is dropped, as LSP asks for notifications),
+and the server keeps answering valid requests afterwards: one transport serves both.
 """
 
 from __future__ import annotations
@@ -18,17 +19,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from co_sidecar.protocol import REQUEST_PARAMS, param_names
-from conftest import ROOT
+from conftest import ROOT, make_repo
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from rpc import RpcProcess, frame  # noqa: E402
 
+TRANSPORTS = ["stdio", "tcp"]
 KNOWN_ERRORS = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005, -32006, -32007}
 
 
-@pytest.fixture
-def server(repo: Path) -> Iterator[RpcProcess]:
-    proc = RpcProcess(env={"CO_MAX_MESSAGE_BYTES": "100000"}, cwd=repo)
+@pytest.fixture(params=TRANSPORTS)
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RpcProcess]:
+    proc = RpcProcess(env={"CO_MAX_MESSAGE_BYTES": "100000"}, cwd=repo, tcp=request.param == "tcp")
+    proc.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"]}})
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def framing_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RpcProcess]:
+    """One server per transport for every framing case (each is followed by a request that
+    must be answered, so the cases cannot leak into each other)."""
+    tmp = tmp_path_factory.mktemp(f"framing-{request.param}")
+    repo = make_repo(tmp / "ws")
+    env = {"CO_MAX_MESSAGE_BYTES": "100000", "CO_SCRATCH_ROOT": str(tmp / "scratch"), "CODEX_HOME": str(tmp / "codex-home")}
+    proc = RpcProcess(env=env, cwd=repo, tcp=request.param == "tcp")
     proc.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"]}})
     yield proc
     proc.close()
@@ -45,12 +60,19 @@ def still_answers(server: RpcProcess) -> None:
     assert server.request("co/list", {}, timeout=10) == {"runs": [], "total": 0}
 
 
-def test_requests_before_initialize_get_server_not_initialized(repo: Path) -> None:
-    proc = RpcProcess(cwd=repo)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_requests_before_initialize_get_server_not_initialized(repo: Path, transport: str) -> None:
+    proc = RpcProcess(cwd=repo, tcp=transport == "tcp")
     try:
+        if transport == "stdio":  # over TCP the first message must be initialize, with the token
+            early = proc.request_raw("co/list", {}, timeout=10)
+            assert early["error"]["code"] == -32002
+            assert "not initialized" in early["error"]["message"]
+        # An initialize that cannot be read initializes nothing: the guard still holds.
+        bad = proc.request_raw("initialize", {"processId": "nope", "capabilities": {}, "initializationOptions": proc.auth_options()})
+        assert bad["error"]["code"] == -32602
         early = proc.request_raw("co/list", {}, timeout=10)
-        assert early["error"]["code"] == -32002
-        assert "not initialized" in early["error"]["message"]
+        assert early["error"]["code"] == -32002 and "not initialized" in early["error"]["message"]
         proc.notify("co/whatever", {})  # a notification before initialize is dropped silently
         proc.initialize(repo)
         assert proc.request("co/list", {}, timeout=10) == {"runs": [], "total": 0}
@@ -75,8 +97,9 @@ FRAMING = [
 
 @pytest.mark.parametrize(("raw", "code", "words"), [f[1:] for f in FRAMING], ids=[f[0] for f in FRAMING])
 def test_broken_framing_gets_a_clear_error_and_the_server_stays_up(
-    server: RpcProcess, raw: bytes, code: int, words: str
+    framing_server: RpcProcess, raw: bytes, code: int, words: str
 ) -> None:
+    server = framing_server
     server.write(raw)
     still_answers(server)  # the valid request right after the junk is answered
     [error] = errors_with_null_id(server)
@@ -141,3 +164,17 @@ def test_property_random_params_give_a_result_or_a_clear_error(server: RpcProces
     assert server.alive()
     assert isinstance(server.request("co/list", {}, timeout=10)["runs"], list)
     assert seen["error"] > 0 and seen["result"] > 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_requests_after_shutdown_are_refused_and_exit_ends_the_server(repo: Path, transport: str) -> None:
+    proc = RpcProcess(cwd=repo, tcp=transport == "tcp")
+    try:
+        proc.initialize(repo)
+        assert proc.request("shutdown", None, timeout=15) is None
+        late = proc.request_raw("co/list", {}, timeout=10)  # pygls alone would never answer it
+        assert late["error"]["code"] == -32600 and "shutting down" in late["error"]["message"]
+        proc.notify("exit")
+        assert proc.proc.wait(15) == 0
+    finally:
+        proc.close()

@@ -1,5 +1,6 @@
 """The server never dies of input: any JSON shape, any depth, any size up to the bound gets a
-JSON-RPC error and the server goes on; co/* params are strict JSON types (over real stdio)."""
+JSON-RPC error and the server goes on; co/* params are strict JSON types (over real stdio and
+the TCP port alike)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from rpc import RpcProcess, frame  # noqa: E402
 LIMIT = SHAPES_LIMIT  # CO_MAX_MESSAGE_BYTES for these servers
 
 
-@pytest.fixture
-def server(repo: Path) -> Iterator[RpcProcess]:
-    proc = RpcProcess(env={"CO_MAX_MESSAGE_BYTES": str(LIMIT)}, cwd=repo)
+@pytest.fixture(params=["stdio", "tcp"])
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RpcProcess]:
+    proc = RpcProcess(env={"CO_MAX_MESSAGE_BYTES": str(LIMIT)}, cwd=repo, tcp=request.param == "tcp")
     proc.initialize(repo, {"local": {"agentCommand": [sys.executable, "-c", "pass"]}})
     yield proc
     proc.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from co_sidecar.cloud.emulator import Emulator
+from co_sidecar.testing.emulator import Emulator
 from conftest import DEMO_AGENT, codex_bin_dir
 
 CLI = [sys.executable, "-m", "co_sidecar"]

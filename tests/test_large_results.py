@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from co_sidecar.cloud.emulator import Emulator
-from co_sidecar.local.pool import acquire
-from co_sidecar.local.scratch import PatchTooLarge, capture_patch
+from co_sidecar.local.pool import acquire, capture_patch
+from co_sidecar.local.scratch import PatchTooLarge
+from co_sidecar.testing.emulator import Emulator
 from conftest import ROOT, make_repo
 
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -666,7 +666,7 @@ def test_cloud_denied_fallback_is_a_message(repo: Path) -> None:
 
 def test_cloud_run_against_the_emulator(repo: Path) -> None:
     """Cloud mode end to end from Neovim: the loopback emulator of the task API runs the task."""
-    from co_sidecar.cloud.emulator import Emulator
+    from co_sidecar.testing.emulator import Emulator
 
     with Emulator(repo, agent=[sys.executable, str(AGENT), "{prompt}"]).start() as emu:
         result = run_nvim(

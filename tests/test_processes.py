@@ -204,7 +204,8 @@ def test_launcher_is_a_subreaper_with_a_parent_death_signal(tmp_path: Path) -> N
     )
     assert parent.stdout is not None
     agent = int(parent.stdout.readline())
-    wait_until(pidfile.exists, "grandchild never started")
+    # Written by the agent after it starts the grandchild: wait for the whole pid, not the file.
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), "grandchild never started")
     grandchild = int(pidfile.read_text())
     parent.kill()
     parent.wait()

@@ -13,7 +13,7 @@ import pytest
 from co_sidecar.config import Config
 from co_sidecar.manifest import CloudInfo, ManifestStore, RunManifest, utc_now
 from co_sidecar.protocol import RunState, RunUpdate
-from co_sidecar.runs import RunRecord
+from co_sidecar.run_record import RunRecord
 from co_sidecar.server import CoSidecarServer
 
 
@@ -36,7 +36,7 @@ def _record(tmp_path: Path, cloud: CloudInfo | None, sent: list[dict[str, Any]])
 def test_emitted_update_matches_the_model(tmp_path: Path, cloud: CloudInfo | None, stream: Any) -> None:
     sent: list[dict[str, Any]] = []
     record = _record(tmp_path, cloud, sent)
-    record.emit("cloud task in_progress (poll 7)", stream=stream)
+    record.notifier.emit("cloud task in_progress (poll 7)", stream=stream)
     record.manifest.state = RunState.FAILED
     record.manifest.error_code = "cloud_timeout"
     record.emit("timed out")
@@ -121,7 +121,7 @@ class _Stdout(io.BytesIO):
 async def test_batching_writer_writes_once_per_loop_turn_in_order() -> None:
     import asyncio
 
-    from co_sidecar.server import BatchingWriter
+    from co_sidecar.transport import BatchingWriter
 
     out = _Stdout()
     writer = BatchingWriter(out)

@@ -13,8 +13,7 @@ import pytest
 
 from co_sidecar.errors import WorkspaceError
 from co_sidecar.local import pool
-from co_sidecar.local.pool import acquire, link_stays_inside
-from co_sidecar.local.scratch import capture_patch
+from co_sidecar.local.pool import acquire, capture_patch, link_stays_inside
 from conftest import git, make_repo
 
 FILES = {

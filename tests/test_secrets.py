@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from co_sidecar.cloud.emulator import Emulator
+from co_sidecar.testing.emulator import Emulator
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))

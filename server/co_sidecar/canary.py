@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ from typing import Any, Literal
 from .config import Config, build_config, deep_merge, load_config
 from .manifest import CloudInfo, DiffEvidence, ManifestStore, RunManifest, new_run_id, utc_now
 from .protocol import CanaryPhase, CanaryResult, LaunchParams, RunState
-from .router import cloud_preflight
-from .runs import RunRecord
+from .router import cloud_route_check
+from .run_record import RunRecord
 
 PhaseName = Literal["preflight", "create", "poll", "diff", "apply_check"]
 
@@ -44,7 +43,7 @@ class CanaryReport(CanaryResult):
 
 @contextlib.contextmanager
 def _emulated(config: Config, workspace: Path) -> Iterator[Config]:
-    from .cloud.emulator import Emulator
+    from .testing.emulator import Emulator
 
     with Emulator(workspace).start() as emulator:
         overrides = {"cloud": {"baseUrl": emulator.base_url, "adapter": "http", "envId": config.cloud.env_id or "canary-env"}}
@@ -57,7 +56,7 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
     report = CanaryReport(adapter=config.cloud.adapter, base_url=config.cloud.base_url)
     started = time.monotonic()
     params = LaunchParams(prompt=CANARY_PROMPT, mode="cloud", task_id="canary")
-    issues = cloud_preflight(params, config, workspace, os.environ)
+    issues = cloud_route_check(params, config, workspace, os.environ).issues
     if not report.add("preflight", not issues, started, "; ".join(f"{i.code}: {i.message}" for i in issues)):
         return report
 
@@ -67,6 +66,9 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
         if update["state"] == RunState.RUNNING and "create" not in marks:
             marks["create"] = time.monotonic()
 
+    def mark_diff(_evidence: DiffEvidence) -> None:  # the end of polling, the start of the diff phase
+        marks.setdefault("diff", time.monotonic())
+
     with tempfile.TemporaryDirectory(prefix="co-sidecar-canary-") as tmp:
         now = utc_now()
         manifest = RunManifest(
@@ -75,8 +77,8 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
             state=RunState.LAUNCHING, created_at=now, updated_at=now,
             cloud=CloudInfo(adapter=config.cloud.adapter, env_id=config.cloud.env_id, branch=config.cloud.branch, attempts=1),
         )  # fmt: skip
-        record = _TimedRecord(manifest, workspace, ManifestStore(Path(tmp)), config, on_update)
-        record.marks = marks
+        record = RunRecord(manifest, workspace, ManifestStore(Path(tmp)), config, on_update)
+        record.on_patch = mark_diff
         phase_start = time.monotonic()
         outcome = await CloudExecutor().execute(record)
         done = time.monotonic()
@@ -103,20 +105,11 @@ async def run_canary(config: Config, workspace: Path) -> CanaryReport:
     return report
 
 
-class _TimedRecord(RunRecord):
-    """Marks when the first diff arrives: the end of polling, the start of the diff phase."""
-
-    marks: dict[str, float]
-
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        self.marks.setdefault("diff", time.monotonic())
-        return super().record_patch(patch, attempt)
-
-
 def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
     """`git apply --check` in a scratch worktree of the workspace, never the user's tree."""
     from .diffs import check_paths, parse_patch
     from .errors import CoError
+    from .gitcmd import run_git
     from .local.scratch import create_scratch, remove_scratch
 
     try:
@@ -125,12 +118,11 @@ def _apply_check(workspace: Path, patch: Path) -> tuple[bool, str]:
     except CoError as exc:
         return False, exc.message
     try:
-        result = subprocess.run(  # noqa: S603 - fixed argv, patch path from our temp dir
-            ["git", "apply", "--check", "--binary", str(patch)], cwd=scratch.cwd, capture_output=True, text=True, check=False
-        )
+        result = run_git(["apply", "--check", "--binary", str(patch)], scratch.cwd)
         if result.returncode == 0:
             return True, "git apply --check passed in a scratch worktree"
-        return False, result.stderr.strip() or f"git apply --check exited {result.returncode}"
+        why = result.stderr.decode("utf-8", "replace").strip()
+        return False, why or f"git apply --check exited {result.returncode}"
     finally:
         remove_scratch(scratch.path, scratch.repo)
 

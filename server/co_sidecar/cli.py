@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "emulator":
-        from .cloud.emulator import main as emulator_main
+        from .testing.emulator import main as emulator_main
 
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -151,7 +151,7 @@ def _expected_errors_filter(record: logging.LogRecord) -> bool:
 def doctor(args: argparse.Namespace) -> int:
     from .config import load_config
     from .doctor import doctor as run_doctor
-    from .errors import CoError
+    from .errors import CoError, IssueCode
     from .handlers import config_checks
 
     logging.getLogger("co_sidecar.config").setLevel(logging.ERROR)  # shown below as checks instead
@@ -169,7 +169,7 @@ def doctor(args: argparse.Namespace) -> int:
         print(json.dumps(result.wire(), indent=2))
     else:
         for check in result.checks:
-            warning = check.code == "config_warning" or check.name == "cloud_warning"  # does not stop a run
+            warning = check.code == IssueCode.CONFIG_WARNING or check.name == "cloud_warning"  # does not stop a run
             mark = "warn" if warning else "ok  " if check.ok else "FAIL"
             print(f"[{mark}] {check.name}: {check.message}")
             if check.fix and (warning or not check.ok):

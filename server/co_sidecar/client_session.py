@@ -40,18 +40,14 @@ class _Client(LanguageClient):
 
 
 class Session:
-    """One initialized server: `request` a co/* method, read `updates` as they come."""
+    """One initialized server: `request` a co/* method."""
 
     def __init__(self, client: _Client, workspace: Path):
         self.client = client
         self.workspace = workspace
-        self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def request(self, method: str, params: Any) -> Any:
         return await self._or_died(self.client.protocol.send_request_async(method, params), method)
-
-    async def next_update(self) -> dict[str, Any]:
-        return await self._or_died(self.updates.get(), "co/runUpdate")
 
     async def _or_died(self, awaitable: Any, what: str) -> Any:
         work = asyncio.ensure_future(awaitable)
@@ -87,7 +83,7 @@ async def open_session(
 
     @client.feature("co/runUpdate")
     def _on_update(params: Any) -> None:
-        session.updates.put_nowait(params)
+        """The commands ask for state (co/status) instead of following updates: drop them."""
 
     argv = server_argv(server)
     try:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .errors import InvalidParams
+from .errors import ErrorCategory, InvalidParams
 
 log = logging.getLogger(__name__)
 _logged: set[str] = set()
@@ -265,7 +265,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InvalidParams(
-            f"cannot read configuration file {path}: {exc}", category="config", data={"file": str(path)}
+            f"cannot read configuration file {path}: {exc}", category=ErrorCategory.CONFIG, data={"file": str(path)}
         ) from exc
 
 
@@ -334,7 +334,7 @@ def trusted_workspaces(user: Mapping[str, Any], path: Path) -> list[Path]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidParams(
             f"invalid configuration trustedWorkspaces in {path}: must be a list of paths",
-            category="config",
+            category=ErrorCategory.CONFIG,
             data={"file": str(path), "key": "trustedWorkspaces"},
         )
     return [Path(os.path.expanduser(v)).resolve() for v in value]
@@ -477,7 +477,7 @@ def build_config(*layers: Mapping[str, Any], names: list[str] | None = None) -> 
                     source = f" (from {name})"
                     break
         raise InvalidParams(
-            f"invalid configuration {where}{source}: {first['msg']}", category="config", data={"key": where}
+            f"invalid configuration {where}{source}: {first['msg']}", category=ErrorCategory.CONFIG, data={"key": where}
         ) from exc
 
 
@@ -502,7 +502,7 @@ def load_config(
     try:
         env = env_layer(environ)
     except ValueError as exc:
-        raise InvalidParams(f"invalid environment setting: {exc}", category="config") from exc
+        raise InvalidParams(f"invalid environment setting: {exc}", category=ErrorCategory.CONFIG) from exc
     client, settings = client_layer(client_options), client_layer(client_settings)
     trusts = client_trusts(client_options, client_settings)
     if file_path is not None and workspace is not None and not (trusts or is_trusted(workspace, trusted)):

@@ -341,7 +341,7 @@ def protocol_text() -> str:
 
 
 def errors_text() -> str:
-    from .errors import PREFLIGHT_CODES, RPC_CODES, RUN_ERROR_CODES
+    from .errors import RPC_CODES, ErrorCategory, IssueCode, RunErrorCode
 
     out = [
         "# Errors",
@@ -362,7 +362,7 @@ def errors_text() -> str:
         "",
         "| code | outcome | when |",
         "|---|---|---|",
-        *[f"| `{code}` | {outcome} | {meaning} |" for code, outcome, meaning in RUN_ERROR_CODES],
+        *[f"| `{code.value}` | {code.outcome} | {code.doc} |" for code in RunErrorCode],
         "",
         "Transient cloud errors (`cloud_rate_limited`, `cloud_unavailable`) are retried with backoff up to",
         "`cloud.poll.maxRetries` in a row; the others fail the run at once. See [cloud.md](cloud.md).",
@@ -373,7 +373,18 @@ def errors_text() -> str:
         "",
         "| code | meaning |",
         "|---|---|",
-        *[f"| `{code}` | {meaning} |" for code, meaning in PREFLIGHT_CODES],
+        *[f"| `{code.value}` | {code.doc} |" for code in IssueCode],
+        "",
+        "A cloud call that fails during preflight (listing environments, `co/doctor`'s reachability",
+        "call) gives its issue that call's run error code instead (`cloud_unavailable`, `cloud_auth`...).",
+        "",
+        "## JSON-RPC error categories",
+        "",
+        "`error.data.category` is a run error code (above) or one of these.",
+        "",
+        "| category | meaning |",
+        "|---|---|",
+        *[f"| `{category.value}` | {category.doc} |" for category in ErrorCategory],
         "",
     ]
     return "\n".join(out)

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
+from .errors import IssueCode
+from .guard import cloud_disabled_issue
 from .protocol import CodexCliInfo, DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
-from .router import cloud_preflight, cloud_route_check
+from .router import cloud_route_check
 
 
 def codex_info(config: Config, environ: Mapping[str, str]) -> CodexCliInfo | None:
@@ -46,7 +48,7 @@ def local_issues(config: Config, workspace: Path | None) -> list[Issue]:
     from .local.agent import local_preflight
 
     if workspace is None:
-        return [Issue(code="workspace_missing", message="no workspace folder", fix="open a folder")]
+        return [Issue(code=IssueCode.WORKSPACE_MISSING, message="no workspace folder", fix="open a folder")]
     return local_preflight(config, workspace)
 
 
@@ -80,7 +82,7 @@ def codex_agent_issue(config: Config, environ: Mapping[str, str]) -> Issue | Non
             f"cannot tell whether the Codex CLI (the local agent) is signed in: {status.detail}"
         )
     return Issue(
-        code="local_agent_signed_out",
+        code=IssueCode.LOCAL_AGENT_SIGNED_OUT,
         message=message,
         fix="run `codex login` (or set CODEX_API_KEY), or set local.agentCommand to another agent",
     )
@@ -146,7 +148,7 @@ async def doctor(
     if signed_out is not None:
         local.append(signed_out)
     probe = LaunchParams(prompt="doctor", mode="cloud")
-    cloud = cloud_preflight(probe, config, workspace, environ) if workspace and not config.cloud.enabled else []
+    cloud = [cloud_disabled_issue()] if workspace and not config.cloud.enabled else []
     env_id: str | None = None  # the environment the cloud check chose, for the ready line
     if workspace and config.cloud.enabled:
         # Off the event loop: choosing the environment may list them (cached).

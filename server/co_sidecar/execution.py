@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .config import Config
+from .errors import Category
 from .manifest import DiffEvidence, RunManifest
 from .protocol import RunState
 
@@ -25,14 +26,18 @@ class Outcome:
 
     state: RunState
     message: str = ""
-    error_code: str | None = None
+    # A RunErrorCode (or the category of the CoError that ended the run): never a loose string.
+    error_code: Category | None = None
 
 
 class RunContext(Protocol):
     workspace: Path
     config: Config
     manifest: RunManifest
-    cancel_event: asyncio.Event
+
+    @property
+    def cancel_event(self) -> asyncio.Event:
+        """Set when the run is cancelled (co/cancel, shutdown): stop the agent or the task."""
 
     @property
     def run_id(self) -> str: ...
@@ -52,6 +57,9 @@ class RunContext(Protocol):
     def save(self, message: str = "") -> None:
         """Persist after mutating `manifest` fields; notify a runUpdate when `message` is given."""
 
+    def emit(self, message: str) -> None:
+        """A runUpdate without persisting (a heartbeat: nothing in the manifest changed)."""
+
     def output(self, stream: Stream, line: str) -> None:
         """One line of agent output: kept in the tail, forwarded as a rate-limited runUpdate."""
 
@@ -64,3 +72,11 @@ class RunContext(Protocol):
 
 class Executor(Protocol):
     async def execute(self, ctx: RunContext) -> Outcome: ...
+
+
+@runtime_checkable
+class ResumableExecutor(Executor, Protocol):
+    """An executor that can take over a run a stopped server left executing (cloud: the task
+    id is in the manifest). Runs of any other executor are failed as interrupted at start."""
+
+    async def resume(self, ctx: RunContext) -> Outcome: ...

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lsprotocol import types
 from pydantic import BaseModel, ValidationError
+from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
 
 from .config import Config, load_config
 from .diffs import OpenDocument
-from .errors import CoError, InvalidParams, WorkspaceError
+from .driver import os_cause
+from .errors import CoError, ErrorCategory, InvalidParams, IssueCode, RunErrorCode, WorkspaceError
 from .execution import Executor, Outcome
 from .jsonrpc import lsp_converter
 from .manifest import RunManifest
@@ -47,7 +49,7 @@ from .protocol import (
     RunStateResult,
 )
 from .registry import Request
-from .runs import EXECUTING_STATES, RunManager, os_cause
+from .runs import EXECUTING_STATES, RunManager
 
 if TYPE_CHECKING:
     from .server import CoSidecarServer
@@ -75,13 +77,13 @@ def parse_params(model: type[P], raw: Any) -> P:
 
 def config_issues(warnings: list[str]) -> list[Issue]:
     """Configuration warnings as launch warnings (`LaunchResult.warnings`)."""
-    return [Issue(code="config_warning", message=w, fix=_fix_for(w)) for w in warnings]
+    return [Issue(code=IssueCode.CONFIG_WARNING, message=w, fix=_fix_for(w)) for w in warnings]
 
 
 def config_checks(warnings: list[str]) -> list[DoctorCheck]:
     """Configuration warnings as doctor checks (they do not make a mode unready)."""
     return [
-        DoctorCheck(name="config", ok=False, message=w, code="config_warning", fix=_fix_for(w)) for w in warnings
+        DoctorCheck(name="config", ok=False, message=w, code=IssueCode.CONFIG_WARNING, fix=_fix_for(w)) for w in warnings
     ]
 
 
@@ -99,7 +101,7 @@ class CloudNotConfigured:
 
     async def execute(self, ctx: Any) -> Outcome:
         return Outcome(
-            RunState.FAILED, f"cloud executor not configured: {self.why}", "cloud_preflight"
+            RunState.FAILED, f"cloud executor not configured: {self.why}", RunErrorCode.CLOUD_PREFLIGHT
         )
 
 
@@ -170,7 +172,7 @@ class Handlers:
 
     # -- notifications -------------------------------------------------------
     def send_run_update(self, update: dict[str, Any]) -> None:
-        """`update`: a `RunUpdate` as its wire dict (see `RunRecord.emit`)."""
+        """`update`: a `RunUpdate` as its wire dict (see `RunNotifier.emit`)."""
         # $/progress first: a client that reacts to the runUpdate has already seen the progress end.
         self.report_progress(update)
         self.ls.send_notification("co/runUpdate", update)
@@ -229,14 +231,21 @@ class Handlers:
         params = lsp_converter().structure(
             {"label": label, "edit": edit}, types.ApplyWorkspaceEditParams
         )
-        response = await self.ls.workspace_apply_edit_async(params)
-        return bool(response.applied), response.failure_reason
+        try:
+            response = await self.ls.workspace_apply_edit_async(params)
+        except JsonRpcException as exc:  # eglot answers a declined edit with an error
+            return False, f"the client declined the edit: {exc.message}"
+        if not response.applied:
+            return False, f"the client did not apply the edit: {response.failure_reason or 'no reason given'}"
+        return True, None
 
     # -- co/* methods: parsed params in, wire models out -----------------------
     def call(self, spec: Request, raw: Any) -> Any:
-        """Parse `raw` as the request's params model (the registry's) and call the handler of
-        the same name; returns its result (or coroutine)."""
-        return getattr(self, spec.name)(parse_params(spec.params_model(), raw))
+        """Call the handler of the same name with the request's params model (the registry's):
+        `raw` is that model already (co/<name>: the transport validated it) or the JSON to parse
+        (co.<name> commands); returns its result (or coroutine)."""
+        params = raw if isinstance(raw, BaseModel) else parse_params(spec.params_model(), raw)
+        return getattr(self, spec.name)(params)
 
     async def route(self, params: RouteParams) -> RouteResult:
         workspace = self.resolve_workspace(params.workspace_folder)
@@ -250,7 +259,7 @@ class Handlers:
         if size > limit:
             raise InvalidParams(
                 f"invalid params: prompt: the prompt is {size} bytes, over runs.maxPromptBytes={limit}",
-                category="prompt_too_large",
+                category=ErrorCategory.PROMPT_TOO_LARGE,
                 data={"field": "prompt", "bytes": size, "limit": limit},
             )
         try:
@@ -258,7 +267,7 @@ class Handlers:
             decision = await asyncio.to_thread(self.manager.route, params, workspace)
             result = self.manager.launch(params, workspace, decision)
         except OSError as exc:  # before a run was recorded (reading earlier runs, say)
-            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category="system_error") from exc
+            raise WorkspaceError(f"cannot launch: {os_cause(exc)}", category=RunErrorCode.SYSTEM_ERROR) from exc
         if warnings:
             result.warnings = config_issues(warnings) + result.warnings
             record = self.manager.runs.get(result.run_id)
@@ -330,7 +339,7 @@ class Handlers:
     async def startup(self) -> None:
         """After initialize: load earlier runs, recover interrupted ones, sweep stale scratch copies."""
         self.ensure_all_loaded()
-        from .local.scratch import sweep_scratch
+        from .local.pool import sweep_scratch
 
         runs = self.manager.runs.values()
         active = {r.run_id for r in runs if r.manifest.state in EXECUTING_STATES}

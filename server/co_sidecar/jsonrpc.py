@@ -1,7 +1,8 @@
 """A cattrs converter that keeps params/results of custom methods as plain JSON.
 
-pygls turns unknown-method params into namedtuples, which lose keys that are
-not identifiers and make validation awkward; co/* methods want dicts.
+pygls turns unknown-method params into namedtuples, which lose keys that are not identifiers.
+The clients (`co-sidecar run`, the tests) use this converter as it is; the server's
+(`transport.server_converter`) adds the co/* request type, whose params are pydantic models.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The run state machine: every allowed transition, once.
 
-`RunRecord.set_state` refuses any transition not listed here, so a new state or path is added
-in one place, and docs/protocol.md draws its state diagram from the same list.
+`RunRecord.set_state` and `RunRecord.finish` check every transition against this table, so a new
+state or path is added in one place, and docs/protocol.md draws its state diagram from it.
 """
 
 from __future__ import annotations
 
-from .errors import CoError
+from .errors import CoError, RunErrorCode
 from .protocol import RunState
 
 S = RunState
@@ -47,7 +47,7 @@ class IllegalTransition(CoError):
         allowed = ", ".join(sorted(s.value for s in TRANSITIONS[old])) or "none"
         super().__init__(
             f"run {run_id}: no transition {old.value} → {new.value} (allowed from {old.value}: {allowed})",
-            category="internal",
+            category=RunErrorCode.INTERNAL,
         )
 
 

@@ -247,7 +247,10 @@ class ApplyResult(Wire):
     restored: list[str] = Field(default_factory=list, description="files put back (restore, or a failed apply)")
 
 
-class FileChange(Wire):
+class AgentFileChange(Wire):
+    """A file an agent step reports changed (codex's file_change item); not a patch's file
+    (that is `diffs.FileChange`, parsed from the patch itself)."""
+
     path: str  # relative to the workspace when it is inside it
     kind: str  # "add" | "update" | "delete" (codex's words)
 
@@ -266,7 +269,7 @@ class AgentEvent(Wire):
     status: str | None = Field(default=None, description="in_progress, completed, failed, declined (codex's words)")
     command: str | None = Field(default=None, description="command_execution: the command, without codex's shell wrapper")
     exit_code: int | None = Field(default=None, description="command_execution: its exit code once completed")
-    files: list[FileChange] | None = Field(default=None, description="file_change: the paths and how each changed")
+    files: list[AgentFileChange] | None = Field(default=None, description="file_change: the paths and how each changed")
     text: str | None = Field(default=None, description="agent message, reasoning, warning, failure, plan or unknown event as text")
 
 

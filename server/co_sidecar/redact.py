@@ -1,6 +1,6 @@
 """One redactor for the secret values in force (the cloud token, the provider API keys an agent
 gets), applied where anything is persisted or sent: manifests (RunRecord.save), every
-co/runUpdate and $/progress (RunRecord.emit, agent output included), events.jsonl and the log.
+co/runUpdate and $/progress (RunNotifier.emit, agent output included), events.jsonl and the log.
 
 It replaces values, not names: a token echoed back inside a task's error message, or an API key
 an agent prints, is caught wherever it lands.

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import WorkspaceError
+from .errors import IssueCode, RunErrorCode, WorkspaceError
+from .guard import cloud_disabled_issue
 from .manifest import utc_now
-from .protocol import Fallback, Issue, LaunchParams, Mode, RouteResult
+from .protocol import Fallback, LaunchParams, Mode, RouteResult
 
 if TYPE_CHECKING:
     from .cloud.preflight import CloudCheck
@@ -42,7 +43,7 @@ def not_a_repository(workspace: Path) -> WorkspaceError:
     return WorkspaceError(
         f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch "
         "copy; run `git init` and commit once); nothing was written",
-        category="local_not_git_repo",
+        category=RunErrorCode.LOCAL_NOT_GIT_REPO,
     )
 
 
@@ -56,29 +57,12 @@ def requested_cloud_branch(params: LaunchParams, config: Config) -> str | None:
     return params.cloud.branch or config.cloud.branch
 
 
-def cloud_disabled_issue() -> Issue:
-    return Issue(
-        code="cloud_disabled",
-        message="cloud execution is turned off (cloud.enabled = false / CO_CLOUD_ENABLED=0)",
-        fix="set cloud.enabled = true to allow cloud runs",
-    )
-
-
-def cloud_preflight(
-    params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
-) -> list[Issue]:
-    """Every reason a cloud run cannot start now; empty means ready."""
-    if not config.cloud.enabled:
-        # The feature guard: answer without importing anything cloud-related.
-        return [cloud_disabled_issue()]
-    return cloud_route_check(params, config, workspace, environ).issues
-
-
 def cloud_route_check(
     params: LaunchParams, config: Config, workspace: Path, environ: Mapping[str, str]
 ) -> CloudCheck:
-    """The cloud preflight with the environment and branch it chose, and its warnings. Local
-    checks, plus the environment lists (cached) when an environment must be resolved."""
+    """The cloud preflight (`cloud.preflight.cloud_check`) for this launch's environment and
+    branch. The one import of the cloud package from routing, deferred so that local runs and
+    the feature guard load nothing cloud-related (tests/test_co_parity.py holds it)."""
     from .cloud.preflight import cloud_check
 
     return cloud_check(
@@ -126,7 +110,7 @@ def route(
         )
 
     codes = ", ".join(i.code for i in issues)
-    if issues[0].code == "cloud_disabled":
+    if issues[0].code == IssueCode.CLOUD_DISABLED:
         # The feature guard is a rollback switch: it always routes local, whatever the fallback policy.
         reason = f"{why}, but cloud is disabled by the feature guard; running locally"
     elif config.cloud.fallback == "deny":

@@ -1,4 +1,7 @@
-"""The run lifecycle: registry, state machine, manifests, diff and explicit apply.
+"""All runs a server knows: loading and recovery, launch, list, prune, cancel, diff and explicit apply.
+
+A run itself is a `run_record.RunRecord` (persisted, checked transitions) with a `driver.RunDriver`
+(task, cancel, owner lock) and a `notifier.RunNotifier` (co/runUpdate).
 
 No pygls here: the server passes in a sink for `RunUpdate`s (as wire dicts) and, for the client
 apply strategy, a coroutine that sends `workspace/applyEdit`.
@@ -9,26 +12,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import functools
 import hashlib
 import logging
 import os
 import shutil
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import apply_journal, diffs, redact
+from .budget import budget_of, too_large
 from .config import Config
-from .errors import ApplyRefused, CoError, InvalidState, PatchRefused, RunNotFound, WorkspaceError
-from .execution import Executor, Outcome, Stream
+from .driver import CANCEL_WAIT_S, OWNER_LOCK, drive, failure_of, os_cause, try_lock
+from .errors import (
+    ApplyRefused,
+    ErrorCategory,
+    InvalidState,
+    PatchRefused,
+    RunErrorCode,
+    RunNotFound,
+    WorkspaceError,
+)
+from .execution import Executor, Outcome, ResumableExecutor
 from .git_apply import external_symlinks_refused, parse_checked, verify_with_git
-from .lifecycle import check_transition
 from .manifest import (
     MANIFEST_NAME,
     ApplyIntent,
@@ -37,18 +45,17 @@ from .manifest import (
     ManifestStore,
     RunManifest,
     Transition,
-    atomic_write_bytes,
     load_manifest,
     new_run_id,
     utc_now,
 )
+from .notifier import UpdateSink
 from .protocol import (
     DEFAULT_LIST_LIMIT,
     FINISHED_STATES,
     ApplyParams,
     ApplyResult,
     Conflict,
-    DiffBudget,
     DiffParams,
     DiffResult,
     LaunchParams,
@@ -70,302 +77,18 @@ from .router import (
     requested_cloud_env,
     route,
 )
+from .run_record import RunRecord
+from .shutdown import run_shutdown_hooks
 
 log = logging.getLogger(__name__)
 
-# Takes a `RunUpdate` as its wire dict (camelCase keys, JSON values): see `RunRecord.emit`.
-UpdateSink = Callable[[dict[str, Any]], None]
 ClientApply = Callable[[dict[str, Any], str], Awaitable[tuple[bool, str | None]]]
 ExecutorFactory = Callable[[Mode], Executor]
 
-# Agent output is forwarded at most this often per run; lines in between are batched.
-OUTPUT_INTERVAL_S = 0.1
-OUTPUT_MAX_LINES = 50
-OUTPUT_MAX_CHARS = 8_000
-CANCEL_WAIT_S = 10.0
-# A terminal manifest that could not be written is retried this often, this many times.
-SAVE_RETRY_S = 1.0
-SAVE_RETRIES = 120
 EXECUTING_STATES = frozenset({RunState.QUEUED, RunState.ROUTING, RunState.LAUNCHING, RunState.RUNNING})
 
-
-def _timestamp(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-OWNER_LOCK = "owner.lock"
 # Held (flock) by whoever applies, restores or rejects the run, in any process: see `_apply_lock`.
 APPLY_LOCK = "apply.lock"
-
-
-def try_lock(path: Path) -> int | None:
-    """An exclusive flock on `path` (created if needed): the fd while held, None if another
-    open file (in any process) holds it. The kernel drops it when its holder dies, even by
-    kill -9, so a held lock means the run's driver is alive, whatever its pid says."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def too_large(size: int, limit: int) -> str:
-    return f"the patch is {size} bytes, over the hard limit diff.hardMaxPatchBytes={limit}"
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    limits: DiffBudget
-
-    @property
-    def over_limit(self) -> bool:
-        b = self.limits
-        return b.files > b.max_files or b.lines > b.max_lines or b.bytes > b.max_bytes
-
-
-def budget_of(evidence: DiffEvidence, config: Config) -> BudgetCheck:
-    """The diff's size against the budget in force now (config may have changed since the run)."""
-    return BudgetCheck(
-        DiffBudget(
-            files=len(evidence.files),
-            lines=evidence.additions + evidence.deletions,
-            bytes=evidence.bytes,
-            max_files=config.diff.max_files,
-            max_lines=config.diff.max_lines,
-            max_bytes=config.diff.max_patch_bytes,
-        )
-    )
-
-
-@dataclass
-class RunRecord:
-    """One run: its manifest, where it lives, and (while executing) its live parts.
-
-    Implements `execution.RunContext` for the executor driving it.
-    """
-
-    manifest: RunManifest
-    workspace: Path
-    store: ManifestStore
-    config: Config
-    sink: UpdateSink
-    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    applying: bool = False
-    # The flock on <run dir>/owner.lock held while this server drives the run (see `try_lock`).
-    owner_lock: int | None = None
-    # (mtime_ns, size) of the manifest file when last read from disk (see RunManager.refresh).
-    disk_stamp: tuple[int, int] | None = None
-    _pending_output: list[tuple[Stream, str]] = field(default_factory=list)
-    _last_output_emit: float = 0.0
-    _flush_handle: asyncio.TimerHandle | None = None
-    _summary: tuple[tuple[int, str, RunState], dict[str, Any]] | None = None
-    _created: tuple[str, float] | None = None  # manifest.created_at and its timestamp
-    unsaved: bool = False  # the last write of the manifest failed (see finish)
-
-    def summary(self) -> dict[str, Any]:
-        """This run's `co/list` row. Cached: every change to the fields it shows goes through
-        `save`, which moves `updatedAt`, so (manifest, updatedAt, state) says when it is stale."""
-        m = self.manifest
-        key = (id(m), m.updated_at, m.state)
-        if self._summary is None or self._summary[0] != key:
-            row = RunSummary(
-                run_id=m.run_id,
-                task_id=m.task_id,
-                state=m.state,
-                mode=m.selected_mode,
-                requested_mode=m.requested_mode,
-                prompt=m.prompt,
-                created_at=m.created_at,
-                updated_at=m.updated_at,
-                failure_reason=m.failure_reason,
-                cloud_task_url=m.cloud.task_url if m.cloud else None,
-            )
-            self._summary = (key, row.wire())
-        return self._summary[1]
-
-    # -- RunContext ---------------------------------------------------------
-    @property
-    def run_id(self) -> str:
-        return self.manifest.run_id
-
-    @property
-    def task_id(self) -> str:
-        return self.manifest.task_id
-
-    @property
-    def prompt(self) -> str:
-        return self.manifest.prompt
-
-    @property
-    def run_dir(self) -> Path:
-        return self.store.run_dir(self.task_id, self.run_id)
-
-    def claim(self) -> bool:
-        """Take the run's owner lock; False when another live server drives it."""
-        if self.owner_lock is None:
-            self.owner_lock = try_lock(self.run_dir / OWNER_LOCK)
-        return self.owner_lock is not None
-
-    def release(self) -> None:
-        if self.owner_lock is not None:
-            os.close(self.owner_lock)
-            self.owner_lock = None
-
-    def set_state(self, state: RunState, message: str = "") -> None:
-        check_transition(self.run_id, RunState(self.manifest.state), state)
-        self.manifest.state = state
-        self.manifest.transitions.append(Transition(state=state, at=utc_now(), message=message))
-        self.save(message or state.value)
-
-    def save(self, message: str = "") -> None:
-        redact.redact_model(self.manifest)  # in memory too: co/status answers from it
-        self.store.save(self.manifest)
-        if message:
-            self.emit(message)
-
-    def output(self, stream: Stream, line: str) -> None:
-        self._pending_output.append((stream, line))
-        now = time.monotonic()
-        wait = self._last_output_emit + OUTPUT_INTERVAL_S - now
-        if wait <= 0:
-            self.flush_output()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(wait, self.flush_output)
-
-    def step(self, message: str, event: dict[str, Any]) -> None:
-        self.flush_output()  # output printed before this step is shown before it
-        self.emit(message, event=event)
-
-    def record_patch(self, patch: bytes, attempt: int | None = None) -> DiffEvidence:
-        name = "patch.diff" if attempt is None else f"attempt-{attempt}.diff"
-        path = self.run_dir / name
-        atomic_write_bytes(path, patch)
-        evidence = DiffEvidence(
-            patch_path=str(path.relative_to(self.store.root)),
-            sha256=hashlib.sha256(patch).hexdigest(),
-            bytes=len(patch),
-        )
-        hard_limit = self.config.diff.hard_max_patch_bytes
-        if len(patch) > hard_limit:
-            evidence.problem = too_large(len(patch), hard_limit)
-        else:
-            try:
-                changes = parse_checked(patch)
-                evidence.files = diffs.file_stats(changes)
-                evidence.additions, evidence.deletions = diffs.totals(changes)
-            except PatchRefused as exc:
-                evidence.problem = exc.message
-        evidence.over_budget = budget_of(evidence, self.config).over_limit
-        # The run's headline diff: the only one, or the first attempt that produced one.
-        if attempt is None or self.manifest.diff is None:
-            self.manifest.diff = evidence
-        return evidence
-
-    # -- notifications ------------------------------------------------------
-    def flush_output(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()  # flushing now: the pending timer would emit a second batch
-        self._flush_handle = None
-        pending, self._pending_output = self._pending_output, []
-        if not pending:
-            return
-        self._last_output_emit = time.monotonic()
-        for stream in ("stdout", "stderr"):
-            lines = [line for s, line in pending if s == stream]
-            if not lines:
-                continue
-            dropped = max(0, len(lines) - OUTPUT_MAX_LINES)
-            text = "\n".join(lines[-OUTPUT_MAX_LINES:])[-OUTPUT_MAX_CHARS:]
-            if dropped:
-                text = f"[{dropped} earlier lines omitted]\n{text}"
-            self.emit(text, stream=stream)
-
-    def emit(
-        self, message: str, *, stream: Stream | None = None, event: dict[str, Any] | None = None
-    ) -> None:
-        """Send a `co/runUpdate` to the sink. Every cloud poll sends one, so the wire dict is
-        built directly: the same keys and values as `RunUpdate(...).wire()` (a test holds
-        them to the model), without validating and dumping a model each time."""
-        m = self.manifest
-        cloud = m.cloud
-        created = self._created
-        if created is None or created[0] != m.created_at:
-            created = self._created = (m.created_at, _timestamp(m.created_at))
-        state = m.state
-        # The terminal update of a cloud run carries each attempt's answer.
-        answers = cloud.answers() if cloud is not None and state in FINISHED_STATES else None
-        if redact.active():
-            message, event, answers = redact.redact(message), redact.redact_json(event), redact.redact_json(answers)
-        self.sink(
-            {
-                "runId": m.run_id,
-                "taskId": m.task_id,
-                "state": state.value if isinstance(state, RunState) else RunState(state).value,
-                "mode": m.selected_mode,
-                "message": message,
-                "attempt": None,
-                "pollCount": cloud.poll_count if cloud else 0,
-                "elapsedMs": int((time.time() - created[1]) * 1000),
-                "cloudTaskId": cloud.task_id if cloud else None,
-                "cloudTaskUrl": cloud.task_url if cloud else None,
-                "stream": stream,
-                "errorCode": m.error_code,
-                "event": event,
-                "answers": answers,
-            }
-        )
-
-    def finish(self, outcome: Outcome) -> None:
-        """The terminal transition. It always happens in memory and reaches the client; if the
-        manifest cannot be written now (no file descriptor, disk full), writing is retried."""
-        self.flush_output()
-        self.manifest.failure_reason = None if outcome.state == RunState.SUCCEEDED else outcome.message
-        self.manifest.error_code = outcome.error_code
-        self.manifest.state = outcome.state
-        self.manifest.transitions.append(Transition(state=outcome.state, at=utc_now(), message=outcome.message))
-        self.emit_after_save(outcome.message or outcome.state.value)
-
-    def emit_after_save(self, message: str) -> None:
-        if self.try_save():
-            self.release()  # after the final write: whoever takes the lock next sees the end state
-        else:
-            self._retry_save(SAVE_RETRIES)
-        self.emit(message)
-
-    def try_save(self) -> bool:
-        redact.redact_model(self.manifest)
-        try:
-            self.store.save(self.manifest)
-        except OSError as exc:
-            log.error("cannot write the manifest of run %s (will retry): %s", self.run_id, os_cause(exc))
-            self.unsaved = True
-            return False
-        self.unsaved = False
-        return True
-
-    def _retry_save(self, left: int) -> None:
-        def again() -> None:
-            if not self.unsaved:
-                return
-            if self.try_save():
-                self.release()
-            elif left > 1:
-                self._retry_save(left - 1)
-
-        with contextlib.suppress(RuntimeError):  # no loop: shutdown() tries once more
-            asyncio.get_running_loop().call_later(SAVE_RETRY_S, again)
-
-
-def os_cause(exc: OSError) -> str:
-    """An OSError as the real cause: its text and errno name ("Too many open files (EMFILE)")."""
-    name = errno.errorcode.get(exc.errno or 0)
-    text = exc.strerror or str(exc)
-    where = f": {exc.filename}" if exc.filename else ""
-    return f"{text} ({name}){where}" if name else f"{text}{where}"
 
 
 class RunManager:
@@ -417,7 +140,7 @@ class RunManager:
             # A run still executing is an orphan only if nobody holds its owner lock (another
             # server on this workspace keeps it while driving the run). Taking the lock also
             # makes us its only recoverer when two servers start at once.
-            if manifest.state in EXECUTING_STATES and record.claim():
+            if manifest.state in EXECUTING_STATES and record.driver.claim(record.run_dir):
                 path = store.path_for(manifest)
                 try:
                     fresh = load_manifest(path)  # its owner may have finished it since we read it
@@ -428,7 +151,7 @@ class RunManager:
                 if fresh.state in EXECUTING_STATES:
                     orphans.append(record)
                 else:
-                    record.release()
+                    record.driver.release()
         return orphans
 
     def recover(self, orphans: list[RunRecord]) -> None:
@@ -437,17 +160,16 @@ class RunManager:
             cloud = record.manifest.cloud
             if record.manifest.selected_mode == "cloud" and cloud and cloud.task_id:
                 executor = self.executor_for("cloud")
-                resume = getattr(executor, "resume", None)
-                if resume is not None:
+                if isinstance(executor, ResumableExecutor):
                     record.manifest.owner_pid = os.getpid()
                     record.set_state(RunState.RUNNING, f"resuming cloud task {cloud.task_id} after restart")
-                    record.task = asyncio.create_task(self._drive(record, resume))
+                    record.driver.start(drive(record, executor.resume, self._local_slots))
                     continue
             record.finish(
                 Outcome(
                     RunState.FAILED,
                     "interrupted: the server stopped while this run was in progress",
-                    "interrupted",
+                    RunErrorCode.INTERRUPTED,
                 )
             )
 
@@ -497,7 +219,7 @@ class RunManager:
     def refresh(self, record: RunRecord) -> None:
         """Re-read the manifest of a run another server drives (or did since we loaded it), so
         `co/status` from a second client follows it to its end."""
-        if record.task is not None or record.owner_lock is not None or record.applying:
+        if record.driver.task is not None or record.driver.owner_lock is not None or record.applying:
             return
         path = record.store.path_for(record.manifest)
         try:
@@ -534,7 +256,7 @@ class RunManager:
                 freed += await asyncio.to_thread(_tree_size, record.run_dir)
                 continue
             lock = try_lock(record.run_dir / OWNER_LOCK)  # held: another server is applying or driving it
-            if lock is None or record.task is not None or record.applying:
+            if lock is None or record.driver.task is not None or record.applying:
                 skipped.append(f"{run_id}: in use by a server")
                 if lock is not None:
                     os.close(lock)
@@ -615,26 +337,26 @@ class RunManager:
         record = RunRecord(manifest, workspace, self.store_for(workspace, config), config, self.sink)
         try:
             # Before the first write: no other server may take this run for an orphan.
-            if not record.claim():
+            if not record.driver.claim(record.run_dir):
                 raise OSError(errno.EBUSY, "its owner lock is held by another process")
             record.store.save(manifest)
         except OSError as exc:  # refused, and no ghost record left behind
-            record.release()
+            record.driver.release()
             shutil.rmtree(record.run_dir, ignore_errors=True)
             system = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
             raise WorkspaceError(
                 f"cannot record the run under {record.store.root}: {os_cause(exc)}",
-                category="system_error" if system else "runs_root",
+                category=RunErrorCode.SYSTEM_ERROR if system else ErrorCategory.RUNS_ROOT,
             ) from exc
         self.runs[manifest.run_id] = record
         record.emit(decision.reason)
         try:
             if decision.denied:
                 codes = ", ".join(i.code for i in decision.issues)
-                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", "cloud_preflight"))
+                record.finish(Outcome(RunState.FAILED, decision.reason + f" [{codes}]", RunErrorCode.CLOUD_PREFLIGHT))
             else:
                 record.set_state(RunState.LAUNCHING, f"launching {decision.mode} run")
-                record.task = asyncio.create_task(self._drive(record, self.executor_for(decision.mode).execute))
+                record.driver.start(drive(record, self.executor_for(decision.mode).execute, self._local_slots))
         except Exception as exc:  # recorded already: it must end, failed with the cause
             record.finish(failure_of(exc))
         return LaunchResult(
@@ -648,62 +370,15 @@ class RunManager:
             warnings=decision.warnings,
         )
 
-    async def _drive(self, record: RunRecord, execute: Callable[[Any], Awaitable[Outcome]]) -> None:
-        try:
-            if record.manifest.selected_mode == "local":
-                async with self._local_slot(record):
-                    outcome = await execute(record)
-            else:
-                outcome = await execute(record)
-        except _CancelledWhileQueued:
-            outcome = Outcome(RunState.CANCELLED, "cancelled while queued", "cancelled")
-        except CoError as exc:
-            outcome = Outcome(RunState.FAILED, exc.message, exc.category)
-        except asyncio.CancelledError:
-            record.finish(Outcome(RunState.CANCELLED, "cancelled: the server is shutting down", "cancelled"))
-            raise
-        except Exception as exc:  # an executor bug must fail the run, never the server
-            if not isinstance(exc, OSError):
-                log.exception("run %s crashed", record.run_id)
-            outcome = failure_of(exc)
-        if record.cancel_event.is_set() and outcome.state not in FINISHED_STATES:
-            outcome = Outcome(RunState.CANCELLED, "cancelled", "cancelled")
-        record.finish(outcome)
-
-    @contextlib.asynccontextmanager
-    async def _local_slot(self, record: RunRecord) -> AsyncIterator[None]:
-        slots = self._local_slots.setdefault(
-            record.workspace, asyncio.Semaphore(record.config.local.max_concurrent)
-        )
-        if slots.locked():
-            record.set_state(RunState.QUEUED, "waiting for a free local slot")
-        acquire = asyncio.ensure_future(slots.acquire())
-        cancelled = asyncio.ensure_future(record.cancel_event.wait())
-        await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        cancelled.cancel()
-        if not acquire.done() or acquire.cancelled():
-            acquire.cancel()
-            raise _CancelledWhileQueued()
-        try:
-            if record.cancel_event.is_set():
-                raise _CancelledWhileQueued()
-            if record.manifest.state == RunState.QUEUED:
-                record.set_state(RunState.LAUNCHING, "local slot free; launching")
-            yield
-        finally:
-            slots.release()
-
     # -- cancel / reject ----------------------------------------------------
     async def cancel(self, run_id: str) -> RunStateResult:
         record = self.get(run_id)
-        if record.manifest.state not in EXECUTING_STATES or record.task is None:
+        if record.manifest.state not in EXECUTING_STATES or record.driver.task is None:
             raise InvalidState(
                 f"run {run_id} is not running (state {record.manifest.state.value}); nothing to cancel",
                 data={"state": record.manifest.state.value},
             )
-        record.cancel_event.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(record.task), CANCEL_WAIT_S)
+        await record.driver.cancel()
         return RunStateResult(run_id=run_id, state=record.manifest.state)
 
     def reject(self, run_id: str) -> RunStateResult:
@@ -729,7 +404,7 @@ class RunManager:
             except (OSError, ValueError) as exc:
                 raise ApplyRefused(f"cannot re-read the manifest of run {record.run_id}: {exc}") from exc
             if record.manifest.applying is not None and verb != "restore":
-                raise ApplyRefused(interrupted_apply_message(record), category="apply_interrupted")
+                raise ApplyRefused(interrupted_apply_message(record), category=ErrorCategory.APPLY_INTERRUPTED)
             yield
         finally:
             os.close(lock)
@@ -836,7 +511,7 @@ class RunManager:
                     f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
                     f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
                     "pass force: true to apply anyway",
-                    category="over_budget",
+                    category=ErrorCategory.OVER_BUDGET,
                     data={"budget": b.wire()},
                 )
             record.applying = True
@@ -902,7 +577,7 @@ class RunManager:
             raise ApplyRefused(
                 f"the apply failed and restoring the files it touched failed too ({exc}); "
                 f'retry with co/apply {{"runId": "{record.run_id}", "restore": true}}',
-                category="apply_interrupted",
+                category=ErrorCategory.APPLY_INTERRUPTED,
             ) from exc
 
     async def restore(self, record: RunRecord) -> ApplyResult:
@@ -985,22 +660,13 @@ class RunManager:
         )
 
     async def shutdown(self) -> None:
-        live = [r for r in self.runs.values() if r.task is not None and not r.task.done()]
-        for record in live:
-            record.cancel_event.set()
+        live = [r.driver for r in self.runs.values() if r.driver.active]
         if live:
-            await asyncio.wait([r.task for r in live if r.task is not None], timeout=CANCEL_WAIT_S)
+            await asyncio.gather(*(driver.cancel(CANCEL_WAIT_S) for driver in live))
         for record in self.runs.values():
             if record.unsaved and record.try_save():  # a terminal state not yet on disk
-                record.release()
-        # A run's scratch slot is reset after its terminal state is reported: wait for that.
-        executor = sys.modules.get("co_sidecar.local.executor")
-        if executor is not None:
-            await executor.wait_for_releases(CANCEL_WAIT_S)
-        # Close pooled HTTP clients, but only if a cloud run ever loaded them.
-        http = sys.modules.get("co_sidecar.cloud.http")
-        if http is not None:
-            await http.aclose_all()
+                record.driver.release()
+        await run_shutdown_hooks()  # e.g. the HTTP pool, registered when a cloud run opened it
 
 
 def _remove_tree(path: Path) -> int:
@@ -1016,20 +682,6 @@ def _tree_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
-
-
-class _CancelledWhileQueued(Exception):
-    pass
-
-
-def failure_of(exc: Exception) -> Outcome:
-    """An exception that ended a run, as its outcome: the system's refusals (file descriptors,
-    disk, permissions) with their real cause, anything else as an internal error."""
-    if isinstance(exc, CoError):
-        return Outcome(RunState.FAILED, exc.message, exc.category)
-    if isinstance(exc, OSError):
-        return Outcome(RunState.FAILED, f"system error: {os_cause(exc)}", "system_error")
-    return Outcome(RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}", "internal")
 
 
 def interrupted_apply_message(record: RunRecord) -> str:

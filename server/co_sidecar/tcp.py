@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .server import INVALID_REQUEST, CoSidecarServer, FramedReader
+from .server import CoSidecarServer
+from .transport import INVALID_REQUEST, FramedReader, serve
 
 log = logging.getLogger(__name__)
 AUTH_TIMEOUT_S = 10.0
@@ -106,7 +107,7 @@ def serve_tcp(server: CoSidecarServer, host: str, port: int, token_file: Path | 
             log.info("authenticated TCP client %s", peer)
             listener.close()  # one session, as with stdio
             conn.settimeout(None)
-            server.serve_stream(reader, conn.makefile("wb"), first=message)
+            serve(server, reader, conn.makefile("wb"), first=message)  # as stdio is served
             return 0
     finally:
         listener.close()

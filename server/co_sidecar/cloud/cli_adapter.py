@@ -339,6 +339,10 @@ class CliCloudClient:
         """The CLI has no cancel subcommand: nothing to do remotely."""
         return False
 
+    def poll_hub(self) -> None:
+        """No shared list poller: `codex cloud list` pages are too coarse; each run polls its task."""
+        return None
+
     async def aclose(self) -> None:
         if self._own_cwd is not None:
             shutil.rmtree(self._own_cwd, ignore_errors=True)

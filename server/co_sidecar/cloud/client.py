@@ -10,28 +10,19 @@ retry may help.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import CLOUD_ERROR, CoError
+from ..errors import CLOUD_ERROR, CoError, RunErrorCode
 from ..protocol import RunState
 
-# Error category codes (docs/cloud.md has the table).
-CLOUD_AUTH = "cloud_auth"
-CLOUD_NOT_FOUND = "cloud_not_found"
-CLOUD_RATE_LIMITED = "cloud_rate_limited"
-CLOUD_UNAVAILABLE = "cloud_unavailable"
-CLOUD_PROTOCOL = "cloud_protocol"
-CLOUD_TIMEOUT = "cloud_timeout"
-CLOUD_TASK_FAILED = "cloud_task_failed"
-CLOUD_PREFLIGHT = "cloud_preflight"
-CLOUD_CANCELLED = "cloud_cancelled"
-
+if TYPE_CHECKING:  # hub.py builds on this module; only the annotation points back
+    from .hub import PollHub
 
 class CloudClientError(CoError):
-    """A cloud call failed. `category` is one of the codes above."""
+    """A cloud call failed. `category` is one of the cloud run error codes."""
 
     code = CLOUD_ERROR
-    category = CLOUD_UNAVAILABLE
+    category = RunErrorCode.CLOUD_UNAVAILABLE
     transient = False
 
     def __init__(
@@ -48,37 +39,29 @@ class CloudClientError(CoError):
 
 
 class CloudAuthError(CloudClientError):
-    category = CLOUD_AUTH
+    category = RunErrorCode.CLOUD_AUTH
 
 
 class CloudNotFound(CloudClientError):
-    category = CLOUD_NOT_FOUND
+    category = RunErrorCode.CLOUD_NOT_FOUND
 
 
 class CloudRateLimited(CloudClientError):
-    category = CLOUD_RATE_LIMITED
+    category = RunErrorCode.CLOUD_RATE_LIMITED
     transient = True
 
 
 class CloudUnavailable(CloudClientError):
-    category = CLOUD_UNAVAILABLE
+    category = RunErrorCode.CLOUD_UNAVAILABLE
     transient = True
 
 
 class CloudProtocolError(CloudClientError):
-    category = CLOUD_PROTOCOL
-
-
-class CloudTimeout(CloudClientError):
-    category = CLOUD_TIMEOUT
-
-
-class CloudTaskFailed(CloudClientError):
-    category = CLOUD_TASK_FAILED
+    category = RunErrorCode.CLOUD_PROTOCOL
 
 
 class CloudPreflightError(CloudClientError):
-    category = CLOUD_PREFLIGHT
+    category = RunErrorCode.CLOUD_PREFLIGHT
 
 
 def error_for_status(
@@ -201,6 +184,8 @@ class TaskListItem:
 
 
 class CloudClient(Protocol):
+    """What the executor needs from an adapter (HTTP or CLI)."""
+
     adapter: str
 
     async def create_task(
@@ -223,6 +208,10 @@ class CloudClient(Protocol):
     async def cancel(self, task_id: str) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+    def poll_hub(self) -> PollHub | None:
+        """The shared list poller for this account (one task-list call per round for every
+        live run), or None when the adapter has none: each run then polls its own task."""
 
 
 def validate_attempts(attempts: int) -> int:

@@ -17,14 +17,16 @@ id chosen at launch). Blocking I/O (httpx's sync client): call it off the event 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import AnyIssueCode, IssueCode, RunErrorCode
+from ..gitcmd import git_output
 from .auth import Credentials
+from .client import redact
 
 CACHE_S = 60.0
 # Lookups that failed are remembered for a shorter time: the next launch tries again soon.
@@ -58,7 +60,7 @@ class EnvChoice:
 class EnvironmentProblem(Exception):
     """The environment cannot be chosen. `code` is the preflight issue code."""
 
-    def __init__(self, code: str, message: str, fix: str | None = None):
+    def __init__(self, code: AnyIssueCode, message: str, fix: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -91,18 +93,8 @@ def origin_repo(workspace: Path | None) -> tuple[str, str] | None:
     """The GitHub (owner, repo) of the workspace's `origin` remote, when it has one."""
     if workspace is None:
         return None
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "remote", "get-url", "origin"],
-            cwd=workspace,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_owner_repo(proc.stdout) if proc.returncode == 0 else None
+    url = git_output(["remote", "get-url", "origin"], workspace)
+    return parse_owner_repo(url) if url else None
 
 
 def environments_root(base_url: str) -> str:
@@ -181,7 +173,7 @@ def choose(
     if wanted:
         if not rows:
             raise EnvironmentProblem(
-                "cloud_env_unknown",
+                IssueCode.CLOUD_ENV_UNKNOWN,
                 f"environment {wanted!r} not found: no cloud environments are available to this account",
                 "create an environment for the repository in Codex Cloud, then set cloud.envId",
             )
@@ -194,12 +186,12 @@ def choose(
             return EnvChoice(row.id, row.label, LABEL, f"label {wanted!r} names environment {row.id}")
         if matches:
             raise EnvironmentProblem(
-                "cloud_env_ambiguous",
+                IssueCode.CLOUD_ENV_AMBIGUOUS,
                 f"environment label {wanted!r} is ambiguous: {describe(matches)}",
                 "set cloud.envId to one of those ids",
             )
         raise EnvironmentProblem(
-            "cloud_env_unknown",
+            IssueCode.CLOUD_ENV_UNKNOWN,
             f"environment {wanted!r} not found; available: {describe(rows)}",
             "set cloud.envId (or envId on co/launch) to one of those ids or labels",
         )
@@ -220,7 +212,7 @@ def choose(
         where = f"none is linked to {slug}; " if slug else ""
         return EnvChoice(row.id, row.label, why, f"{where}{detail} of the account")
     raise EnvironmentProblem(
-        "cloud_env_missing",
+        IssueCode.CLOUD_ENV_MISSING,
         "no Codex Cloud environment id, and the account has no environments to choose from",
         "create an environment in Codex Cloud, then set cloud.envId",
     )
@@ -250,24 +242,22 @@ def _headers(credentials: Credentials | None) -> dict[str, str]:
 
 
 def _get(url: str, credentials: Credentials | None, timeout: float) -> list[EnvRow]:
-    import httpx
-
-    from .client import redact
+    import httpx  # deferred: only a launch that must choose an environment pays for it
 
     path = url.split("://", 1)[-1].split("/", 1)[-1]
     try:
         response = httpx.get(url, headers=_headers(credentials), timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as exc:
-        raise EnvironmentProblem("cloud_unavailable", f"GET /{path}: {type(exc).__name__}") from None
+        raise EnvironmentProblem(RunErrorCode.CLOUD_UNAVAILABLE, f"GET /{path}: {type(exc).__name__}") from None
     if response.status_code >= 400:
         body = redact(response.text[:200].strip(), [credentials.token if credentials else None])
         raise EnvironmentProblem(
-            "cloud_unavailable", f"GET /{path} failed: HTTP {response.status_code}" + (f": {body}" if body else "")
+            RunErrorCode.CLOUD_UNAVAILABLE, f"GET /{path} failed: HTTP {response.status_code}" + (f": {body}" if body else "")
         )
     try:
         return parse_rows(response.json())
     except ValueError as exc:
-        raise EnvironmentProblem("cloud_protocol", f"GET /{path}: {exc}") from None
+        raise EnvironmentProblem(RunErrorCode.CLOUD_PROTOCOL, f"GET /{path}: {exc}") from None
 
 
 def list_environments(
@@ -330,7 +320,7 @@ def resolve(
         if wanted:
             return EnvChoice(wanted, None, CONFIGURED, f"{wanted!r} as configured (not verified: {error})")
         raise EnvironmentProblem(
-            "cloud_env_missing",
+            IssueCode.CLOUD_ENV_MISSING,
             f"no Codex Cloud environment id, and none could be detected ({error})",
             "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
         )

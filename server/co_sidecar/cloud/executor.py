@@ -14,14 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..config import CloudConfig
+from ..errors import IssueCode, RunErrorCode
 from ..execution import Outcome, RunContext
 from ..manifest import CloudAttempt, CloudError, CloudInfo, StartingDiffInfo, utc_now
 from ..protocol import Issue, RunState
+from .auth import load_credentials
 from .client import (
-    CLOUD_PREFLIGHT,
-    CLOUD_TASK_FAILED,
-    CLOUD_TIMEOUT,
     AttemptInfo,
     CloudClient,
     CloudClientError,
@@ -29,25 +27,11 @@ from .client import (
     TaskSnapshot,
     is_terminal,
 )
+from .factory import make_client
 from .hub import HubFollower, PollHub
 from .poller import Poller, PollPolicy, PollResult, Sleep, event_sleep
-from .preflight import cloud_preflight, cloud_reachability, workspace_branch
+from .preflight import workspace_branch
 from .starting_diff import StartingDiff, StartingDiffError, make_starting_diff
-
-__all__ = ["CloudExecutor", "cloud_preflight", "cloud_reachability", "make_client"]
-
-
-def make_client(
-    cloud: CloudConfig, environ: Mapping[str, str] | None = None, cwd: str | None = None
-) -> CloudClient:
-    """The adapter chosen by `cloud.adapter` (imported lazily: httpx only when needed)."""
-    if cloud.adapter == "cli":
-        from .cli_adapter import CliCloudClient
-
-        return CliCloudClient.from_config(cloud, environ, cwd)
-    from .http import HttpCloudClient
-
-    return HttpCloudClient.from_config(cloud, environ)
 
 
 def _private_cwd(ctx: RunContext) -> str | None:
@@ -65,7 +49,6 @@ def _private_cwd(ctx: RunContext) -> str | None:
 PERSIST_EVERY_S = 30.0
 # Polls in a row with no readable status before the run says so (runUpdates, manifest).
 UNREADABLE_AFTER = 3
-STATUS_UNREADABLE = "cloud_status_unreadable"
 
 
 def _safe_to_recreate(error: CloudClientError) -> bool:
@@ -102,7 +85,7 @@ class CloudExecutor:
         info = self._info(ctx)
         env_id = info.env_id or cloud.env_id
         if not env_id:
-            return self._fail(ctx, CLOUD_PREFLIGHT, "no Codex Cloud environment id (cloud.envId)")
+            return self._fail(ctx, RunErrorCode.CLOUD_PREFLIGHT, "no Codex Cloud environment id (cloud.envId)")
         info.env_id = env_id
         info.branch = info.branch or cloud.branch
         info.attempts = info.attempts or 1
@@ -116,7 +99,7 @@ class CloudExecutor:
             try:
                 made = await asyncio.to_thread(self._starting_diff, ctx, info.branch)
             except StartingDiffError as exc:
-                return self._fail(ctx, CLOUD_PREFLIGHT, exc.message)
+                return self._fail(ctx, RunErrorCode.CLOUD_PREFLIGHT, exc.message)
             starting = self._record_starting_diff(ctx, made, info.branch)
         client = self._client or make_client(cloud, self._environ, _private_cwd(ctx))
         info.adapter = client.adapter
@@ -150,7 +133,7 @@ class CloudExecutor:
         info = self._info(ctx)
         if not info.task_id:
             return self._fail(
-                ctx, CLOUD_PREFLIGHT, "cannot resume: the manifest has no cloud task id"
+                ctx, RunErrorCode.CLOUD_PREFLIGHT, "cannot resume: the manifest has no cloud task id"
             )
         client = self._client or make_client(ctx.config.cloud, self._environ, _private_cwd(ctx))
         info.adapter = info.adapter or client.adapter
@@ -166,8 +149,6 @@ class CloudExecutor:
     # -- helpers -----------------------------------------------------------------------
     def _starting_diff(self, ctx: RunContext, branch: str) -> StartingDiff | None:
         """The user's local changes against origin/<branch> (startFromLocalChanges); blocking."""
-        from .auth import load_credentials
-
         cloud = ctx.config.cloud
         creds = load_credentials(self._environ)
         return make_starting_diff(
@@ -220,7 +201,7 @@ class CloudExecutor:
 
     @staticmethod
     def _record_error(
-        ctx: RunContext, code: str, message: str, http_status: int | None = None
+        ctx: RunContext, code: RunErrorCode, message: str, http_status: int | None = None
     ) -> None:
         info = ctx.manifest.cloud
         if info is not None:
@@ -229,7 +210,7 @@ class CloudExecutor:
             )
 
     def _fail(
-        self, ctx: RunContext, code: str, message: str, http_status: int | None = None
+        self, ctx: RunContext, code: RunErrorCode, message: str, http_status: int | None = None
     ) -> Outcome:
         self._record_error(ctx, code, message, http_status)
         return Outcome(RunState.FAILED, message, code)
@@ -247,8 +228,8 @@ class CloudExecutor:
             return Outcome(RunState.CANCELLED, f"cancelled while {doing}")
         if result.kind == "timed_out":
             message = f"timed out after {ctx.config.cloud.poll.timeout_seconds:g}s while {doing}"
-            self._record_error(ctx, CLOUD_TIMEOUT, message)
-            return Outcome(RunState.TIMED_OUT, message, CLOUD_TIMEOUT)
+            self._record_error(ctx, RunErrorCode.CLOUD_TIMEOUT, message)
+            return Outcome(RunState.TIMED_OUT, message, RunErrorCode.CLOUD_TIMEOUT)
         err = result.error
         assert err is not None
         return self._fail(ctx, err.category, f"{doing} failed: {err.message}", err.http_status)
@@ -274,10 +255,10 @@ class CloudExecutor:
                     "service's answer has neither task_status_display nor a turn_status; still "
                     f"polling until cloud.poll.timeoutSeconds (poll {info.poll_count})"
                 )
-                if not any(w.code == STATUS_UNREADABLE for w in info.warnings):
+                if not any(w.code == IssueCode.CLOUD_STATUS_UNREADABLE for w in info.warnings):
                     info.warnings.append(
                         Issue(
-                            code=STATUS_UNREADABLE,
+                            code=IssueCode.CLOUD_STATUS_UNREADABLE,
                             message="the task's status could not be read from any field for "
                             f"{UNREADABLE_AFTER} polls in a row",
                             fix="open the task URL to see its state; cancel the run if it is done",
@@ -286,16 +267,11 @@ class CloudExecutor:
         # An unchanged poll is only a heartbeat: notify, but write the manifest (an fsync'd
         # atomic write, most of a poll's cost) only on a change or every PERSIST_EVERY_S.
         now = time.monotonic()
-        emit = getattr(ctx, "emit", None)
         unchanged = before == (
             info.status, info.task_url, info.attempt_status, info.status_unreadable_polls
         )
-        if (
-            unchanged
-            and emit is not None
-            and now - self._persisted.get(ctx.run_id, 0.0) < PERSIST_EVERY_S
-        ):
-            emit(message)
+        if unchanged and now - self._persisted.get(ctx.run_id, 0.0) < PERSIST_EVERY_S:
+            ctx.emit(message)
             return
         self._persisted[ctx.run_id] = now
         ctx.save(message)
@@ -303,11 +279,7 @@ class CloudExecutor:
     @staticmethod
     def _hub(ctx: RunContext, client: CloudClient) -> PollHub | None:
         """The adapter's shared list poller, when `cloud.poll.shared` and the adapter has one."""
-        if not ctx.config.cloud.poll.shared:
-            return None
-        make = getattr(client, "poll_hub", None)
-        hub = make() if callable(make) else None
-        return hub if isinstance(hub, PollHub) else None
+        return client.poll_hub() if ctx.config.cloud.poll.shared else None
 
     async def _remote_cancel(self, client: CloudClient, task_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -394,7 +366,7 @@ class CloudExecutor:
             or snap.error_message
             or f"status {snap.status}"
         )
-        return self._fail(ctx, CLOUD_TASK_FAILED, f"cloud task failed: {reason}")
+        return self._fail(ctx, RunErrorCode.CLOUD_TASK_FAILED, f"cloud task failed: {reason}")
 
     async def _fetch_diffs(
         self, ctx: RunContext, client: CloudClient, poller: Poller, snap: TaskSnapshot

@@ -2,7 +2,8 @@
 
 Paths: `{base}/wham/tasks...` when the base URL is a ChatGPT backend base
 (contains `/backend-api`), else `{base}/api/codex/tasks...`. One pooled
-`httpx.AsyncClient` per base URL, shared by all runs, closed by `aclose_all()`.
+`httpx.AsyncClient` per base URL, shared by all runs, closed by `aclose_all()` (a
+shutdown hook, registered when the first pooled client opens).
 The bearer token only ever lives in request headers: error messages carry the
 method, path, status and a redacted body excerpt.
 """
@@ -20,6 +21,7 @@ import httpx
 
 from .. import __version__
 from ..config import CloudConfig
+from ..shutdown import on_shutdown
 from .auth import Credentials, is_loopback, load_credentials
 from .client import (
     AttemptInfo,
@@ -94,6 +96,7 @@ def pooled_client(base: str) -> httpx.AsyncClient:
         follow_redirects=False,
     )
     _POOL[key] = (loop, client)
+    on_shutdown(aclose_all)  # the pool is ours to close: the server's shutdown runs this
     return client
 
 
@@ -536,6 +539,7 @@ class HttpCloudClient:
             return cached[1]
         hub = PollHub(self)
         _HUBS[key] = (loop, hub)
+        on_shutdown(aclose_all)
         return hub
 
     async def cancel(self, task_id: str) -> bool:

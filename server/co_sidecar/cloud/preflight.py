@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..codex_cli import login_status
 from ..config import CloudConfig, Config
+from ..errors import IssueCode, RunErrorCode
+from ..gitcmd import git_output
+from ..guard import cloud_disabled_issue
 from ..protocol import CloudEnv, Issue
+from . import environments as envs
 from .auth import is_loopback, load_credentials
-
-CLOUD_ENV_MISSING = "cloud_env_missing"
-CLOUD_CREDENTIALS_MISSING = "cloud_credentials_missing"
-CLOUD_CLI_MISSING = "cloud_cli_missing"
-CLOUD_BRANCH_MISSING = "cloud_branch_missing"
-CLOUD_BRANCH_UNPUSHED = "cloud_branch_unpushed"  # a warning: the run still starts
-CLOUD_AUTH = "cloud_auth"  # also a run error code (cloud/client.py): the same meaning
+from .client import CloudClientError
+from .factory import make_client
 
 
 def _cloud(config: Config | CloudConfig) -> CloudConfig:
@@ -32,52 +31,24 @@ def _cloud(config: Config | CloudConfig) -> CloudConfig:
 
 def branch_on_origin(workspace: Path, branch: str) -> bool | None:
     """Whether refs/remotes/origin/<branch> exists locally (no network); None when unknown."""
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"],
-            cwd=workspace,
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return True
-        # Not a repository, or no origin remote at all: not this check's business.
-        remote = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "remote", "get-url", "origin"],
-            cwd=workspace,
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        return False if remote.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _git(workspace: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", *args], cwd=workspace, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = proc.stdout.strip()
-    return out if proc.returncode == 0 and out else None
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], workspace):
+        return True
+    # Not a repository, or no origin remote at all: not this check's business.
+    return False if git_output(["remote", "get-url", "origin"], workspace) else None
 
 
 def workspace_branch(workspace: Path) -> str:
     """The branch a cloud task starts from when none is configured, resolved in the workspace
     as `codex cloud exec` resolves it in its working directory: the current branch, else the
     default branch (origin's HEAD, else a local main or master), else "main"."""
-    current = _git(workspace, "symbolic-ref", "--quiet", "--short", "HEAD")
+    current = git_output(["symbolic-ref", "--quiet", "--short", "HEAD"], workspace)
     if current:
         return current
-    remote_head = _git(workspace, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    remote_head = git_output(["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], workspace)
     if remote_head and "/" in remote_head:
         return remote_head.split("/", 1)[1]
     for name in ("main", "master"):
-        if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"):
+        if git_output(["rev-parse", "--verify", "--quiet", f"refs/heads/{name}"], workspace):
             return name
     return "main"
 
@@ -85,22 +56,20 @@ def workspace_branch(workspace: Path) -> str:
 def cli_sign_in_issue(command: list[str], environ: Mapping[str, str] | None) -> Issue | None:
     """`codex login status` (cached for codex_cli.LOGIN_CACHE_S): `codex cloud` needs a
     ChatGPT sign-in. None when signed in, or when the CLI's answer tells nothing."""
-    from ..codex_cli import login_status
-
     status = login_status(command, environ)
     detail = status.detail.strip()
     low = detail.lower()
     fix = "run `codex login` and sign in with ChatGPT (codex cloud does not take an API key)"
     if "api key" in low:
         return Issue(
-            code=CLOUD_AUTH,
+            code=IssueCode.CLOUD_AUTH,
             message=f"the Codex CLI is signed in with an API key ({detail}); codex cloud "
             "needs a ChatGPT sign-in",
             fix=fix,
         )
     if status.signed_in is False or ("codex_home" in low and "does not exist" in low):
         return Issue(
-            code=CLOUD_AUTH,
+            code=IssueCode.CLOUD_AUTH,
             message=f"the Codex CLI is not signed in (`codex login status`: {detail})",
             fix=fix,
         )
@@ -120,11 +89,11 @@ class CloudCheck:
 
 def unpushed_commits(workspace: Path, branch: str) -> int | None:
     """Commits on the local `branch` that origin/<branch> lacks; None when unknown."""
-    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}") is None:
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], workspace) is None:
         return None
-    if _git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") is None:
+    if git_output(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], workspace) is None:
         return None
-    count = _git(workspace, "rev-list", "--count", f"refs/remotes/origin/{branch}..refs/heads/{branch}")
+    count = git_output(["rev-list", "--count", f"refs/remotes/origin/{branch}..refs/heads/{branch}"], workspace)
     return int(count) if count and count.isdigit() else None
 
 
@@ -132,8 +101,6 @@ def _choose_env(
     cloud: CloudConfig, workspace: Path | None, requested: str | None, environ: Mapping[str, str] | None
 ) -> CloudEnv | Issue:
     """The environment, or the issue that stops the run (network: cached, see environments)."""
-    from . import environments as envs
-
     if cloud.adapter == "cli" and requested:
         # `codex cloud exec --env` resolves an id or a label itself, as it always does.
         return CloudEnv(
@@ -146,7 +113,7 @@ def _choose_env(
         if requested:
             return CloudEnv(id=requested, source="configured", reason=f"{requested!r} as configured (not verified: no credentials)")
         return Issue(
-            code=CLOUD_ENV_MISSING,
+            code=IssueCode.CLOUD_ENV_MISSING,
             message="no Codex Cloud environment id",
             fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
         )
@@ -169,8 +136,6 @@ def cloud_check(
     would use. Local checks, plus the environment lists (cached) when they are needed."""
     cloud = _cloud(config)
     if not cloud.enabled:
-        from ..router import cloud_disabled_issue  # the router answers the guard the same way
-
         return CloudCheck(issues=[cloud_disabled_issue()])
     check = CloudCheck()
     adapter_issues: list[Issue] = []
@@ -181,7 +146,7 @@ def cloud_check(
             signed_in = False
             adapter_issues.append(
                 Issue(
-                    code=CLOUD_CLI_MISSING,
+                    code=IssueCode.CLOUD_CLI_MISSING,
                     message=f"`{command[0]}` not found on PATH (cloud.adapter = cli)",
                     fix="install the Codex CLI, set cloud.codexCommand, or use cloud.adapter = http",
                 )
@@ -194,7 +159,7 @@ def cloud_check(
     elif load_credentials(environ) is None and not is_loopback(cloud.base_url):
         adapter_issues.append(
             Issue(
-                code=CLOUD_CREDENTIALS_MISSING,
+                code=IssueCode.CLOUD_CREDENTIALS_MISSING,
                 message="no Codex Cloud credentials (CODEX_CLOUD_TOKEN or $CODEX_HOME/auth.json)",
                 fix="run `codex login`, or set CODEX_CLOUD_TOKEN and CODEX_CLOUD_ACCOUNT_ID",
             )
@@ -209,7 +174,7 @@ def cloud_check(
     else:
         check.issues.append(
             Issue(
-                code=CLOUD_ENV_MISSING,
+                code=IssueCode.CLOUD_ENV_MISSING,
                 message="no Codex Cloud environment id",
                 fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
             )
@@ -223,7 +188,7 @@ def cloud_check(
     if check.branch and workspace is not None and branch_on_origin(workspace, check.branch) is False:
         check.issues.append(
             Issue(
-                code=CLOUD_BRANCH_MISSING,
+                code=IssueCode.CLOUD_BRANCH_MISSING,
                 message=f"branch {check.branch!r} is not on origin (no refs/remotes/origin/{check.branch})",
                 fix=f"push it: git push -u origin {check.branch} (or git fetch origin if it was pushed elsewhere)",
             )
@@ -233,7 +198,7 @@ def cloud_check(
         if ahead:
             check.warnings.append(
                 Issue(
-                    code=CLOUD_BRANCH_UNPUSHED,
+                    code=IssueCode.CLOUD_BRANCH_UNPUSHED,
                     message=f"{ahead} commit{'s' if ahead != 1 else ''} on {check.branch} "
                     f"{'are' if ahead != 1 else 'is'} not on origin: the cloud task starts from "
                     f"origin/{check.branch} and will not see {'them' if ahead != 1 else 'it'}",
@@ -243,23 +208,10 @@ def cloud_check(
     return check
 
 
-def cloud_preflight(
-    config: Config | CloudConfig,
-    workspace: Path | None,
-    env_id: str | None = None,
-    branch: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> list[Issue]:
-    """Problems that would stop a cloud run (see `cloud_check`)."""
-    return cloud_check(config, workspace, env_id, branch, environ).issues
-
-
 async def cloud_reachability(
     config: Config | CloudConfig, environ: Mapping[str, str] | None = None, timeout: float = 10.0
 ) -> Issue | None:
     """A cheap list call (limit 1) for doctor; None when the service answered."""
-    from .executor import make_client  # deferred: pulls in httpx
-
     cloud = _cloud(config)
     client = make_client(cloud, environ)
     try:
@@ -268,12 +220,14 @@ async def cloud_reachability(
         )
     except TimeoutError:
         return Issue(
-            code="cloud_unavailable", message=f"Codex Cloud did not answer within {timeout:g}s"
+            code=RunErrorCode.CLOUD_UNAVAILABLE,
+            message=f"Codex Cloud did not answer within {timeout:g}s",
         )
+    except CloudClientError as exc:
+        return Issue(code=exc.category, message=f"Codex Cloud not reachable: {exc.message}")
     except Exception as exc:  # any failure is a doctor finding, never a crash
-        code = getattr(exc, "category", "cloud_unavailable")
         return Issue(
-            code=str(code), message=f"Codex Cloud not reachable: {getattr(exc, 'message', exc)}"
+            code=RunErrorCode.CLOUD_UNAVAILABLE, message=f"Codex Cloud not reachable: {exc}"
         )
     finally:
         await client.aclose()

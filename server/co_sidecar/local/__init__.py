@@ -10,14 +10,8 @@ from .agent import (
     plan_agent,
 )
 from .executor import LocalExecutor
-from .scratch import (
-    Scratch,
-    capture_patch,
-    create_scratch,
-    remove_scratch,
-    scratch_root,
-    sweep_scratch,
-)
+from .pool import capture_patch, sweep_scratch
+from .scratch import Scratch, create_scratch, remove_scratch, scratch_root
 
 __all__ = [
     "AGENT_ENV_ALLOW",

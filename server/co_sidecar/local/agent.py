@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..codex_cli import ExecForm, cli_version, exec_form
 from ..config import CodexLocalConfig, Config, LocalConfig
-from ..errors import PreflightFailed, WorkspaceError
+from ..errors import IssueCode, PreflightFailed, RunErrorCode, WorkspaceError
 from ..protocol import Issue
 from .processes import MAX_ARG_BYTES
 from .scratch import NO_COMMITS, has_commit, repo_toplevel
@@ -106,7 +106,7 @@ class AgentPlan:
             f"the prompt is {size} bytes and one argument holds at most {MAX_ARG_BYTES - 1} "
             f"(E2BIG): put {PROMPT_FILE_PLACEHOLDER} in local.agentCommand instead of "
             f"{PROMPT_PLACEHOLDER}, or read the file named by $CO_PROMPT_FILE",
-            category="local_prompt_too_large",
+            category=RunErrorCode.LOCAL_PROMPT_TOO_LARGE,
         )
 
 
@@ -130,7 +130,7 @@ def plan_agent(local: LocalConfig, environ: Mapping[str, str] | None = None) -> 
     if configured is None:
         found = cli_version("codex", environ)
         if found is None:
-            raise PreflightFailed(AGENT_MISSING, category="local_agent_missing")
+            raise PreflightFailed(AGENT_MISSING, category=RunErrorCode.LOCAL_AGENT_MISSING)
         form = exec_form(found.version)
         template = codex_exec_argv(local.codex, form)
         auto: AgentOutput = "codex-json" if form.json_flag else "text"
@@ -138,7 +138,7 @@ def plan_agent(local: LocalConfig, environ: Mapping[str, str] | None = None) -> 
     elif not configured or not configured[0]:
         raise PreflightFailed(
             '`local.agentCommand` is empty: give the agent\'s argv, e.g. ["my-agent", "{prompt}"]',
-            category="local_agent_missing",
+            category=RunErrorCode.LOCAL_AGENT_MISSING,
         )
     else:
         template = list(configured)
@@ -199,7 +199,7 @@ def local_preflight(config: Config, workspace: Path) -> list[Issue]:
     issues: list[Issue] = []
     if shutil.which("git") is None:
         issues.append(
-            Issue(code="local_git_missing", message="git not found on PATH", fix="install git")
+            Issue(code=IssueCode.LOCAL_GIT_MISSING, message="git not found on PATH", fix="install git")
         )
     else:
         try:
@@ -207,7 +207,7 @@ def local_preflight(config: Config, workspace: Path) -> list[Issue]:
             if not has_commit(top):
                 issues.append(
                     Issue(
-                        code="local_no_commits",
+                        code=IssueCode.LOCAL_NO_COMMITS,
                         message=NO_COMMITS,
                         fix="git commit --allow-empty -m init",
                     )
@@ -220,13 +220,13 @@ def local_preflight(config: Config, workspace: Path) -> list[Issue]:
         argv = plan_agent(config.local).template
     except PreflightFailed as exc:
         issues.append(
-            Issue(code="local_agent_missing", message=exc.message, fix="set local.agentCommand")
+            Issue(code=IssueCode.LOCAL_AGENT_MISSING, message=exc.message, fix="set local.agentCommand")
         )
     else:
         if find_executable(argv[0], workspace) is None:
             issues.append(
                 Issue(
-                    code="local_agent_missing",
+                    code=IssueCode.LOCAL_AGENT_MISSING,
                     message=f"agent command not found or not executable: {argv[0]}",
                     fix="fix local.agentCommand or put the program on PATH",
                 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..manifest import CodexRunInfo, TokenUsage
-from ..protocol import AgentEvent, FileChange
+from ..protocol import AgentEvent, AgentFileChange
 
 MAX_MESSAGE_CHARS = 500
 MAX_WARNINGS = 20
@@ -185,7 +185,7 @@ class CodexEventReader:
     def _file_change(self, event: AgentEvent, item: dict[str, Any], completed: bool) -> Step:
         changes = [c for c in item.get("changes") or [] if isinstance(c, dict)]
         event.files = [
-            FileChange(path=self._relative(_str(c.get("path")) or "?"), kind=_str(c.get("kind")) or "?")
+            AgentFileChange(path=self._relative(_str(c.get("path")) or "?"), kind=_str(c.get("kind")) or "?")
             for c in changes
         ]
         paths = [f.path for f in event.files]

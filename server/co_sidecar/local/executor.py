@@ -11,16 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CoError
+from ..errors import CoError, RunErrorCode, local_error_code
 from ..execution import Outcome, RunContext
 from ..manifest import utc_now
 from ..protocol import RunState
 from ..redact import redact
+from ..shutdown import on_shutdown
+from ..waits import Ended, wait_unless
 from . import processes
 from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
 from .codex_events import CodexEventReader
-from .pool import Lease, acquire
-from .scratch import Scratch, capture_patch
+from .pool import Lease, acquire, capture_patch
+from .scratch import Scratch
 
 CHUNK_BYTES = 64 * 1024
 # A "line" longer than this is emitted in pieces, so a newline-free flood can't grow memory.
@@ -180,18 +182,20 @@ async def feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
 
 
 _RELEASES: set[asyncio.Task[None]] = set()
+RELEASE_WAIT_S = 10.0
 
 
 def release_later(lease: Lease) -> None:
     task = asyncio.get_running_loop().create_task(asyncio.to_thread(lease.release))
     _RELEASES.add(task)
     task.add_done_callback(_RELEASES.discard)
+    on_shutdown(wait_for_releases)
 
 
-async def wait_for_releases(timeout: float) -> None:
+async def wait_for_releases() -> None:
     """At shutdown: let slots being reset finish, so none is left marked as running."""
     if _RELEASES:
-        await asyncio.wait(set(_RELEASES), timeout=timeout)
+        await asyncio.wait(set(_RELEASES), timeout=RELEASE_WAIT_S)
 
 
 def last_lines(text: str, n: int = FAILURE_TAIL_LINES) -> str:
@@ -244,8 +248,7 @@ class LocalExecutor:
                 argv[0] = str(Path(ctx.workspace) / argv[0])
             return await self._run(ctx, argv, scratch, plan, call)
         except CoError as exc:
-            code = exc.category if exc.category.startswith("local_") else f"local_{exc.category}"
-            return Outcome(RunState.FAILED, exc.message, code)
+            return Outcome(RunState.FAILED, exc.message, local_error_code(exc.category))
         finally:
             info.finished_at = utc_now()
             info.duration_ms = int((time.monotonic() - started) * 1000)
@@ -317,32 +320,24 @@ class LocalExecutor:
                 pump(proc.stderr, lambda line: ctx.output("stderr", line), tails["stderr"])
             ),
         ]
-        exited = asyncio.create_task(leader_exit(proc))
-        cancelled = asyncio.create_task(ctx.cancel_event.wait())
         outcome: Outcome | None = None
         try:
-            await asyncio.wait(
-                {exited, cancelled},
-                timeout=cfg.timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if cancelled.done() and not exited.done():
+            ended = await wait_unless(leader_exit(proc), ctx.cancel_event, cfg.timeout_seconds)
+            if ended is Ended.CANCELLED:
                 await stop(agent, grace=0)
                 outcome = Outcome(RunState.CANCELLED, "cancelled: agent stopped")
-            elif not exited.done():
+            elif ended is Ended.TIMED_OUT:
                 await stop(agent, grace=TERM_GRACE_SECONDS)
                 outcome = Outcome(
                     RunState.TIMED_OUT,
                     f"agent timed out after {cfg.timeout_seconds:g}s and was stopped",
-                    "local_timeout",
+                    RunErrorCode.LOCAL_TIMEOUT,
                 )
             elif not agent.launched:
                 # Leader is done; don't let background children outlive the run (the launcher
                 # has ended them already when there is one).
                 kill_group(agent)
         finally:
-            cancelled.cancel()
-            exited.cancel()
             if feeder is not None:
                 feeder.cancel()
             if proc.returncode is None:  # our own task was cancelled or raised
@@ -369,7 +364,7 @@ class LocalExecutor:
         code = proc.returncode
         if codex is not None and codex.failure is not None:
             # Codex's own words (turn.failed or a top-level error), not its stderr banner.
-            return Outcome(RunState.FAILED, f"codex: {codex.failure}", "local_agent_failed")
+            return Outcome(RunState.FAILED, f"codex: {codex.failure}", RunErrorCode.LOCAL_AGENT_FAILED)
         if code != 0:
             tail = last_lines(info.stderr_tail) or last_lines(info.stdout_tail)
             if code is not None and code < 0:
@@ -377,7 +372,7 @@ class LocalExecutor:
             else:
                 what = f"agent exited with code {code}"
             return Outcome(
-                RunState.FAILED, f"{what}: {tail}" if tail else what, "local_agent_failed"
+                RunState.FAILED, f"{what}: {tail}" if tail else what, RunErrorCode.LOCAL_AGENT_FAILED
             )
 
         patch = await asyncio.to_thread(capture_patch, scratch, ctx.config.diff.hard_max_patch_bytes)

@@ -36,21 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import WorkspaceError
+from ..errors import RunErrorCode, WorkspaceError
+from ..gitcmd import git_env, run_git
 from .scratch import (
     BASE_COMMIT,
     DIFF_FLAGS,
     NO_COMMITS,
+    SLOT_MARK,
     Scratch,
     _force_writable,
     _private_dir,
     _text,
+    capture_worktree_patch,
     git,
-    git_env,
     has_commit,
     read_capped,
     repo_toplevel,
     scratch_root,
+    sweep_worktrees,
     workspace_key,
 )
 
@@ -66,7 +69,6 @@ SWITCH_MAX_PATHS = 2000
 # How long a launch waits for a slot whose previous run is being cleaned up, before making one.
 CLEANING_WAIT_S = 30.0
 BASE_MESSAGE = "co-sidecar base: HEAD + uncommitted changes"
-SLOT_MARK = "co-sidecar-scratch-slot"
 
 # Every sidecar git call on a slot: nothing from the slot's work tree, the user's global or
 # system config, or a hooks directory may run code or change what is read.
@@ -103,11 +105,9 @@ def sealed_env(gitdir: Path, work: Path) -> dict[str, str]:
 
 def _run(argv: Sequence[str], cwd: Path, env: dict[str, str], input: bytes | None = None) -> bytes:
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            list(argv), cwd=cwd, env=env, input=input, capture_output=True, check=False
-        )
+        done = run_git(list(argv)[1:], cwd, env=env, input=input, timeout=None, git=argv[0])
     except FileNotFoundError as exc:
-        raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+        raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip()
         raise WorkspaceError(f"git {_verb(argv)} failed ({done.returncode}): {err}")
@@ -150,7 +150,7 @@ class RepoInfo:
             ).decode("utf-8", "surrogateescape")
         except WorkspaceError:
             if not has_commit(toplevel):
-                raise WorkspaceError(NO_COMMITS, category="local_no_commits") from None
+                raise WorkspaceError(NO_COMMITS, category=RunErrorCode.LOCAL_NO_COMMITS) from None
             raise
         prefix, objects, index, shallow, exclude_file, fmt, head = out.split("\n")[:7]
         carried: list[str] = []
@@ -593,6 +593,30 @@ def _switch(slot: Slot, run: Any, old: str, new: str) -> None:
     if wanted:
         stdin = "".join(p + "\0" for p in wanted).encode()
         run(["checkout-index", "-f", "-u", "-z", "--stdin"], input=stdin)
+
+
+def capture_patch(scratch: Scratch, limit: int | None = None) -> bytes:
+    """The agent's change as a binary-safe git patch, relative to the user's workspace;
+    PatchTooLarge once it passes `limit` bytes (diff.hardMaxPatchBytes)."""
+    if scratch.gitdir is not None:
+        return capture(scratch, limit)
+    return capture_worktree_patch(scratch, limit)
+
+
+def sweep_scratch(
+    workspace: Path,
+    active: Collection[str] = (),
+    known: Collection[str] | None = None,
+    unknown_grace_seconds: float = 86_400.0,
+) -> list[Path]:
+    """At start-up: this workspace's leftover worktree scratches (`scratch.sweep_worktrees`) and
+    its pool slots whose run never released them; return what was removed."""
+    removed = sweep_worktrees(workspace, active, known, unknown_grace_seconds)
+    try:
+        toplevel = repo_toplevel(workspace)
+    except WorkspaceError:
+        return removed
+    return removed + sweep(toplevel)
 
 
 def capture(scratch: Scratch, limit: int | None = None) -> bytes:

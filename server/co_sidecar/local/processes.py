@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunErrorCode
 from ._launcher import descendants
 
 LAUNCHER = Path(__file__).with_name("_launcher.py")
@@ -44,7 +45,7 @@ class Agent:
 class SpawnError(Exception):
     """The agent could not be started: `code` is the run error code, the message the cause."""
 
-    def __init__(self, message: str, code: str):
+    def __init__(self, message: str, code: RunErrorCode):
         super().__init__(message)
         self.message = message
         self.code = code
@@ -56,14 +57,14 @@ def spawn_error(program: str, exc: OSError) -> SpawnError:
     name = errno.errorcode.get(num, str(num))
     text = f"cannot start agent {program}: {exc.strerror or exc} ({name})"
     if num in (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR):
-        return SpawnError(text, "local_agent_missing")
+        return SpawnError(text, RunErrorCode.LOCAL_AGENT_MISSING)
     if num == errno.E2BIG:
         return SpawnError(
             f"{text}: its arguments or environment are too large for the system (one argument "
             f"holds at most {MAX_ARG_BYTES} bytes); put {{promptFile}} in local.agentCommand",
-            "local_prompt_too_large",
+            RunErrorCode.LOCAL_PROMPT_TOO_LARGE,
         )
-    return SpawnError(text, "local_spawn_failed")  # EMFILE, ENOMEM, EAGAIN...
+    return SpawnError(text, RunErrorCode.LOCAL_SPAWN_FAILED)  # EMFILE, ENOMEM, EAGAIN...
 
 
 async def spawn(
@@ -106,7 +107,7 @@ async def spawn(
     if word == "error":
         num, _, text = rest.partition(" ")
         raise spawn_error(argv[0], OSError(int(num), text))
-    raise SpawnError(f"cannot start agent {argv[0]}: the launcher exited with {proc.returncode}", "local_spawn_failed")
+    raise SpawnError(f"cannot start agent {argv[0]}: the launcher exited with {proc.returncode}", RunErrorCode.LOCAL_SPAWN_FAILED)
 
 
 def _read_status(fd: int) -> str:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkspaceError
+from ..errors import WORKSPACE_ERROR, CoError, RunErrorCode, WorkspaceError
+from ..gitcmd import git_env, run_git
 
 NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
 
@@ -54,26 +55,15 @@ DIFF_FLAGS = [
 ]  # fmt: skip
 
 
-def git_env() -> dict[str, str]:
-    """The sidecar's environment minus GIT_* variables that would redirect git to another repo."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    # Read-only commands (diff, status) must not refresh-and-write the user's index.
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    return env
-
-
 def git(
     args: Sequence[str], cwd: Path, *, input: bytes | None = None, scratch: bool = False
 ) -> bytes:
     """Run git with an argv list, return stdout bytes; raise WorkspaceError with git's stderr."""
-    argv = [*GIT_BASE, *(SCRATCH_GIT if scratch else []), *args]
+    argv = [*GIT_BASE[1:], *(SCRATCH_GIT if scratch else []), *args]
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            argv, cwd=cwd, input=input, capture_output=True, env=git_env(), check=False
-        )
+        done = run_git(argv, cwd, input=input, timeout=None)
     except FileNotFoundError as exc:
-        raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+        raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip()
         raise WorkspaceError(f"git {args[0]} failed ({done.returncode}): {err}")
@@ -85,8 +75,9 @@ PATCH_LIMIT_SETTING = "diff.hardMaxPatchBytes"
 READ_CHUNK = 1024 * 1024
 
 
-class PatchTooLarge(WorkspaceError):
-    category = "local_patch_too_large"
+class PatchTooLarge(CoError):
+    code = WORKSPACE_ERROR
+    category = RunErrorCode.LOCAL_PATCH_TOO_LARGE
 
 
 def read_capped(argv: Sequence[str], cwd: Path, env: dict[str, str], limit: int | None) -> bytes:
@@ -98,7 +89,7 @@ def read_capped(argv: Sequence[str], cwd: Path, env: dict[str, str], limit: int 
                 list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
             )
         except FileNotFoundError as exc:
-            raise WorkspaceError("git not found on PATH", category="local_git_missing") from exc
+            raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
         assert proc.stdout is not None
         chunks: list[bytes] = []
         size = 0
@@ -137,11 +128,11 @@ def repo_toplevel(workspace: Path) -> Path:
     try:
         return Path(_text(git(["rev-parse", "--show-toplevel"], workspace)))
     except WorkspaceError as exc:
-        if exc.category == "local_git_missing":
+        if exc.category == RunErrorCode.LOCAL_GIT_MISSING:
             raise
         raise WorkspaceError(
             f"workspace is not a git repository: {workspace} (local mode needs git to make a scratch copy)",
-            category="local_not_git_repo",
+            category=RunErrorCode.LOCAL_NOT_GIT_REPO,
         ) from exc
 
 
@@ -215,7 +206,7 @@ def create_scratch(workspace: Path, run_id: str, *, exclude: Collection[Path] = 
     """Make the scratch for `run_id`. `exclude`: untracked paths not to copy (e.g. the runs root)."""
     toplevel = repo_toplevel(workspace)
     if not has_commit(toplevel):
-        raise WorkspaceError(NO_COMMITS, category="local_no_commits")
+        raise WorkspaceError(NO_COMMITS, category=RunErrorCode.LOCAL_NO_COMMITS)
     prefix = _text(git(["rev-parse", "--show-prefix"], workspace))
     parent = _private_dir(scratch_root()) / workspace_key(toplevel)
     parent.mkdir(mode=0o700, exist_ok=True)
@@ -272,13 +263,14 @@ def _carry_over(toplevel: Path, dest: Path, exclude: Sequence[Path]) -> None:
             shutil.copy2(src, target)  # copy2 keeps the mode (executable bits)
 
 
-def capture_patch(scratch: Scratch, limit: int | None = None) -> bytes:
-    """The agent's change as a binary-safe git patch, relative to the user's workspace;
-    PatchTooLarge once it passes `limit` bytes (diff.hardMaxPatchBytes)."""
-    if scratch.gitdir is not None:
-        from .pool import capture
+# The file that marks a directory as a pool slot (local/pool.py), so removal knows its kind.
+SLOT_MARK = "co-sidecar-scratch-slot"
 
-        return capture(scratch, limit)
+
+def capture_worktree_patch(scratch: Scratch, limit: int | None = None) -> bytes:
+    """A worktree scratch's change (`create_scratch`, the canary's) as a binary-safe git patch,
+    relative to the user's workspace; PatchTooLarge past `limit` bytes. Pooled scratches:
+    `pool.capture_patch`."""
     git(["add", "-A"], scratch.path, scratch=True)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
     argv = [*GIT_BASE, *SCRATCH_GIT, "diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, "--"]
@@ -297,8 +289,6 @@ def _force_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:
 
 def remove_scratch(path: Path, repo: Path | None = None) -> None:
     """Remove a scratch worktree (best effort, never raises) and prune its admin entry."""
-    from .pool import SLOT_MARK
-
     for slot in (path, path.parent):
         if (slot / SLOT_MARK).is_file() and not slot.is_symlink():
             # A kept pool slot: its own repository, nothing registered with the user's.
@@ -328,7 +318,7 @@ def remove_scratch(path: Path, repo: Path | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def sweep_scratch(
+def sweep_worktrees(
     workspace: Path,
     active: Collection[str] = (),
     known: Collection[str] | None = None,
@@ -358,6 +348,4 @@ def sweep_scratch(
                 removed.append(child)
     with contextlib.suppress(WorkspaceError), worktree_lock(toplevel):
         git(["worktree", "prune"], toplevel, scratch=True)
-    from .pool import sweep
-
-    return removed + sweep(toplevel)
+    return removed

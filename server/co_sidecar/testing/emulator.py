@@ -256,6 +256,10 @@ def _git(args: list[str], cwd: Path, timeout: float = 60) -> str:
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (hang/delay faults, timeouts) is expected here: no traceback."""
 
+    # socketserver's default backlog is 5: dozens of runs creating tasks at once would see
+    # dropped SYNs and connect timeouts that no real service behind a load balancer gives.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
