@@ -128,6 +128,7 @@ def normalize(text: str, workspace: Path) -> str:
     text = re.sub(r'"elapsedMs": \d+', '"elapsedMs": 0', text)
     text = re.sub(r"agent started: python[\d.]* \(pid \d+\)", "agent started: python3 (pid N)", text)
     text = re.sub(r'"version": "[^"]+"', '"version": "<version>"', text)
+    text = re.sub(r'"(baseHead|head)": "[0-9a-f]{40}"', r'"\1": "<commit>"', text)
     return re.sub(r"index [0-9a-f]+\.\.[0-9a-f]+", "index <blob>..<blob>", text)
 
 

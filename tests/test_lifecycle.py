@@ -12,15 +12,17 @@ from conftest import SessionFactory
 
 
 def test_terminal_states_are_finished_and_leave_nowhere() -> None:
-    assert FINISHED_STATES - {RunState.SUCCEEDED} == TERMINAL_STATES
+    # succeeded and partially_applied are finished runs that can still be applied or rejected.
+    assert FINISHED_STATES - {RunState.SUCCEEDED, RunState.PARTIALLY_APPLIED} == TERMINAL_STATES
     for state in TERMINAL_STATES:
         with pytest.raises(IllegalTransition, match=f"no transition {state.value} → running"):
             check_transition("r1", state, RunState.RUNNING)
 
 
-def test_a_succeeded_run_can_only_be_applied_or_rejected() -> None:
-    assert TRANSITIONS[RunState.SUCCEEDED] == {RunState.APPLIED, RunState.REJECTED}
-    with pytest.raises(IllegalTransition, match="allowed from succeeded: applied, rejected"):
+def test_a_succeeded_run_can_only_be_applied_in_whole_or_part_or_rejected() -> None:
+    assert TRANSITIONS[RunState.SUCCEEDED] == {RunState.APPLIED, RunState.PARTIALLY_APPLIED, RunState.REJECTED}
+    assert TRANSITIONS[RunState.PARTIALLY_APPLIED] == {RunState.APPLIED, RunState.PARTIALLY_APPLIED, RunState.REJECTED}
+    with pytest.raises(IllegalTransition, match="allowed from succeeded: applied, partially_applied, rejected"):
         check_transition("r1", RunState.SUCCEEDED, RunState.FAILED)
 
 

@@ -314,24 +314,32 @@ def test_unsaved_buffer_gets_the_edit_below_its_own_changes(repo: Path) -> None:
     assert "modified buffers" in msg and "src.txt" in msg
 
 
-def test_reject_records_rejected(repo: Path) -> None:
+def test_reject_asks_first_then_records_rejected(repo: Path) -> None:
     result = run_nvim(
         repo,
         """
         local id = T.start('mode=local add a line')
         T.wait_state(id, 'succeeded')
+        T.answer_select(2) -- Cancel
         vim.cmd('CoReject')
-        T.wait_note('rejected')
+        T.wait_note('was not rejected')
+        T.result.kept_state = T.request('co/status', { runId = id }).state
+        T.answer_select(1) -- Reject
+        vim.cmd('CoReject')
+        T.wait_note('rejected;')
         T.result.server_state = T.request('co/status', { runId = id }).state
         T.result.listed = T.request('co/list', { state = 'rejected' }).runs
         vim.cmd('CoApply')
         T.wait_note('is rejected')
         """,
     )
+    assert result["result"]["kept_state"] == "succeeded"  # answering Cancel changed nothing
     assert result["result"]["server_state"] == "rejected"
     assert [r["state"] for r in result["result"]["listed"]] == ["rejected"]
     assert any("only a succeeded run can be applied" in m for m in notes(result))
-    assert not result["prompts"]  # never asked to confirm a rejected run
+    # Asked twice (Cancel, then Reject), never asked to apply a rejected run.
+    assert [p["prompt"].startswith("co-sidecar: reject run ") for p in result["prompts"]] == [True, True]
+    assert "cannot be applied afterwards" in result["prompts"][0]["prompt"]
     assert_untouched(repo)
     manifests = list((repo / ".runs").rglob("manifest.json"))
     assert len(manifests) == 1 and json.loads(manifests[0].read_text())["state"] == "rejected"
@@ -464,32 +472,105 @@ def test_expected_conditions_are_messages_not_errors(repo: Path) -> None:
     assert result["result"]["input_prompt"] == "co-sidecar task: "  # :CoRun without a prompt asks
 
 
-def test_edit_refused_by_neovim_leaves_run_succeeded(repo: Path) -> None:
-    """Deleting a file whose buffer has unsaved changes is refused before anything changes
-    (by the server, which sees the buffer's text, or else by the plugin's own check)."""
+def test_a_conflict_opens_the_checklist_with_the_file_unticked_and_says_what_to_do(repo: Path) -> None:
+    """Unsaved edits on lines the run changes (and on a file it deletes) never reach Apply: the
+    dry run finds them, the checklist leaves them unticked with what to do, <CR> applies the
+    rest; ticking a conflicting file and applying is refused with nothing written."""
     result = run_nvim(
         repo,
         """
-        T.answer_select(1)
         vim.cmd('edit old.txt')
         vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'my unsaved work' })
+        local old_buf = vim.api.nvim_get_current_buf()
         local id = T.start('mode=local add a line')
         T.wait_state(id, 'succeeded')
         vim.cmd('CoApply')
+        T.wait_note('would not apply cleanly')
+        T.result.checklist = T.lines(0)
+        T.result.checklist_name = vim.api.nvim_buf_get_name(0)
+        -- Tick old.txt (the conflict) and try: refused, nothing written.
+        for i, line in ipairs(T.lines(0)) do
+          if line:find('old.txt', 1, true) then vim.api.nvim_win_set_cursor(0, { i, 0 }) end
+        end
+        vim.cmd('normal x')
+        T.result.ticked = T.lines(0)
+        vim.cmd.normal(vim.keycode('<CR>'))
         T.wait_note('was not applied')
+        T.result.refused_state = T.request('co/status', { runId = id }).state
+        -- Again: this time <CR> with old.txt left unticked applies the other four files.
+        vim.cmd('CoApply')
+        T.wait('the checklist again', function() return vim.api.nvim_buf_get_name(0):find('%.apply$') ~= nil end)
+        vim.cmd.normal(vim.keycode('<CR>'))
+        T.wait_note('left %(old.txt%)')
         T.result.server_state = T.request('co/status', { runId = id }).state
-        T.result.buffer = T.lines(0)
-        T.result.modified = vim.tbl_map(function(b) return vim.fn.fnamemodify(vim.api.nvim_buf_get_name(b), ':t') end,
-          vim.tbl_filter(function(b) return vim.bo[b].modified end, vim.api.nvim_list_bufs()))
+        T.result.buffer = T.lines(old_buf)
         """,
     )
-    msg = next(n for n in result["notes"] if "was not applied" in n["msg"])
-    assert "old.txt" in msg["msg"] and msg["level"] == 3
-    assert msg["msg"].count("old.txt changed since") <= 1  # the reason is not repeated
-    assert result["result"]["server_state"] == "succeeded"
-    assert result["result"]["buffer"] == ["my unsaved work"]
-    assert result["result"]["modified"] == ["old.txt"]  # nothing else was touched
-    assert_untouched(repo)
+    r = result["result"]
+    assert r["checklist_name"].endswith(".apply")
+    assert r["checklist"][0].startswith("# apply run ") and "x ticks or unticks a file" in r["checklist"][0]
+    rows = {line[4:].split()[1]: line for line in r["checklist"][1:]}
+    assert rows["src.txt"].startswith("[x] M src.txt +2 -1")
+    assert rows["old.txt"].startswith("[ ] D old.txt") and "(conflict: old.txt was edited since the run's base" in rows["old.txt"]
+    assert "save or undo your change there" in rows["old.txt"]
+    warned = next(m for m in notes(result) if "would not apply cleanly" in m)
+    assert "old.txt" in warned and "save or undo your change there" in warned
+    assert any(line.startswith("[x] D old.txt") for line in r["ticked"])
+    refused = next(n for n in result["notes"] if "was not applied" in n["msg"])
+    assert refused["level"] == 3 and "nothing was written" in refused["msg"] and "old.txt" in refused["msg"]
+    assert r["refused_state"] == "succeeded"
+    assert r["server_state"] == "partially_applied"
+    assert r["buffer"] == ["my unsaved work"] and (repo / "old.txt").read_text() == "old\n"
+    assert (repo / "created.txt").read_text() == "created by agent\n"
+    assert (repo / "src.txt").read_text() == "\n".join(AGENT_LINES) + "\n"
+    manifest = json.loads(next((repo / ".runs").rglob("manifest.json")).read_text())
+    assert manifest["apply"]["remaining"] == ["old.txt"] and "old.txt" not in manifest["appliedParts"]
+
+
+def test_choose_files_and_hunks_from_the_diff_buffer(repo: Path) -> None:
+    """Apply's "Choose files…" opens the checklist (all ticked, with +/- counts); unticking
+    takes part of the run. Then in :CoDiff, x leaves a hunk out and a applies the kept one."""
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        T.answer_select(3) -- Choose files…
+        vim.cmd('CoApply')
+        T.wait('the checklist', function() return vim.api.nvim_buf_get_name(0):find('%.apply$') ~= nil end)
+        T.result.checklist = T.lines(0)
+        for i, line in ipairs(T.lines(0)) do
+          if line:find('src.txt', 1, true) then vim.api.nvim_win_set_cursor(0, { i, 0 }) end
+        end
+        vim.cmd('normal x')
+        vim.cmd.normal(vim.keycode('<CR>'))
+        T.wait_note('left %(src.txt%)')
+        T.result.after_files = T.request('co/status', { runId = id })
+        vim.cmd('CoDiff')
+        T.wait('the diff buffer', function() return vim.bo.filetype == 'diff' end)
+        T.result.diff = T.lines(0)
+        for i, line in ipairs(T.lines(0)) do
+          if line:find('line 21', 1, true) then vim.api.nvim_win_set_cursor(0, { i, 0 }) end
+        end
+        vim.cmd('normal x') -- leave the hunk that appends line 21 out
+        T.answer_select(1)
+        T.notes = {}
+        vim.cmd('normal a')
+        T.wait_note('applied run')
+        T.result.prompt = T.prompts[#T.prompts].prompt
+        T.result.final = T.request('co/status', { runId = id })
+        """,
+    )
+    r = result["result"]
+    rows = [line for line in r["checklist"] if line.startswith("[")]
+    assert all(line.startswith("[x]") for line in rows) and len(rows) == 5
+    assert "[x] M src.txt +2 -1" in rows and "[x] R rename_me.txt → renamed.txt +0 -0" in rows
+    assert r["after_files"]["state"] == "partially_applied" and r["after_files"]["apply"]["remaining"] == ["src.txt"]
+    assert (repo / "created.txt").exists()
+    assert any(line.startswith("# x on a hunk leaves it out") for line in r["diff"])
+    assert "1 of 2 hunks" in r["prompt"]
+    assert r["final"]["appliedParts"]["src.txt"] == [1] and r["final"]["state"] == "partially_applied"
+    assert (repo / "src.txt").read_text() == SRC.replace("line 10\n", "line 10 changed by agent\n")
 
 
 def test_autostart_write_none_then_write_all(repo: Path) -> None:

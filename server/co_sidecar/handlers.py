@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
 
+from .apply_plan import ClientEditCaps
 from .config import Config, load_config
 from .diffs import OpenDocument
 from .driver import os_cause
@@ -303,7 +304,10 @@ class Handlers:
 
     async def apply(self, params: ApplyParams) -> ApplyResult:
         self.ensure_all_loaded()
-        return await self.manager.apply(params, self.open_documents(), self.client_apply)
+        # Only the edit operations the client said it takes (workspace.workspaceEdit).
+        caps = ClientEditCaps.from_lsp(self.ls.client_capabilities.workspace)
+        client_apply = self.client_apply if caps.apply_edit else None
+        return await self.manager.apply(params, self.open_documents(), client_apply, caps)
 
     def reject(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()

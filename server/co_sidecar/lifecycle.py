@@ -31,6 +31,10 @@ EDGES: tuple[tuple[RunState | None, RunState, str], ...] = (
     (S.RUNNING, S.CANCELLED, "co/cancel, $/progress cancel, shutdown"),
     (S.SUCCEEDED, S.APPLIED, "co/apply accept=true"),
     (S.SUCCEEDED, S.REJECTED, "co/reject"),
+    (S.SUCCEEDED, S.PARTIALLY_APPLIED, "co/apply of a selection, or onConflict skip"),
+    (S.PARTIALLY_APPLIED, S.PARTIALLY_APPLIED, "co/apply of more of it"),
+    (S.PARTIALLY_APPLIED, S.APPLIED, "co/apply of the rest"),
+    (S.PARTIALLY_APPLIED, S.REJECTED, "co/reject of the rest"),
 )
 
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {

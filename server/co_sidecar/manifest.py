@@ -109,6 +109,8 @@ class DiffEvidence(Model):
 
 
 class ApplyOutcome(Model):
+    """The last co/apply or co/reject of the run (dry runs are not recorded)."""
+
     strategy: ApplyStrategy | None = None
     applied: bool = False
     rejected: bool = False
@@ -117,6 +119,13 @@ class ApplyOutcome(Model):
     reason: str | None = None
     forced: bool = False
     at: str
+    # applied | partial | conflicts | refused | declined | failed (protocol.ApplyResult.outcome)
+    outcome: str | None = None
+    on_conflict: str | None = None
+    skipped_paths: list[str] = Field(default_factory=list)
+    conflict_paths: list[str] = Field(default_factory=list)
+    remaining: list[str] = Field(default_factory=list)  # files with hunks not applied yet
+    hunks: dict[str, list[int]] = Field(default_factory=dict)  # what this apply wrote: path -> hunk numbers
 
 
 class ApplyIntent(Model):
@@ -222,6 +231,9 @@ class RunManifest(Model):
     executor: ExecutorInfo = Field(default_factory=ExecutorInfo)
     diff: DiffEvidence | None = None
     apply: ApplyOutcome | None = None
+    # Every part of the diff applied so far: path -> its hunk numbers (1-based; [] for a file
+    # without hunks: binary, rename or mode only). A part listed here is never applied again.
+    applied_parts: dict[str, list[int]] = Field(default_factory=dict)
     applying: ApplyIntent | None = None
     cloud: CloudInfo | None = None
     codex: CodexRunInfo | None = None

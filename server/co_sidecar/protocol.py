@@ -44,6 +44,9 @@ class RunState(StrEnum):
     TIMED_OUT = "timed_out"
     APPLIED = "applied"
     REJECTED = "rejected"
+    # Part of the diff applied (a selection, or the clean files with onConflict: skip); the
+    # rest can be applied later (never twice) or rejected.
+    PARTIALLY_APPLIED = "partially_applied"
 
 
 # States after which the executor is done (the run may still be applied or rejected).
@@ -55,6 +58,7 @@ FINISHED_STATES = frozenset(
         RunState.TIMED_OUT,
         RunState.APPLIED,
         RunState.REJECTED,
+        RunState.PARTIALLY_APPLIED,
     }
 )
 
@@ -62,6 +66,11 @@ RequestedMode = Literal["auto", "local", "cloud"]
 Mode = Literal["local", "cloud"]
 FileStatus = Literal["added", "modified", "deleted", "renamed", "binary"]
 ApplyStrategy = Literal["client", "git"]
+OnConflict = Literal["refuse", "skip", "markers"]
+# What one apply did, for the run (ApplyResult.outcome and the manifest's apply.outcome).
+ApplyOutcomeKind = Literal["applied", "partial", "conflicts", "refused", "declined", "failed", "dry_run"]
+# What happens (dry run) or happened to one file of the selection.
+FileApplyOutcome = Literal["clean", "merged", "conflict", "skipped", "already_applied"]
 
 
 class CloudParams(Params):
@@ -133,9 +142,15 @@ class ListParams(Params):
     limit: int | None = Field(default=None, ge=1, le=10_000, description=f"default {DEFAULT_LIST_LIMIT}")
 
 
+_FILES_DOC = "only these files of the patch (new paths); none: every file not applied yet"
+_HUNKS_DOC = "path -> 1-based hunk numbers (co/diff `hunks`): only these hunks of that file"
+
+
 class DiffParams(Params):
     run_id: str = Field(min_length=1)
     attempt: int | None = Field(default=None, ge=1, le=4)
+    files: list[str] | None = Field(default=None, description=_FILES_DOC)
+    hunks: dict[str, list[int]] | None = Field(default=None, description=_HUNKS_DOC)
 
 
 class ApplyParams(Params):
@@ -153,6 +168,14 @@ class ApplyParams(Params):
         description="put back the files an interrupted apply may have changed (from their pre-images); "
         "needs no accept",
     )
+    dry_run: StrictBool = Field(default=False, description="say per file what would happen; write nothing, record nothing")
+    on_conflict: OnConflict = Field(
+        default="refuse",
+        description="refuse: apply nothing if any file conflicts; skip: apply the clean files, leave the rest; "
+        "markers: write git's conflict markers (strategy git only)",
+    )
+    files: list[str] | None = Field(default=None, description=_FILES_DOC)
+    hunks: dict[str, list[int]] | None = Field(default=None, description=_HUNKS_DOC)
 
 
 class PruneParams(Params):
@@ -227,6 +250,17 @@ class DiffBudget(Wire):
     max_bytes: int
 
 
+class HunkStat(Wire):
+    """One hunk of a file of the patch: what a selection names (`hunks: {path: [number]}`)."""
+
+    path: str
+    number: int = Field(description="1-based, in the file's order in the patch")
+    header: str = Field(description="its @@ line as in the patch")
+    additions: int = 0
+    deletions: int = 0
+    applied: bool = Field(default=False, description="applied by an earlier co/apply of this run")
+
+
 class DiffResult(Wire):
     run_id: str
     attempt: int | None = None
@@ -236,6 +270,39 @@ class DiffResult(Wire):
     conflicts: list[Conflict] = Field(default_factory=list)
     over_budget: bool = False
     budget: DiffBudget
+    hunks: list[HunkStat] = Field(default_factory=list, description="every hunk of the run's patch")
+    applied_paths: list[str] = Field(default_factory=list, description="files applied (in part) by earlier co/apply calls")
+
+
+class HunkOutcome(Wire):
+    number: int
+    line: int = Field(description="the line it starts at in the run's base")
+    outcome: Literal["clean", "conflict", "already_applied"]
+    reason: str | None = None
+
+
+class ApplyFile(Wire):
+    """One file of a co/apply: what would happen (dry run) or happened to it."""
+
+    path: str
+    old_path: str | None = None
+    status: FileStatus
+    outcome: FileApplyOutcome
+    reason: str | None = None
+    hunks: list[HunkOutcome] = Field(default_factory=list)
+    written: bool = Field(default=False, description="this apply changed it in the workspace")
+
+
+class WorkspaceDrift(Wire):
+    """How the workspace moved since the run's base."""
+
+    head_moved: bool | None = Field(default=None, description="None: cannot tell (no git, no reflog)")
+    base_head: str | None = None
+    head: str | None = None
+    commits_since: int | None = None
+    edited: list[str] = Field(default_factory=list, description="files of the patch edited since the base")
+    deleted: list[str] = Field(default_factory=list)
+    moved: dict[str, str] = Field(default_factory=dict, description="old path -> where its base content is now")
 
 
 class ApplyResult(Wire):
@@ -245,6 +312,19 @@ class ApplyResult(Wire):
     failure_reason: str | None = None
     conflicts: list[Conflict] = Field(default_factory=list)
     restored: list[str] = Field(default_factory=list, description="files put back (restore, or a failed apply)")
+    outcome: ApplyOutcomeKind | None = Field(
+        default=None,
+        description="applied: all asked, cleanly; partial: some of the run is left (skippedPaths, remaining); "
+        "conflicts: refused for conflicts, or applied with markers (onConflict markers); refused; "
+        "declined (by the client); failed (restored); dry_run",
+    )
+    dry_run: bool = False
+    files: list[ApplyFile] = Field(default_factory=list)
+    skipped_paths: list[str] = Field(default_factory=list, description="asked, not applied (conflict, capability, ...)")
+    conflict_paths: list[str] = Field(default_factory=list)
+    remaining: list[str] = Field(default_factory=list, description="files of the run with hunks not applied yet")
+    workspace: WorkspaceDrift | None = None
+    over_budget: bool = False
 
 
 class AgentFileChange(Wire):

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from . import __version__
+from . import __version__, apply_report
 from .config import parse_argv
 from .jsonrpc import plain_converter
 from .run_clock import RunClock
@@ -220,10 +220,26 @@ async def _launch_and_follow(
     result = await watch(
         client.protocol.send_request_async("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
     )
-    if result["applied"]:
-        console.print(f"[green]applied[/green] to {workspace}: {', '.join(result['paths'])}")
+    return _report_apply(result, run_id, workspace, console)
+
+
+def _report_apply(result: dict[str, Any], run_id: str, workspace: Path, console: Console) -> int:
+    """0 only when everything was applied cleanly; conflicts are named with the next step."""
+    written = [f["path"] for f in result.get("files", []) if f.get("written")] or result.get("paths", [])
+    if apply_report.clean(result):
+        console.print(f"[green]applied[/green] to {workspace}: {', '.join(written)}")
         return 0
-    console.print(f"[red]not applied: {escape(result.get('failureReason') or '')}[/red]")
+    if result["applied"]:
+        console.print(f"[yellow]applied in part[/yellow] to {workspace}: {', '.join(written)}")
+    else:
+        console.print(f"[red]not applied ({escape(str(result.get('outcome')))}):[/red] nothing was written")
+    for f in result.get("files", []):
+        if f["outcome"] in ("conflict", "skipped"):
+            console.print(f"  [yellow]{f['outcome']}[/yellow] {escape(f['path'])}: {escape(f.get('reason') or '')}")
+    if not result.get("files") and result.get("failureReason"):
+        console.print(f"  {escape(result['failureReason'])}")
+    for step in apply_report.next_steps(result, run_id):
+        console.print(escape(step))
     return 1
 
 

@@ -17,12 +17,13 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import apply_journal, diffs, redact
+from . import apply_journal, apply_plan, diffs, redact
 from .budget import budget_of, too_large
 from .config import Config
 from .driver import CANCEL_WAIT_S, OWNER_LOCK, drive, failure_of, os_cause, try_lock
@@ -45,6 +46,7 @@ from .manifest import (
     ManifestStore,
     RunManifest,
     Transition,
+    atomic_write_bytes,
     load_manifest,
     new_run_id,
     utc_now,
@@ -53,6 +55,7 @@ from .notifier import UpdateSink
 from .protocol import (
     DEFAULT_LIST_LIMIT,
     FINISHED_STATES,
+    ApplyOutcomeKind,
     ApplyParams,
     ApplyResult,
     Conflict,
@@ -89,6 +92,7 @@ EXECUTING_STATES = frozenset({RunState.QUEUED, RunState.ROUTING, RunState.LAUNCH
 
 # Held (flock) by whoever applies, restores or rejects the run, in any process: see `_apply_lock`.
 APPLY_LOCK = "apply.lock"
+APPLY_LOCK_RETRIES, APPLY_LOCK_RETRY_S = 10, 0.05
 
 
 class RunManager:
@@ -396,6 +400,12 @@ class RunManager:
         if record.applying:
             raise ApplyRefused(f"run {record.run_id} is being applied right now; not {verb}ing it")
         lock = try_lock(record.run_dir / APPLY_LOCK)
+        for _ in range(APPLY_LOCK_RETRIES):
+            # A child forked (git) while the lock was held keeps it until it execs: a moment.
+            if lock is not None:
+                break
+            time.sleep(APPLY_LOCK_RETRY_S)
+            lock = try_lock(record.run_dir / APPLY_LOCK)
         if lock is None:
             raise ApplyRefused(f"run {record.run_id} is being applied by another server right now; not {verb}ing it")
         try:
@@ -415,7 +425,7 @@ class RunManager:
             raise ApplyRefused(f"run {record.run_id} was already applied; refusing to {verb} it again")
         if state == RunState.REJECTED:
             raise ApplyRefused(f"run {record.run_id} was rejected; launch it again to get a new diff")
-        if state != RunState.SUCCEEDED:
+        if state not in (RunState.SUCCEEDED, RunState.PARTIALLY_APPLIED):
             raise InvalidState(
                 f"run {record.run_id} is {state.value}; only a succeeded run can be {verb}ed",
                 data={"state": state.value},
@@ -445,25 +455,37 @@ class RunManager:
         return m.diff, None
 
     def diff(self, params: DiffParams, open_documents: Mapping[str, diffs.OpenDocument]) -> DiffResult:
-        """Runs off the event loop (see handlers.diff): a big patch takes seconds to parse."""
+        """Runs off the event loop (see handlers.diff): a big patch takes seconds to parse. With a
+        selection, or once part of the run is applied, the patch and edit are of the parts asked
+        for that are not applied yet."""
         record = self.get(params.run_id)
         evidence, attempt = self.evidence(record, params.attempt)
         patch, changes, external = self._load_patch(record, evidence)
-        edit, conflicts = diffs.build_workspace_edit(
-            changes, record.workspace, open_documents, label=self._label(record)
-        )
+        applied = record.manifest.applied_parts
+        text = patch.decode("utf-8", "surrogateescape")
+        raws = apply_plan.split_patch(text)
+        if params.files is not None or params.hunks is not None or applied:
+            chosen, _ = apply_plan.select(changes, raws, applied, params.files, params.hunks)
+            text = apply_plan.render(changes, raws, chosen, applied)
+            shown = apply_plan.sub_changes(text)
+        else:
+            shown = changes
+        edit, conflicts = diffs.build_workspace_edit(shown, record.workspace, open_documents, label=self._label(record))
+        names = {c.path for c in shown}
         flagged = {c.path for c in external}
-        conflicts = [*external, *(c for c in conflicts if c.path not in flagged)]
+        conflicts = [*(c for c in external if c.path in names), *(c for c in conflicts if c.path not in flagged)]
         budget = budget_of(evidence, self.config_for(record.workspace))
         return DiffResult(
             run_id=record.run_id,
             attempt=attempt,
-            patch=patch.decode("utf-8", errors="replace"),
-            files=diffs.file_stats(changes),
+            patch=text.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace"),
+            files=diffs.file_stats(shown),
             edit=edit,
             conflicts=conflicts,
             over_budget=budget.over_limit,
             budget=budget.limits,
+            hunks=apply_plan.hunk_stats(changes, raws, applied),
+            applied_paths=list(applied),
         )
 
     def _label(self, record: RunRecord) -> str:
@@ -495,79 +517,245 @@ class RunManager:
         params: ApplyParams,
         open_documents: Mapping[str, diffs.OpenDocument],
         client_apply: ClientApply | None,
+        caps: apply_plan.ClientEditCaps | None = None,
     ) -> ApplyResult:
         record = self.get(params.run_id)
+        caps = caps or apply_plan.ClientEditCaps(apply_edit=client_apply is not None)
         if params.restore:
             return await self.restore(record)
+        if params.dry_run:
+            self._require_succeeded(record, "apply")
+            prepared = await asyncio.to_thread(self._prepare, record, params, open_documents, caps)
+            return prepared.dry_run_result()
         if params.accept is not True:
             raise ApplyRefused("co/apply needs accept: true (the user's explicit acceptance); nothing was changed")
+        if params.on_conflict == "markers" and params.strategy == "client":
+            raise ApplyRefused(
+                'conflict markers are written by git: use strategy "git" with onConflict "markers"; nothing was changed'
+            )
         with self._apply_lock(record, "apply"):
             self._require_succeeded(record, "apply")
-            evidence, attempt = self.evidence(record, params.attempt)
-            budget = budget_of(evidence, self.config_for(record.workspace))
-            if budget.over_limit and not params.force:
-                b = budget.limits
-                raise ApplyRefused(
-                    f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
-                    f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
-                    "pass force: true to apply anyway",
-                    category=ErrorCategory.OVER_BUDGET,
-                    data={"budget": b.wire()},
-                )
+            prepared = await asyncio.to_thread(self._prepare, record, params, open_documents, caps)
+            if client_apply is None and params.strategy == "client":
+                raise ApplyRefused("the client cannot apply edits (no workspace.applyEdit capability); use strategy git")
             record.applying = True
             try:
-                result = await self._apply_journaled(record, params, attempt, evidence, open_documents, client_apply)
+                result = await self._apply_journaled(record, params, prepared, client_apply, caps)
             finally:
                 record.applying = False
-            record.manifest.apply = ApplyOutcome(
-                strategy=params.strategy,
-                applied=result.applied,
-                attempt=attempt,
-                paths=result.paths,
-                reason=result.failure_reason,
-                forced=params.force and budget.over_limit,
-                at=utc_now(),
-            )
-            record.manifest.applying = None
-            if result.applied:
-                record.set_state(RunState.APPLIED, f"applied with the {params.strategy} strategy")
-            else:
-                restored = f"; the {len(result.restored)} file(s) it had changed are restored" if result.restored else ""
-                record.save(f"apply failed: {result.failure_reason}{restored}")
+            self._record_apply(record, params, prepared, result)
             await asyncio.to_thread(apply_journal.clear, record.run_dir)
         return result
+
+    def _prepare(
+        self,
+        record: RunRecord,
+        params: ApplyParams,
+        open_documents: Mapping[str, diffs.OpenDocument],
+        caps: apply_plan.ClientEditCaps,
+    ) -> apply_plan.Prepared:
+        """The parts to apply and, per file, what would happen (off the event loop)."""
+        m = record.manifest
+        evidence, attempt = self.evidence(record, params.attempt)
+        if m.applied_parts and m.apply is not None and m.apply.attempt != attempt:
+            raise ApplyRefused(
+                f"run {m.run_id} is partly applied from attempt {m.apply.attempt}; apply the rest of that attempt or reject it"
+            )
+        patch, changes, external = self._load_patch(record, evidence)
+        raws = apply_plan.split_patch(patch.decode("utf-8", "surrogateescape"))
+        chosen, already = apply_plan.select(changes, raws, m.applied_parts, params.files, params.hunks)
+        if not chosen:
+            raise ApplyRefused(
+                f"nothing to apply: {', '.join(already) or 'every part of run ' + m.run_id} already applied"
+                " (a part of a run is applied at most once)"
+            )
+        text = apply_plan.render(changes, raws, chosen, m.applied_parts)
+        subs = apply_plan.sub_changes(text)
+        additions, deletions = diffs.totals(subs)
+        size = len(text.encode("utf-8", "surrogateescape"))
+        sized = DiffEvidence(patch_path="", sha256="", bytes=size, additions=additions, deletions=deletions, files=diffs.file_stats(subs))
+        budget = budget_of(sized, self.config_for(record.workspace))
+        over = budget.over_limit and not params.force
+        if over and not params.dry_run:
+            b = budget.limits
+            raise ApplyRefused(
+                f"the diff is over budget ({b.files} files, {b.lines} lines, {b.bytes} bytes; limits "
+                f"diff.maxFiles={b.max_files}, diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); "
+                "pass force: true to apply anyway",
+                category=ErrorCategory.OVER_BUDGET,
+                data={"budget": b.wire()},
+            )
+        # Symlinks pointing outside: refused before git or the client sees them (skipped with skip).
+        outside = {c.path: c for c in external if c.path in {s.path for s in subs}}
+        if outside and not params.allow_external_symlinks:
+            if not params.dry_run and params.on_conflict != "skip":
+                raise PatchRefused(external_symlinks_refused(list(outside.values())))
+        else:
+            outside = {}
+        planned = [(i, n, sub) for (i, n), sub in zip(chosen.items(), subs, strict=True) if sub.path not in outside]
+        files = [changes[i] for i, _, _ in planned]
+        drift = apply_plan.drift(record.workspace, files, [raws[i] for i, _, _ in planned], m.created_at)
+        if over:  # a dry run: nothing is worked out for a diff nobody can apply without force
+            b = budget.limits
+            why = (
+                f"over budget ({b.files} files, {b.lines} lines; limits diff.maxFiles={b.max_files}, "
+                f"diff.maxLines={b.max_lines}, diff.maxPatchBytes={b.max_bytes}); force: true applies it"
+            )
+            plan = apply_plan.Plan(files=[apply_plan.skipped(sub, why) for _, _, sub in planned], drift=drift)
+        elif params.strategy == "git":
+            texts = [apply_plan.render(changes, raws, {i: n}, m.applied_parts) for i, n, _ in planned]
+            plan = apply_plan.plan_git(
+                [s for _, _, s in planned], [n for _, n, _ in planned], texts, record.workspace, drift
+            )
+        else:
+            plan = apply_plan.plan_client(
+                [s for _, _, s in planned], [n for _, n, _ in planned], record.workspace, open_documents, caps,
+                self._label(record), drift,
+            )
+        by_path = {f.path: f for f in plan.files}
+        plan.files = [
+            by_path.get(sub.path)
+            or apply_plan.skipped(sub, f"path refused: {outside[sub.path].reason}; allowExternalSymlinks: true allows it")
+            for sub in subs
+        ]
+        return apply_plan.Prepared(
+            changes=changes, raws=raws, chosen=chosen, subs=subs, plan=plan, attempt=attempt, budget=budget,
+            external=[c for c in external if c.path in {s.path for s in subs}], already_asked=already,
+            strategy=params.strategy, applied_before=dict(m.applied_parts), documents=open_documents,
+        )
 
     async def _apply_journaled(
         self,
         record: RunRecord,
         params: ApplyParams,
-        attempt: int | None,
-        evidence: DiffEvidence,
-        open_documents: Mapping[str, diffs.OpenDocument],
+        prepared: apply_plan.Prepared,
         client_apply: ClientApply | None,
+        caps: apply_plan.ClientEditCaps,
     ) -> ApplyResult:
-        """Keep the pre-image of every file the patch touches and record the intent, then apply;
-        if it does not complete, put every file back as it was."""
-        patch, changes, external = await asyncio.to_thread(self._load_patch, record, evidence)
-        if external and not params.allow_external_symlinks:
-            raise PatchRefused(external_symlinks_refused(external))
-        paths = list(dict.fromkeys(p for c in changes for p in (c.old_path, c.path) if p))
+        """Decide what to write from the plan (onConflict), keep the pre-image of every file it
+        touches and record the intent, then apply; if it does not complete, put every file back."""
+        plan = prepared.plan
+        blocked = plan.blocked()
+        if blocked and params.on_conflict == "refuse":
+            return prepared.result(False, "conflicts" if prepared.conflicts() else "refused", prepared.blocked_reason())
+        if params.on_conflict == "markers":
+            take = [f.path for f in plan.files if f.outcome in ("clean", "merged", "conflict")]
+        else:
+            take = plan.take()
+        done = [f.path for f in plan.files if f.outcome == "already_applied"]
+        if not take:
+            if done:
+                return prepared.result(True, None, None, taken=[], recorded=done)
+            return prepared.result(False, "conflicts" if prepared.conflicts() else "refused", prepared.blocked_reason())
+        chosen = {i: n for i, n in prepared.chosen.items() if prepared.changes[i].path in take}
+        text = apply_plan.render(prepared.changes, prepared.raws, chosen, prepared.applied_before)
+        subs = apply_plan.sub_changes(text)
+        paths = list(dict.fromkeys(p for c in subs for p in (c.old_path, c.path) if p))
         await asyncio.to_thread(apply_journal.snapshot, record.workspace, paths, record.run_dir)
         record.manifest.applying = ApplyIntent(
-            strategy=params.strategy, attempt=attempt, paths=paths, pid=os.getpid(), started_at=utc_now()
+            strategy=params.strategy, attempt=prepared.attempt, paths=paths, pid=os.getpid(), started_at=utc_now()
         )
         record.save()  # persisted, not announced: editors react to runUpdates, and nothing changed yet
         try:
-            result = await self._apply(record, params, evidence, patch, changes, open_documents, client_apply)
+            applied, reason, outcome, marked = await self._write(record, params, text, subs, client_apply, caps, prepared.documents)
         except BaseException:
             await self._restore_after_failure(record)
             record.manifest.applying = None
             record.save("apply failed; every file it touched is as it was")
             await asyncio.to_thread(apply_journal.clear, record.run_dir)
             raise
-        if not result.applied:
+        if not applied:
+            result = prepared.result(False, outcome, reason)
             result.restored = await self._restore_after_failure(record)
+            return result
+        if params.strategy == "client" and marked:  # the paths the client's preview applied
+            applied_paths = {c.path for c in marked}
+            left_out = [p for p in take if p not in applied_paths]
+            take = [p for p in take if p in applied_paths]
+            result = prepared.result(True, None, None, taken=take, recorded=done + take, left_out=left_out)
+            result.paths = [p for p in paths if p in applied_paths or p not in left_out]
+            return result
+        result = prepared.result(True, outcome, reason, taken=take, recorded=done + take, marked=marked)
+        result.paths = paths
         return result
+
+    async def _write(
+        self,
+        record: RunRecord,
+        params: ApplyParams,
+        text: str,
+        subs: list[diffs.FileChange],
+        client_apply: ClientApply | None,
+        caps: apply_plan.ClientEditCaps,
+        documents: Mapping[str, diffs.OpenDocument],
+    ) -> tuple[bool, str | None, ApplyOutcomeKind | None, list[Conflict]]:
+        """Write the sub-patch: (written, why not, outcome when not clean, files left with markers)."""
+        if params.strategy == "git":
+            from .git_apply import git_apply
+
+            patch_path = record.run_dir / "apply-selection.diff"
+            atomic_write_bytes(patch_path, text.encode("utf-8", "surrogateescape"))
+            outcome = await asyncio.to_thread(
+                functools.partial(
+                    git_apply, record.workspace, patch_path, runs_root=record.store.root,
+                    allow_external_symlinks=params.allow_external_symlinks,
+                )
+            )
+            if not outcome.applied:
+                return False, outcome.failure_reason, "failed", []
+            if outcome.conflicts and params.on_conflict != "markers":
+                # The plan said clean, yet git left markers (the workspace changed meanwhile): undo.
+                return False, "the workspace changed during the apply and a merge left conflicts; nothing was applied", "conflicts", []
+            return True, outcome.failure_reason, "conflicts" if outcome.conflicts else None, outcome.conflicts
+        assert client_apply is not None
+        edit, conflicts = diffs.build_workspace_edit(subs, record.workspace, documents, label=self._label(record))
+        if conflicts:
+            return False, "the workspace changed during the apply: " + "; ".join(f"{c.path}: {c.reason}" for c in conflicts), "conflicts", []
+        applied, reason = await client_apply(caps.shape(edit), self._label(record))
+        only = apply_plan.applied_only(reason, record.workspace) if not applied else None
+        if only:  # the user took part of the edit in the client's preview
+            return True, None, None, [Conflict(path=p, reason="applied") for p in only]
+        if not applied:
+            return False, reason or "the client did not apply the edit", "declined", []
+        return True, None, None, []
+
+    def _record_apply(self, record: RunRecord, params: ApplyParams, prepared: apply_plan.Prepared, result: ApplyResult) -> None:
+        """The manifest says what happened, whatever it was; the state follows what is applied."""
+        m = record.manifest
+        written = prepared.recorded_parts()
+        for path, numbers in written.items():
+            m.applied_parts[path] = sorted(set(m.applied_parts.get(path, [])) | set(numbers))
+        left = apply_plan.pending(prepared.changes, prepared.raws, m.applied_parts)
+        result.remaining = [prepared.changes[i].path for i in left]
+        if result.applied and result.outcome == "applied" and result.remaining:
+            result.outcome = "partial"
+        m.apply = ApplyOutcome(
+            strategy=params.strategy,
+            applied=result.applied,
+            attempt=prepared.attempt,
+            paths=result.paths,
+            reason=result.failure_reason,
+            forced=params.force and prepared.budget.over_limit,
+            at=utc_now(),
+            outcome=result.outcome,
+            on_conflict=params.on_conflict,
+            skipped_paths=result.skipped_paths,
+            conflict_paths=result.conflict_paths,
+            remaining=result.remaining,
+            hunks=written,
+        )
+        m.applying = None
+        if written:
+            state = RunState.PARTIALLY_APPLIED if result.remaining else RunState.APPLIED
+            how = f"{len(written)} file(s) applied with the {params.strategy} strategy"
+            if result.remaining:
+                how += f"; {len(result.remaining)} file(s) left: {', '.join(result.remaining)}"
+            if result.conflict_paths and result.outcome == "conflicts":
+                how += f"; conflict markers in {', '.join(result.conflict_paths)}"
+            record.set_state(state, how)
+        else:
+            restored = f"; the {len(result.restored)} file(s) it had changed are restored" if result.restored else ""
+            record.save(f"not applied ({result.outcome}): {result.failure_reason}{restored}")
 
     async def _restore_after_failure(self, record: RunRecord) -> list[str]:
         try:
@@ -605,59 +793,6 @@ class RunManager:
             )
             await asyncio.to_thread(apply_journal.clear, record.run_dir)
         return ApplyResult(applied=False, strategy=intent.strategy, paths=intent.paths, restored=restored)
-
-    async def _apply(
-        self,
-        record: RunRecord,
-        params: ApplyParams,
-        evidence: DiffEvidence,
-        patch: bytes,
-        changes: list[diffs.FileChange],
-        open_documents: Mapping[str, diffs.OpenDocument],
-        client_apply: ClientApply | None,
-    ) -> ApplyResult:
-        paths = [c.path for c in changes]
-        if params.strategy == "git":
-            from .git_apply import git_apply
-
-            patch_path = record.store.root / evidence.patch_path
-            outcome = await asyncio.to_thread(
-                functools.partial(
-                    git_apply,
-                    record.workspace,
-                    patch_path,
-                    runs_root=record.store.root,
-                    allow_external_symlinks=params.allow_external_symlinks,
-                )
-            )
-            return ApplyResult(
-                applied=outcome.applied,
-                strategy="git",
-                paths=outcome.paths,
-                failure_reason=outcome.failure_reason,
-                conflicts=outcome.conflicts,
-            )
-        if client_apply is None:
-            raise ApplyRefused("the client cannot apply edits (no workspace.applyEdit capability); use strategy git")
-        edit, conflicts = diffs.build_workspace_edit(
-            changes, record.workspace, open_documents, label=self._label(record)
-        )
-        if conflicts:
-            return ApplyResult(
-                applied=False,
-                strategy="client",
-                paths=paths,
-                failure_reason="the workspace no longer matches the diff's base: "
-                + "; ".join(f"{c.path}: {c.reason}" for c in conflicts),
-                conflicts=conflicts,
-            )
-        applied, reason = await client_apply(edit, self._label(record))
-        return ApplyResult(
-            applied=applied,
-            strategy="client",
-            paths=paths if applied else [],
-            failure_reason=None if applied else (reason or "the client did not apply the edit"),
-        )
 
     async def shutdown(self) -> None:
         live = [r.driver for r in self.runs.values() if r.driver.active]

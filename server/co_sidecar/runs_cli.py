@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from pygls.exceptions import JsonRpcException
 
+from . import apply_report
 from .client_session import ServerDied, Session, open_session
 
 # Exit codes, the same for every command (docs/cli.md).
@@ -30,7 +31,7 @@ EXIT_REFUSED = 4  # the server refused: wrong state, no accept, over budget, uns
 EXIT_SERVER = 5  # the server could not start, or died
 
 ACTIVE = {"queued", "routing", "launching", "running"}
-GOOD_END = {"succeeded", "applied"}
+GOOD_END = {"succeeded", "applied", "partially_applied"}
 
 
 class CliError(Exception):
@@ -65,10 +66,17 @@ def _list_filters(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 def _add_apply_reject(parent: Any, common: argparse.ArgumentParser) -> None:
     run_arg = {"help": "a run id, a unique prefix or suffix of one, or 'last'"}
-    apply = parent.add_parser("apply", help="apply a succeeded run's diff with git", parents=[common])
+    apply = parent.add_parser("apply", help="apply a succeeded run's diff with git (all of it, or --files)", parents=[common])
     apply.add_argument("run", **run_arg)
     apply.add_argument("--attempt", type=int, help="a cloud run's attempt (1-4)")
     apply.add_argument("--force", action="store_true", help="apply a diff over the diff budget")
+    apply.add_argument("--files", nargs="+", metavar="PATH", help="only these files of the diff (the rest stays for later)")
+    apply.add_argument("--hunk", action="append", metavar="PATH:N", help="only hunk N of PATH (repeatable; numbers from `runs diff`)")
+    apply.add_argument("--dry-run", action="store_true", help="show per file what would happen; write nothing")
+    apply.add_argument(
+        "--on-conflict", choices=["refuse", "skip", "markers"], default="refuse",
+        help="refuse (default): apply nothing if a file conflicts; skip: apply the others; markers: write git's conflict markers",
+    )  # fmt: skip
     reject = parent.add_parser("reject", help="decline a succeeded run's diff", parents=[common])
     reject.add_argument("run", **run_arg)
 
@@ -217,7 +225,10 @@ async def cmd_show(session: Session, args: argparse.Namespace, out: TextIO) -> i
         lines.append(("diff", f"{len(diff['files'])} files, +{diff['additions']} -{diff['deletions']}"))
     if m.get("apply"):
         a = m["apply"]
-        lines.append(("apply", "rejected" if a.get("rejected") else f"{'applied' if a.get('applied') else 'not applied'} ({a.get('strategy')})"))
+        how = a.get("outcome") or ("applied" if a.get("applied") else "not applied")
+        lines.append(("apply", "rejected" if a.get("rejected") else f"{how} ({a.get('strategy')})"))
+        if a.get("remaining"):
+            lines.append(("left", ", ".join(a["remaining"])))
     if m.get("cloud") and m["cloud"].get("taskUrl"):
         lines.append(("cloud task", m["cloud"]["taskUrl"]))
     for name, value in lines:
@@ -243,6 +254,12 @@ async def cmd_diff(session: Session, args: argparse.Namespace, out: TextIO) -> i
     _table(out, rows)
     for conflict in result.get("conflicts", []):
         out.write(f"conflict: {conflict['path']}: {conflict['reason']}\n")
+    hunks = result.get("hunks") or []
+    if len(hunks) > len(result["files"]) or any(h.get("applied") for h in hunks):
+        out.write("hunks (co-sidecar apply RUN --hunk PATH:N takes one):\n")
+        for h in hunks:
+            done = "  (applied)" if h.get("applied") else ""
+            out.write(f"  {h['path']}:{h['number']}  {h['header']}  +{h['additions']} -{h['deletions']}{done}\n")
     if not args.stat and result["patch"]:
         out.write("\n" + result["patch"])
         if not result["patch"].endswith("\n"):
@@ -315,11 +332,30 @@ async def cmd_prune(session: Session, args: argparse.Namespace, out: TextIO) -> 
     return EXIT_OK
 
 
+def _hunks(given: list[str] | None) -> dict[str, list[int]] | None:
+    if not given:
+        return None
+    out: dict[str, list[int]] = {}
+    for item in given:
+        path, _, number = item.rpartition(":")
+        if not path or not number.isdigit():
+            raise CliError(f"--hunk {item!r}: give PATH:N, N a hunk number from `co-sidecar runs diff`", EXIT_USAGE)
+        out.setdefault(path, []).append(int(number))
+    return out
+
+
 async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> int:
     run_id = await resolve_run(session, args.run)
-    params: dict[str, Any] = {"runId": run_id, "accept": True, "strategy": "git", "force": args.force}
+    params: dict[str, Any] = {
+        "runId": run_id, "accept": not args.dry_run, "strategy": "git", "force": args.force,
+        "dryRun": args.dry_run, "onConflict": args.on_conflict,
+    }  # fmt: skip
     if args.attempt is not None:
         params["attempt"] = args.attempt
+    if args.files:
+        params["files"] = args.files
+    if (hunks := _hunks(args.hunk)) is not None:
+        params["hunks"] = hunks
     try:
         result = await _request(session, "co/apply", params)
     except CliError as exc:
@@ -328,13 +364,22 @@ async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> 
         raise
     if args.json:
         _emit_json(out, result)
-    elif result["applied"]:
-        out.write(f"applied {run_id}: {', '.join(result['paths'])}\n")
-        for conflict in result.get("conflicts", []):
-            out.write(f"conflict markers in {conflict['path']}: {conflict['reason']}\n")
     else:
-        print(f"co-sidecar: not applied: {result.get('failureReason') or 'unknown reason'}", file=sys.stderr)
-    return EXIT_OK if result["applied"] and not result.get("conflicts") else EXIT_NOT_DONE
+        if args.dry_run:
+            out.write(f"dry run of {run_id}: nothing written\n")
+        elif result["applied"]:
+            written = [f["path"] for f in result.get("files", []) if f.get("written")]
+            out.write(f"applied {run_id}: {', '.join(written or result['paths']) or 'nothing new (already there)'}\n")
+        else:
+            print(f"co-sidecar: not applied ({result.get('outcome')}): run {run_id}", file=sys.stderr)
+        _table(out, apply_report.table(result))
+        if line := apply_report.drift_line(result):
+            out.write(line + "\n")
+        for step in apply_report.next_steps(result, run_id):
+            out.write(step + "\n")
+    if args.dry_run:
+        return EXIT_OK if not result.get("skippedPaths") and not result.get("conflictPaths") else EXIT_NOT_DONE
+    return EXIT_OK if apply_report.clean(result) else EXIT_NOT_DONE
 
 
 async def cmd_reject(session: Session, args: argparse.Namespace, out: TextIO) -> int:

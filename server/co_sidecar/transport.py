@@ -53,6 +53,7 @@ DISCARD_CHUNK = 1024 * 1024
 # cattrs and the manifest writer all recurse); real co/* params nest a handful of levels.
 MAX_JSON_DEPTH = 64
 PARSE_ERROR, INVALID_REQUEST, SERVER_NOT_INITIALIZED = -32700, -32600, -32002
+METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\S*)[ \t]*\r?\n?$", re.IGNORECASE)
 # Requests a client may send before `initialize` has been answered (LSP: all others get -32002).
@@ -371,6 +372,10 @@ class CoProtocol(LanguageServerProtocol):
         log.warning("JSON-RPC error %s for id %r: %s", code, msg_id, message)
         self.write_json({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
+    def _unknown_command(self, params: Any) -> bool:
+        command = params.get("command") if isinstance(params, dict) else None
+        return isinstance(command, str) and command not in self.fm.commands
+
     # -- reading -----------------------------------------------------------------------
     def receive(self, data: Any, problem: str | None = _UNCHECKED) -> None:
         """One parsed message: checked (shape, id, depth, the guard), then structured and
@@ -404,6 +409,10 @@ class CoProtocol(LanguageServerProtocol):
         if is_request and self.shut_down and method != "exit":
             self.reply_error(msg_id, INVALID_REQUEST, f"the server is shutting down; {method} refused")
             return
+        if is_request and method == types.WORKSPACE_EXECUTE_COMMAND and self._unknown_command(data.get("params")):
+            command = data["params"]["command"]
+            self.reply_error(msg_id, METHOD_NOT_FOUND, f"method not found: unknown command {ascii(command)}")
+            return  # pygls answers -32602; an unknown command is an unknown method (docs/protocol.md)
         try:
             message = self.structure_message(data)
         except JsonRpcException as exc:

@@ -13,6 +13,10 @@
 //      its elapsed time moves while the agent is silent, it finishes with its state and diff
 //      stats; Apply from the row's context menu (disk and manifest); after a window reload
 //      the view is rebuilt from co/list; Open Manifest from the context menu opens manifest.json
+//   7. a task that changes four files; CO: Apply shows the file pick (all ticked, +/- counts):
+//      four.txt unticked; in the refactor preview one.txt and two.txt ticked, three.txt not:
+//      two files applied (disk after Save All), the others unchanged, and the manifest says
+//      partially_applied with what was applied and what is left (both choices recorded)
 // Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
@@ -81,6 +85,11 @@ writeFileSync(
     '    pathlib.Path("notes.txt").write_text("notes by the agent\\n")',
     '    print("agent: wrote notes.txt", flush=True)',
     "    sys.exit(0)",
+    'if "three" in prompt:',
+    '    for name in ("one.txt", "two.txt", "three.txt", "four.txt"):',
+    '        pathlib.Path(name).write_text(f"{name} changed by the agent\\n")',
+    '    print("agent: changed four files", flush=True)',
+    "    sys.exit(0)",
     'if "sleep" in prompt:',
     '    print("agent: sleeping until cancelled", flush=True)',
     "    time.sleep(600)",
@@ -99,6 +108,8 @@ const FIRST_PROMPT = "greet there instead of world";
 const SECOND_PROMPT = "sleep until cancelled";
 const THIRD_PROMPT = "write the notes quietly";
 const NOTES = "notes by the agent\n";
+const FOURTH_PROMPT = "change three files and a fourth";
+for (const name of ["one.txt", "two.txt", "three.txt", "four.txt"]) writeFileSync(join(ws, name), `${name}\n`);
 writeFileSync(join(ws, "hello.txt"), HELLO);
 writeFileSync(join(ws, ".gitignore"), ".runs/\n");
 writeFileSync(
@@ -370,7 +381,7 @@ async function rowMenu(prompt, item) {
   throw new Error(`the context menu of "${prompt}" did not run ${item}`);
 }
 
-const TOTAL = 6;
+const TOTAL = 7;
 try {
   // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
   for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
@@ -644,6 +655,58 @@ try {
     });
     assert.match(shown, /"state": "applied"/);
     return rebuilt.map((r) => `${r.label}: ${r.description}`).join(" | ");
+  });
+
+  await step("7. CO: Apply with the file pick and the refactor preview's choices: two files applied, the rest left", async () => {
+    await command("CO: Run Task");
+    await until("the prompt input", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Run Task")), 10_000);
+    await quickInputBox().fill(FOURTH_PROMPT);
+    await page.keyboard.press("Enter");
+    const run = await until("the run to succeed", () => manifestFor(FOURTH_PROMPT)?.state === "succeeded" && manifestFor(FOURTH_PROMPT), 60_000);
+    await command("CO: Apply");
+    await pickRun(FOURTH_PROMPT);
+    // The file pick: every file ticked, with its +/- counts.
+    const rows = page.locator(".quick-input-widget .quick-input-list .monaco-list-row");
+    await until("the file pick", async () => (await rows.locator(".label-name").allTextContents()).some((t) => t.trim() === "M four.txt"), 15_000);
+    const described = await texts(".quick-input-widget .quick-input-list .monaco-list-row .label-description");
+    assert.deepEqual(described, ["+1 −1", "+1 −1", "+1 −1", "+1 −1"], "+/- counts");
+    const ticked = () => rows.evaluateAll((els) => els.map((e) => e.getAttribute("aria-checked")));
+    assert.deepEqual(await ticked(), ["true", "true", "true", "true"], "every file starts ticked");
+    await shot("16-file-pick");
+    await rows.filter({ hasText: "four.txt" }).locator(".monaco-checkbox").first().click();
+    await until("four.txt unticked", async () => (await ticked()).filter((t) => t === "true").length === 3, 5_000);
+    await page.locator(".quick-input-widget").getByRole("button", { name: "OK" }).click().catch(() => page.keyboard.press("Enter"));
+    const dialog = page.getByRole("dialog").filter({ hasText: "Apply the changes of CO run" });
+    await dialog.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await dialog.textContent()).replace(/\s+/g, " "), /Apply the changes of CO run \w+: 3 files/);
+    await dialog.getByRole("button", { name: "Apply", exact: true }).click();
+    // The refactor preview: tick one.txt and two.txt, leave three.txt unticked.
+    const previewRow = (name) => page.locator('.part.panel .monaco-list-row[role="checkbox"]').filter({ hasText: name });
+    await previewRow("three.txt").first().waitFor({ state: "visible", timeout: 15_000 });
+    assert.equal(await previewRow("four.txt").count(), 0, "four.txt is not in the edit");
+    for (const name of ["one.txt", "two.txt"]) {
+      const box = previewRow(name).locator(".edit-checkbox").first();
+      if ((await box.getAttribute("aria-checked")) !== "true") await box.click();
+      await until(`${name} ticked`, async () => (await box.getAttribute("aria-checked")) === "true", 5_000);
+    }
+    assert.notEqual(await previewRow("three.txt").locator(".edit-checkbox").first().getAttribute("aria-checked"), "true");
+    await shot("17-two-of-four");
+    await page.locator(".part.panel").getByRole("button", { name: "Apply", exact: true }).click();
+    const note = await until("the partial notification", async () => (await notifications()).find((t) => t.includes("Left: ")));
+    const saved = () => ["one.txt", "two.txt"].every((n) => readFileSync(join(ws, n), "utf8") === `${n} changed by the agent\n`);
+    for (let i = 0; i < 3 && !saved(); i++) {
+      await page.locator('.editor-group-container .tab[aria-label^="one.txt"]').first().click();
+      await command("File: Save All Files");
+      await until("two files on disk", saved, 5_000).catch(() => undefined);
+    }
+    assert.ok(saved(), "one.txt and two.txt saved with the agent's text");
+    for (const n of ["three.txt", "four.txt"]) assert.equal(readFileSync(join(ws, n), "utf8"), `${n}\n`, `${n} unchanged`);
+    const m = await until("the partial apply in the manifest", () => manifestFor(FOURTH_PROMPT)?.state === "partially_applied" && manifestFor(FOURTH_PROMPT));
+    assert.deepEqual(Object.keys(m.appliedParts).sort(), ["one.txt", "two.txt"]);
+    assert.deepEqual([...m.apply.remaining].sort(), ["four.txt", "three.txt"]);
+    assert.deepEqual(m.apply.skippedPaths, ["three.txt"], "left out in the refactor preview");
+    assert.equal(m.apply.outcome, "partial");
+    return `run ${run.runId.slice(-6)}: "${note}"; applied ${Object.keys(m.appliedParts).join(", ")}; left ${m.apply.remaining.join(", ")}`;
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {

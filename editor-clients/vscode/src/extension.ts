@@ -8,6 +8,9 @@
 
 import * as vscode from "vscode";
 import {
+  ApplyWorkspaceEditParams,
+  ApplyWorkspaceEditRequest,
+  ApplyWorkspaceEditResult,
   DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
@@ -17,8 +20,17 @@ import {
 } from "vscode-languageclient/node";
 
 import {
+  ApplyResult,
   ApplySummary,
   CloudAnswer,
+  FilePickItem,
+  applyOutcomeMessage,
+  blockedFiles,
+  filePickItems,
+  filesSelection,
+  narrowDiff,
+  appliedOnlyReason,
+  editUris,
   CoApi,
   DiffResult,
   Methods,
@@ -106,7 +118,34 @@ async function createClient(): Promise<LanguageClient> {
   };
   const lc = new LanguageClient(SECTION, "co-sidecar", serverOptions, clientOptions);
   lc.onNotification(Methods.runUpdate, (update: RunUpdate) => onRunUpdate(update));
+  // Instead of the client's default handler: tells the server which files the refactor preview
+  // really applied (the user may untick some), so the run records exactly those.
+  lc.onRequest(ApplyWorkspaceEditRequest.type, (params) => applyEditKeepingChoices(lc, params));
   return lc;
+}
+
+/** A file's state as the user would see it: the open document's text, else the file on disk. */
+async function fileState(uri: vscode.Uri): Promise<string | undefined> {
+  const open = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
+  if (open) return open.getText();
+  try {
+    return new TextDecoder().decode(await vscode.workspace.fs.readFile(uri));
+  } catch {
+    return undefined; // absent
+  }
+}
+
+async function applyEditKeepingChoices(lc: LanguageClient, params: ApplyWorkspaceEditParams): Promise<ApplyWorkspaceEditResult> {
+  const uris = editUris(params.edit).map((u) => vscode.Uri.parse(u));
+  const before = await Promise.all(uris.map(fileState));
+  const edit = await lc.protocol2CodeConverter.asWorkspaceEdit(params.edit);
+  const ok = await vscode.workspace.applyEdit(edit);
+  if (!ok) return { applied: false, failureReason: "VS Code did not apply the edit (Discard in the refactor preview, or a file changed meanwhile)" };
+  const after = await Promise.all(uris.map(fileState));
+  const changed = uris.filter((_, i) => after[i] !== before[i]).map((u) => u.toString());
+  if (changed.length === uris.length) return { applied: true };
+  if (changed.length === 0) return { applied: false, failureReason: "nothing was ticked in the refactor preview" };
+  return { applied: false, failureReason: appliedOnlyReason(changed) };
 }
 
 async function ensureClient(): Promise<LanguageClient> {
@@ -388,7 +427,7 @@ async function showRuns(): Promise<void> {
   type Action = vscode.QuickPickItem & { id: string };
   const actions: Action[] = [];
   if (isActive(run.state)) actions.push({ id: "cancel", label: "$(circle-slash) Cancel" });
-  if (run.state === "succeeded") {
+  if (run.state === "succeeded" || run.state === "partially_applied") {
     actions.push(
       { id: "preview", label: "$(diff) Preview Diff" },
       { id: "apply", label: "$(check) Apply…" },
@@ -441,7 +480,7 @@ async function fetchDiff(runId: string): Promise<DiffResult | undefined> {
 }
 
 async function previewDiff(arg?: unknown): Promise<void> {
-  const runId = await runIdFrom(arg, "Preview the diff of which run?", ["succeeded", "applied", "rejected"]);
+  const runId = await runIdFrom(arg, "Preview the diff of which run?", ["succeeded", "partially_applied", "applied", "rejected"]);
   if (!runId) return;
   const diff = await fetchDiff(runId);
   if (!diff) return;
@@ -517,19 +556,52 @@ async function confirmModal(summary: ApplySummary): Promise<boolean> {
 }
 
 async function applyRun(arg?: unknown): Promise<void> {
-  const runId = await runIdFrom(arg, "Apply which run?", ["succeeded"]);
+  const runId = await runIdFrom(arg, "Apply which run?", ["succeeded", "partially_applied"]);
   if (!runId) return;
   const a = await getApi();
-  const outcome = await confirmAndApply(a, runId, confirmModal);
+  const short = shortRunId(runId);
+  const diff = await fetchDiff(runId);
+  if (!diff) return;
+  let plan: ApplyResult;
+  try {
+    plan = await a.planApply({ runId });
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: cannot apply run ${short}: ${describeError(err)}`);
+    return;
+  }
+  const blocked = blockedFiles(plan);
+  let files: string[] | undefined;
+  if (blocked.length && !plan.overBudget) {
+    // Conflicts are never written silently: the user chooses what happens.
+    const choice = await vscode.window.showWarningMessage(
+      `co-sidecar: ${blocked.length} file${blocked.length === 1 ? "" : "s"} of run ${short} would not apply cleanly.`,
+      { modal: true, detail: blocked.map((f) => `${f.path}: ${f.reason ?? f.outcome}`).join("\n") },
+      "Apply Clean Files Only",
+      "Apply with Conflict Markers",
+      "Choose Files…",
+    );
+    if (!choice) return;
+    if (choice === "Apply with Conflict Markers") return applyWithMarkers(runId, plan);
+    const items = filePickItems(diff, plan);
+    files = choice === "Choose Files…" ? await pickFiles(runId, items) : items.filter((i) => i.picked).map((i) => i.path);
+    if (!files?.length) return;
+  } else if (diff.files.length > 1) {
+    files = await pickFiles(runId, filePickItems(diff, plan));
+    if (!files?.length) return;
+  }
+  const selection = files && filesSelection(files, plan);
+  const outcome = await confirmAndApply(a, runId, confirmModal, { diff: narrowDiff(diff, selection), files: selection });
   switch (outcome.kind) {
-    case "applied":
-      tracker.noteState(runId, "applied");
-      void vscode.window.showInformationMessage(
-        `co-sidecar: applied ${outcome.summary.text} from run ${shortRunId(runId)}.`,
-      );
+    case "applied": {
+      const message = applyOutcomeMessage(outcome.result, short);
+      tracker.noteState(runId, outcome.result.remaining?.length ? "partially_applied" : "applied");
+      if (message.level === "warning") void vscode.window.showWarningMessage(message.text);
+      else if (outcome.result.remaining?.length) void vscode.window.showInformationMessage(message.text);
+      else void vscode.window.showInformationMessage(`co-sidecar: applied ${outcome.summary.text} from run ${short}.`);
       break;
+    }
     case "empty":
-      void vscode.window.showInformationMessage(`co-sidecar: run ${shortRunId(runId)} changed no files.`);
+      void vscode.window.showInformationMessage(`co-sidecar: run ${short} changed no files.`);
       break;
     case "declined":
       break;
@@ -545,8 +617,47 @@ async function applyRun(arg?: unknown): Promise<void> {
   }
 }
 
+/** The file pick before an apply: every file with its +/- counts, clean ones ticked. */
+async function pickFiles(runId: string, items: FilePickItem[]): Promise<string[] | undefined> {
+  type Pick = vscode.QuickPickItem & { path: string };
+  const picks: Pick[] = items.map((i) => ({ ...i, alwaysShow: true }));
+  const chosen = await vscode.window.showQuickPick(picks, {
+    canPickMany: true,
+    title: `CO: Apply run ${shortRunId(runId)}: which files?`,
+    placeHolder: "Untick the files to leave out (they stay for a later CO: Apply), then press Enter",
+    ignoreFocusOut: true,
+  });
+  if (!chosen) return undefined;
+  if (chosen.length === 0) {
+    void vscode.window.showInformationMessage(`co-sidecar: no file chosen; run ${shortRunId(runId)} was not applied.`);
+    return undefined;
+  }
+  return chosen.map((c) => c.path);
+}
+
+/** git writes its conflict markers (the user's explicit choice), then the files open for resolving. */
+async function applyWithMarkers(runId: string, plan: ApplyResult): Promise<void> {
+  const short = shortRunId(runId);
+  let result: ApplyResult;
+  try {
+    result = await (await getApi()).apply({ runId, strategy: "git", onConflict: "markers" });
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: apply failed: ${describeError(err)}`);
+    return;
+  }
+  tracker.noteState(runId, result.remaining?.length ? "partially_applied" : "applied");
+  const message = applyOutcomeMessage(result, short);
+  void (message.level === "warning" ? vscode.window.showWarningMessage(message.text) : vscode.window.showInformationMessage(message.text));
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+  if (!folder) return;
+  // Each file opens with its markers and VS Code's inline Accept Current / Incoming / Both actions.
+  for (const path of result.conflictPaths ?? plan.conflictPaths ?? []) {
+    await vscode.window.showTextDocument(vscode.Uri.joinPath(folder, path), { preview: false });
+  }
+}
+
 async function rejectRun(arg?: unknown): Promise<void> {
-  const runId = await runIdFrom(arg, "Reject which run?", ["succeeded"]);
+  const runId = await runIdFrom(arg, "Reject which run?", ["succeeded", "partially_applied"]);
   if (!runId) return;
   try {
     const result = await (await getApi()).reject(runId);

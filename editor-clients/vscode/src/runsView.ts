@@ -238,6 +238,7 @@ function iconColor(row: RunRow): vscode.ThemeColor | undefined {
   switch (row.state) {
     case "succeeded":
     case "applied":
+    case "partially_applied":
       return new vscode.ThemeColor("testing.iconPassed");
     case "failed":
     case "timed_out":

@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 
 import { CoApi, describeError, errorCategory } from "../src/core/api";
 import { confirmAndApply, describeFile, summarizeDiff } from "../src/core/apply";
+import { applyOutcomeMessage, blockedFiles, filePickItems, filesSelection } from "../src/core/applyPick";
 import { resolveServerCommand, serverSettingsPayload } from "../src/core/config";
 import { EditError, applyTextEdits, applyWorkspaceEdit, planWorkspaceEdit } from "../src/core/edits";
 import { DiffResult, RunUpdate, TextEdit, WorkspaceEdit } from "../src/core/protocol";
@@ -259,6 +260,8 @@ const diffResult: DiffResult = {
   conflicts: [],
   overBudget: false,
   budget: { files: 2, lines: 4, bytes: 0, maxFiles: 500, maxLines: 50000, maxBytes: 50000000 },
+  hunks: [],
+  appliedPaths: [],
 };
 
 function fakeApi(result: object = { applied: true, strategy: "client", paths: ["a.py"], conflicts: [] }) {
@@ -354,5 +357,39 @@ describe("shortRunId", () => {
     assert.equal(shortRunId("20261124T201618557135-ffdd07"), "ffdd07");
     assert.equal(shortRunId("abc"), "abc");
     assert.equal(shortRunId("0123456789abcdef"), "89abcdef");
+  });
+});
+
+describe("the file pick", () => {
+  const plan = {
+    applied: false, strategy: "client", paths: [], failureReason: null, conflicts: [], restored: [], outcome: "dry_run",
+    dryRun: true, skippedPaths: ["b.py"], conflictPaths: ["b.py"], remaining: ["a.py", "b.py"], workspace: null, overBudget: false,
+    files: [
+      { path: "a.py", oldPath: null, status: "modified", outcome: "clean", reason: null, hunks: [], written: false },
+      { path: "b.py", oldPath: "old_b.py", status: "renamed", outcome: "conflict", reason: "old_b.py was deleted since the run's base", hunks: [], written: false },
+    ],
+  } as const;
+
+  it("ticks clean files, leaves a conflicting one unticked with why, and shows +/- counts", () => {
+    const items = filePickItems(diffResult, plan as never);
+    assert.deepEqual(items.map((i) => [i.label, i.description, i.picked]), [
+      ["M a.py", "+3 −1", true],
+      ["R old_b.py → b.py", "+0 −0 · conflict", false],
+    ]);
+    assert.equal(items[1].detail, "old_b.py was deleted since the run's base");
+    assert.deepEqual(blockedFiles(plan as never).map((f) => f.path), ["b.py"]);
+    assert.deepEqual(filesSelection(["a.py"], plan as never), ["a.py"]);
+    assert.equal(filesSelection(["b.py", "a.py"], plan as never), undefined);
+  });
+
+  it("says what an apply left and what to do next", () => {
+    const partial = { ...plan, applied: true, outcome: "partial", dryRun: false, remaining: ["b.py"],
+      files: [{ ...plan.files[0], written: true }, plan.files[1]] };
+    const m = applyOutcomeMessage(partial as never, "abc123");
+    assert.equal(m.level, "warning");
+    assert.match(m.text, /applied a\.py from run abc123; not applied: b\.py: old_b\.py was deleted/);
+    assert.match(m.text, /Left: b\.py \(CO: Apply applies the rest, CO: Reject declines it\)/);
+    const refused = applyOutcomeMessage({ ...plan, dryRun: false, outcome: "conflicts" } as never, "abc123");
+    assert.match(refused.text, /was not applied \(conflicts\): b\.py: /);
   });
 });

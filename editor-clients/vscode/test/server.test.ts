@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { ApplySummary, confirmAndApply } from "../src/core/apply";
+import { applyOutcomeMessage, filePickItems, filesSelection, narrowDiff } from "../src/core/applyPick";
 import { applyWorkspaceEdit, planWorkspaceEdit } from "../src/core/edits";
 import { nodeEditTarget } from "../src/core/nodeTarget";
 import {
@@ -335,6 +336,58 @@ describe("a Codex agent's steps", { skip: haveServer ? false : `no server at ${s
       assert.equal(command.command, "ls");
       assert.equal(command.exitCode, 0);
       assert.equal(session.tracker.get(runId)!.step!.kind, "turn.completed");
+    } finally {
+      await session.close();
+      ws.cleanup();
+    }
+  });
+});
+
+describe("taking part of a run (the file pick)", { skip: haveServer ? false : `no server at ${serverExe}` }, () => {
+  it("plans with a dry run, applies the picked files, records the rest, then applies the rest once", async () => {
+    const ws = makeWorkspace();
+    const session = await startSession(ws, settingsFor(ws));
+    try {
+      const runId = await launchAndFinish(session, "greet there");
+      const diff = await session.api.diff(runId);
+      session.sent.length = 0;
+      const plan = await session.api.planApply({ runId });
+      assert.equal(plan.dryRun, true);
+      assert.equal(session.applyEdits.length, 0, "a dry run sends no edit");
+      const items = filePickItems(diff, plan);
+      assert.equal(items.length, 4);
+      assert.ok(items.every((i) => i.picked), JSON.stringify(items));
+      const hello = items.find((i) => i.path === "hello.txt")!;
+      assert.equal(hello.label, "M hello.txt");
+      assert.match(hello.description, /^\+\d+ −\d+$/);
+      assert.deepEqual(readFiles(ws), INITIAL_FILES_WITH_ABSENT());
+
+      session.onApplyEdit = async (params) => {
+        await applyWorkspaceEdit(params.edit, nodeEditTarget);
+        return { applied: true };
+      };
+      const picked = ["hello.txt", "src/added.txt"];
+      const files = filesSelection(picked, plan);
+      assert.deepEqual(files, picked);
+      assert.equal(filesSelection(items.map((i) => i.path), plan), undefined, "every file: no selection");
+      const outcome = await confirmAndApply(session.api, runId, (s) => s.files.length === 2, { diff: narrowDiff(diff, files), files });
+      assert.equal(outcome.kind, "applied", JSON.stringify(outcome));
+      const result = outcome.kind === "applied" ? outcome.result : undefined;
+      assert.equal(result?.outcome, "partial");
+      assert.deepEqual(result?.remaining?.sort(), ["new_name.txt", "obsolete.txt"]);
+      assert.match(applyOutcomeMessage(result!, "abc123").text, /Left: .*CO: Apply applies the rest/);
+      assert.equal(readFileSync(path.join(ws.dir, "hello.txt"), "utf8"), EXPECTED_FILES["hello.txt"]);
+      assert.equal(readFileSync(path.join(ws.dir, "obsolete.txt"), "utf8"), INITIAL_FILES["obsolete.txt"]);
+      const record = await session.api.status(runId);
+      assert.equal(record.state, "partially_applied");
+      assert.deepEqual(Object.keys(record.appliedParts ?? {}).sort(), picked);
+
+      const rest = await session.api.apply({ runId });
+      assert.equal(rest.outcome, "applied");
+      assert.deepEqual(readFiles(ws), EXPECTED_FILES);
+      const again = await rpcError(session.api.apply({ runId }));
+      assert.equal(again.code, ErrorCodes.applyRefused);
+      assert.match(again.message, /already applied/);
     } finally {
       await session.close();
       ws.cleanup();

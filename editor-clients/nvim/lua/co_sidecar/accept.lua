@@ -11,15 +11,25 @@ local M = {}
 local levels = vim.log.levels
 local plural = util.plural
 
---- Ask yes/no. cb(true) only on an explicit yes.
-local function confirm(question, yes_label, cb)
+--- Ask before acting. cb('yes') only on an explicit yes; with `choose_label`, a third answer
+--- cb('choose') (e.g. "Choose files…"); anything else cb('no').
+local function ask(question, yes_label, cb, choose_label)
   if config.options.apply.confirm == 'confirm' then
-    local ok, choice = pcall(vim.fn.confirm, question, '&Yes\n&No', 2, 'Question')
-    cb(ok and choice == 1)
+    local buttons = '&Yes\n&No' .. (choose_label and '\n&Choose files' or '')
+    local ok, choice = pcall(vim.fn.confirm, question, buttons, 2, 'Question')
+    cb(ok and ({ 'yes', 'no', 'choose' })[choice] or 'no')
     return
   end
-  vim.ui.select({ yes_label, 'Cancel' }, { prompt = question, kind = 'co_sidecar.confirm' }, function(_, idx)
-    cb(idx == 1)
+  local items = { yes_label, 'Cancel', choose_label }
+  vim.ui.select(items, { prompt = question, kind = 'co_sidecar.confirm' }, function(_, idx)
+    cb(({ 'yes', 'no', 'choose' })[idx or 2] or 'no')
+  end)
+end
+
+--- Ask yes/no. cb(true) only on an explicit yes.
+function M.confirm(question, yes_label, cb)
+  ask(question, yes_label, function(answer)
+    cb(answer == 'yes')
   end)
 end
 
@@ -46,9 +56,96 @@ local function report_applied(id, client, result)
   util.notify(msg)
 end
 
---- Accept a run's diff: confirm, then co/apply (the server sends workspace/applyEdit).
+local APPLICABLE = { succeeded = true, partially_applied = true }
+
+--- What to say about files an apply left or refused, each with what to do next.
+local function file_lines(result)
+  local lines = {}
+  for _, f in ipairs(result.files or {}) do
+    if (f.outcome == 'conflict' or f.outcome == 'skipped') and not f.written then
+      local advice = f.outcome == 'conflict' and ' — save or undo your change there and :CoApply again, or untick it in the :CoApply checklist'
+        or ''
+      lines[#lines + 1] = ('  %s: %s%s'):format(f.path, f.reason or f.outcome, advice)
+    end
+  end
+  return lines
+end
+
+local function report_result(id, client, result)
+  local short = util.short(id)
+  if result.applied then
+    local left = result.remaining or {}
+    state.update(id, { state = #left > 0 and 'partially_applied' or 'applied' })
+    if result.outcome == 'conflicts' then
+      apply.last[client.id] = nil
+      util.notify(
+        ('applied run %s with git conflict markers in %s: resolve them (search for <<<<<<<), then save'):format(
+          short,
+          table.concat(result.conflictPaths or {}, ', ')
+        ),
+        levels.WARN
+      )
+    elseif result.outcome == 'applied' or #(result.skippedPaths or {}) == 0 then
+      report_applied(id, client, result)
+    else
+      apply.last[client.id] = nil
+      local lines = { ('applied part of run %s; not applied:'):format(short) }
+      vim.list_extend(lines, file_lines(result))
+      util.notify(table.concat(lines, '\n'), levels.WARN)
+    end
+    if #left > 0 then
+      util.notify(
+        ('run %s: %s left (%s): :CoApply applies the rest, :CoReject declines it'):format(
+          short,
+          plural(#left, 'file'),
+          table.concat(left, ', ')
+        )
+      )
+    end
+    if result.strategy == 'git' then
+      vim.cmd('silent! checktime') -- git wrote the files: reload unmodified buffers
+    end
+    return
+  end
+  apply.last[client.id] = nil
+  local lines = file_lines(result)
+  local head = ('run %s was not applied: %s'):format(
+    short,
+    #lines > 0 and 'nothing was written' or (result.failureReason or 'the edit was refused')
+  )
+  table.insert(lines, 1, head)
+  util.notify(table.concat(lines, '\n'), levels.WARN)
+end
+
+--- co/apply for real, with a selection (paths and/or hunks) or none (the whole rest).
+local function send(id, client, opts, selection)
+  local params = { runId = id, accept = true }
+  if opts.force then
+    params.force = true
+  end
+  if opts.attempt then
+    params.attempt = opts.attempt
+  end
+  for k, v in pairs(selection or {}) do
+    params[k] = v
+  end
+  client_mod.request(client, 'co/apply', params, function(err, result)
+    if err then
+      apply.last[client.id] = nil
+      if type(err.data) == 'table' and err.data.category == 'over_budget' then
+        err = vim.tbl_extend('force', err, { message = err.message .. ' (:CoApply! applies it anyway)' })
+      end
+      return client_mod.report(err, ('run %s was not applied'):format(util.short(id)))
+    end
+    report_result(id, client, result)
+  end)
+end
+
+--- Accept a run's diff: a dry run first, then a confirmation (or the file checklist when a file
+--- would not apply cleanly, or when the user asks to choose), then co/apply; the server sends
+--- workspace/applyEdit.
 ---@param arg string? run id
----@param opts? {force: boolean?, attempt: integer?}
+---@param opts? {force: boolean?, attempt: integer?, choose: boolean?, selection: table?, selected: string?}
 function M.apply(arg, opts)
   opts = opts or {}
   target.with_run(arg, function(id, client)
@@ -58,7 +155,7 @@ function M.apply(arg, opts)
         return client_mod.report(serr)
       end
       state.update(id, { state = rec.state, prompt = rec.prompt, client_id = client.id })
-      if rec.state ~= 'succeeded' then
+      if not APPLICABLE[rec.state] then
         local why = state.ACTIVE[rec.state] and 'wait for it to finish'
           or (rec.state == 'applied' and 'it was already applied')
           or 'only a succeeded run can be applied'
@@ -74,61 +171,91 @@ function M.apply(arg, opts)
           util.notify(('run %s made no changes; nothing to apply'):format(short))
           return
         end
-        local names = {}
-        for i, f in ipairs(diff.files) do
-          if i > 3 then
-            names[#names + 1] = '…'
-            break
+        local dry = { runId = id, dryRun = true, attempt = opts.attempt, force = opts.force or nil }
+        for k, v in pairs(opts.selection or {}) do
+          dry[k] = v
+        end
+        client_mod.request(client, 'co/apply', dry, function(perr, plan)
+          if perr then
+            return client_mod.report(perr)
           end
-          names[#names + 1] = f.path
-        end
-        local question = ('co-sidecar: apply run %s (%s) to %s? %s: %s'):format(
-          short,
-          util.summary(rec.prompt, 40),
-          vim.fs.basename(client.root_dir),
-          diffview.summary(diff),
-          table.concat(names, ', ')
-        )
-        if #(diff.conflicts or {}) > 0 then
-          question = question .. (' [%s]'):format(plural(#diff.conflicts, 'conflict'))
-        end
-        confirm(question, 'Apply', function(yes)
-          if not yes then
-            util.notify(('apply cancelled; run %s is still %s (:CoReject to decline it)'):format(short, rec.state))
+          if plan.overBudget and not opts.force then
+            util.notify(
+              ('run %s is over the diff budget (%s); :CoApply! applies it anyway'):format(short, plan.files[1].reason),
+              levels.WARN
+            )
             return
           end
-          local params = { runId = id, accept = true }
-          if opts.force then
-            params.force = true
-          end
-          if opts.attempt then
-            params.attempt = opts.attempt
-          end
-          client_mod.request(client, 'co/apply', params, function(err, result)
-            if err then
-              apply.last[client.id] = nil
-              if type(err.data) == 'table' and err.data.category == 'over_budget' then
-                err = vim.tbl_extend('force', err, { message = err.message .. ' (:CoApply! applies it anyway)' })
-              end
-              return client_mod.report(err, ('run %s was not applied'):format(short))
+          local blocked = 0
+          for _, f in ipairs(plan.files or {}) do
+            if f.outcome == 'conflict' or f.outcome == 'skipped' then
+              blocked = blocked + 1
             end
-            if result.applied then
-              state.update(id, { state = 'applied' })
-              report_applied(id, client, result)
-            else
-              apply.last[client.id] = nil
-              local lines = {
-                ('run %s was not applied: %s'):format(short, result.failureReason or 'the edit was refused'),
-              }
-              local reason = lines[1]
-              for _, c in ipairs(result.conflicts or {}) do
-                if not reason:find(c.reason, 1, true) then
-                  lines[#lines + 1] = ('  %s: %s'):format(c.path, c.reason)
+          end
+          local function checklist()
+            require('co_sidecar.checklist').open({
+              id = id,
+              files = plan.files,
+              diff = diff,
+              apply = function(paths, markers)
+                local sel = #paths < #plan.files and { files = paths } or {}
+                if markers then
+                  sel.strategy, sel.onConflict = 'git', 'markers'
                 end
-              end
+                send(id, client, opts, sel)
+              end,
+            })
+            if blocked > 0 then
+              local lines = { ('run %s: %s would not apply cleanly; they are unticked:'):format(short, plural(blocked, 'file')) }
+              vim.list_extend(lines, file_lines(plan))
               util.notify(table.concat(lines, '\n'), levels.WARN)
             end
-          end)
+          end
+          if opts.selection then
+            if blocked > 0 then
+              local lines = { ('run %s: the hunks you kept would not apply cleanly; nothing was written:'):format(short) }
+              vim.list_extend(lines, file_lines(plan))
+              util.notify(table.concat(lines, '\n'), levels.WARN)
+              return
+            end
+            local question = ('co-sidecar: apply %s of run %s (%s)?'):format(opts.selected or 'the hunks kept', short, util.summary(rec.prompt, 40))
+            M.confirm(question, 'Apply', function(yes)
+              if yes then
+                send(id, client, opts, opts.selection)
+              else
+                util.notify(('apply cancelled; run %s is still %s'):format(short, rec.state))
+              end
+            end)
+            return
+          end
+          if blocked > 0 or opts.choose then
+            return checklist()
+          end
+          local names = {}
+          for i, f in ipairs(diff.files) do
+            if i > 3 then
+              names[#names + 1] = '…'
+              break
+            end
+            names[#names + 1] = f.path
+          end
+          local question = ('co-sidecar: apply run %s (%s) to %s? %s: %s'):format(
+            short,
+            util.summary(rec.prompt, 40),
+            vim.fs.basename(client.root_dir),
+            diffview.summary(diff),
+            table.concat(names, ', ')
+          )
+          ask(question, 'Apply', function(answer)
+            if answer == 'choose' then
+              return checklist()
+            end
+            if answer ~= 'yes' then
+              util.notify(('apply cancelled; run %s is still %s (:CoReject to decline it)'):format(short, rec.state))
+              return
+            end
+            send(id, client, opts, nil)
+          end, 'Choose files…')
         end)
       end)
     end)

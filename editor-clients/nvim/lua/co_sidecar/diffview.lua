@@ -50,6 +50,8 @@ function M.show_diff(result)
     lines[#lines + 1] = ('# conflict: %s: %s'):format(c.path, c.reason)
   end
   lines[#lines + 1] = '# :CoApply accepts it, :CoReject declines it, q closes this window'
+  lines[#lines + 1] = '# x on a hunk leaves it out (again: takes it back), a applies the hunks kept'
+  local header_count = #lines
   vim.list_extend(lines, vim.split(result.patch or '', '\n', { plain = true, trimempty = false }))
   if lines[#lines] == '' then
     lines[#lines] = nil
@@ -64,6 +66,7 @@ function M.show_diff(result)
   vim.bo[buf].filetype = 'diff'
   vim.b[buf].co_sidecar_run_id = id
   vim.keymap.set('n', 'q', '<cmd>close<cr>', { buffer = buf, silent = true, desc = 'co-sidecar: close diff' })
+  M.hunk_selection(buf, result, header_count)
 
   local win = vim.fn.bufwinid(buf)
   if win ~= -1 then
@@ -78,6 +81,102 @@ function M.show_diff(result)
     end
   end
   return buf
+end
+
+local ns = vim.api.nvim_create_namespace('co_sidecar_hunks')
+
+--- Which hunk each line of the shown patch belongs to: {path, number} (numbers as co/diff's
+--- `hunks` give them; the shown patch holds the hunks not applied yet, in order).
+local function hunk_lines(result, header_count, lines)
+  local pending = {}
+  for _, h in ipairs(result.hunks or {}) do
+    if not h.applied then
+      pending[h.path] = pending[h.path] or {}
+      table.insert(pending[h.path], h.number)
+    end
+  end
+  local at, starts = {}, {}
+  local file_index, path, k = 0, nil, 0
+  for i = header_count + 1, #lines do
+    local line = lines[i]
+    if vim.startswith(line, 'diff --git ') then
+      file_index = file_index + 1
+      local f = (result.files or {})[file_index]
+      path, k = f and f.path, 0
+    elseif path and vim.startswith(line, '@@ ') then
+      k = k + 1
+      local number = (pending[path] or {})[k]
+      if number then
+        starts[#starts + 1] = { row = i, path = path, number = number }
+      end
+    end
+    if path and k > 0 and (pending[path] or {})[k] then
+      at[i] = { path = path, number = pending[path][k] }
+    end
+  end
+  return at, starts
+end
+
+--- x leaves the hunk under the cursor out (or takes it back); a applies the hunks kept.
+function M.hunk_selection(buf, result, header_count)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  local at, starts = hunk_lines(result, header_count, lines)
+  local out = {} -- "path\0number" -> true when left out
+  local function key(h)
+    return h.path .. '\0' .. h.number
+  end
+  local function redraw()
+    vim.api.nvim_buf_clear_namespace(buf, ns, 0, -1)
+    for _, s in ipairs(starts) do
+      local text = out[key(s)] and '  ✗ left out (x takes it back)' or ''
+      if text ~= '' then
+        vim.api.nvim_buf_set_extmark(buf, ns, s.row - 1, 0, { virt_text = { { text, 'WarningMsg' } } })
+      end
+    end
+  end
+  vim.keymap.set('n', 'x', function()
+    local h = at[vim.api.nvim_win_get_cursor(0)[1]]
+    if not h then
+      return util.notify('put the cursor on a hunk (from its @@ line to its last line) to leave it out')
+    end
+    out[key(h)] = not out[key(h)] or nil
+    redraw()
+  end, { buffer = buf, silent = true, nowait = true, desc = 'co-sidecar: leave this hunk out / take it back' })
+  vim.keymap.set('n', 'a', function()
+    local keep, kept, total = {}, 0, #starts
+    for _, s in ipairs(starts) do
+      if not out[key(s)] then
+        keep[s.path] = keep[s.path] or {}
+        table.insert(keep[s.path], s.number)
+        kept = kept + 1
+      end
+    end
+    if kept == 0 then
+      return util.notify('every hunk is left out; nothing to apply', levels.WARN)
+    end
+    local files = {}
+    for _, f in ipairs(result.files or {}) do
+      local has_hunks = false
+      for _, s in ipairs(starts) do
+        has_hunks = has_hunks or s.path == f.path
+      end
+      if not has_hunks then
+        files[#files + 1] = f.path -- binary, rename or mode only: taken whole
+      end
+    end
+    local selection = nil
+    if kept < total then
+      selection = { hunks = keep }
+      if #files > 0 then
+        selection.files = files
+      end
+    end
+    require('co_sidecar.accept').apply(result.runId, {
+      selection = selection,
+      selected = ('%d of %d hunks'):format(kept, total),
+      attempt = result.attempt ~= vim.NIL and result.attempt or nil,
+    })
+  end, { buffer = buf, silent = true, nowait = true, desc = 'co-sidecar: apply the hunks kept' })
 end
 
 --- Show a run's patch in a scratch buffer.

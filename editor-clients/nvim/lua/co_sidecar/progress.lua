@@ -21,6 +21,7 @@ local STATE_LEVEL = {
 
 local STATE_HINT = {
   succeeded = ' — review with :CoDiff, accept with :CoApply, decline with :CoReject',
+  partially_applied = ' — :CoDiff shows the rest, :CoApply applies it, :CoReject declines it',
 }
 
 -- Per-run throttling of output notifications: {last = ms, pending = line, timer = uv_timer}.

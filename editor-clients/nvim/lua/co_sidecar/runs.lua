@@ -147,9 +147,9 @@ function M.status(arg)
 end
 
 local ACTIONS = {
-  { 'Diff', 'diff', { succeeded = true, applied = true, rejected = true } },
-  { 'Apply', 'apply', { succeeded = true } },
-  { 'Reject', 'reject', { succeeded = true } },
+  { 'Diff', 'diff', { succeeded = true, partially_applied = true, applied = true, rejected = true } },
+  { 'Apply', 'apply', { succeeded = true, partially_applied = true } },
+  { 'Reject', 'reject', { succeeded = true, partially_applied = true } },
   { 'Cancel', 'cancel', state.ACTIVE },
   { 'Status', 'status', nil },
 }
@@ -257,10 +257,26 @@ function M.cancel(arg)
   end)
 end
 
---- Decline a run's diff (recorded by the server; nothing changes in the workspace).
+--- Decline a run's diff (recorded by the server; nothing changes in the workspace), after
+--- asking: a rejected run cannot be applied any more.
 function M.reject(arg)
-  change_run_state(arg, 'co/reject', function(id)
-    util.notify(('run %s rejected; its diff will not be applied'):format(util.short(id)))
+  target.with_run(arg, function(id)
+    local short = util.short(id)
+    local run = state.runs[id] or {}
+    local what = run.state == 'partially_applied' and 'the rest of run ' or 'run '
+    local question = ('co-sidecar: reject %s%s%s? It cannot be applied afterwards.'):format(
+      what,
+      short,
+      run.prompt and (' (' .. util.summary(run.prompt, 40) .. ')') or ''
+    )
+    require('co_sidecar.accept').confirm(question, 'Reject', function(yes)
+      if not yes then
+        return util.notify(('run %s was not rejected'):format(short))
+      end
+      change_run_state(id, 'co/reject', function()
+        util.notify(('run %s rejected; its diff will not be applied'):format(short))
+      end)
+    end)
   end)
 end
 

@@ -61,6 +61,11 @@ export class CoApi {
     return this.send(Methods.apply, { ...params, accept: true });
   }
 
+  /** What co/apply would do, per file; writes and records nothing (no acceptance needed). */
+  planApply(params: Omit<ApplyParams, "accept" | "dryRun">): Promise<ApplyResult> {
+    return this.send(Methods.apply, { ...params, dryRun: true });
+  }
+
   reject(runId: string): Promise<RunStateResult> {
     return this.send(Methods.reject, { runId });
   }

@@ -58,6 +58,8 @@ export interface ConfirmAndApplyOptions {
   force?: boolean;
   /** An already fetched diff (e.g. the one the user previewed); fetched if absent. */
   diff?: DiffResult;
+  /** Only these files of the run (the file pick); the rest stays for a later apply. */
+  files?: string[];
 }
 
 /** Fetch the diff, ask `confirm`, and only on yes call `co/apply` with accept: true. */
@@ -82,6 +84,7 @@ export async function confirmAndApply(
       ...(options.attempt !== undefined ? { attempt: options.attempt } : {}),
       ...(options.strategy ? { strategy: options.strategy } : {}),
       ...(options.force ? { force: true } : {}),
+      ...(options.files ? { files: options.files } : {}),
     });
     if (result.applied) return { kind: "applied", summary, result };
     const reason =

@@ -3,6 +3,7 @@ export * from "./api";
 export * from "./runs";
 export * from "./edits";
 export * from "./apply";
+export * from "./applyPick";
 export * from "./config";
 export * from "./python";
 export * from "./runsView";

@@ -2,13 +2,13 @@
 
 import type { WorkspaceEdit } from "./lsp";
 
-export type RunState = "queued" | "routing" | "launching" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "applied" | "rejected";
+export type RunState = "queued" | "routing" | "launching" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "applied" | "rejected" | "partially_applied";
 
-export const RUN_STATES: readonly RunState[] = ["queued", "routing", "launching", "running", "succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"];
+export const RUN_STATES: readonly RunState[] = ["queued", "routing", "launching", "running", "succeeded", "failed", "cancelled", "timed_out", "applied", "rejected", "partially_applied"];
 /** States in which the run is still executing. */
 export const ACTIVE_STATES: ReadonlySet<RunState> = new Set<RunState>(["queued", "routing", "launching", "running"]);
 /** States after which execution is over (the run may still be applied or rejected). */
-export const FINISHED_STATES: ReadonlySet<RunState> = new Set<RunState>(["succeeded", "failed", "cancelled", "timed_out", "applied", "rejected"]);
+export const FINISHED_STATES: ReadonlySet<RunState> = new Set<RunState>(["succeeded", "failed", "cancelled", "timed_out", "applied", "rejected", "partially_applied"]);
 
 /** Every co/* request and notification, by a short name. */
 export const Methods = {
@@ -149,6 +149,7 @@ export interface RunManifest {
   executor: ExecutorInfo;
   diff: DiffEvidence | null;
   apply: ApplyOutcome | null;
+  appliedParts: Record<string, number[]>;
   applying: ApplyIntent | null;
   cloud: CloudInfo | null;
   codex: CodexRunInfo | null;
@@ -192,6 +193,7 @@ export interface FileStat {
   deletions: number;
 }
 
+/** The last co/apply or co/reject of the run (dry runs are not recorded). */
 export interface ApplyOutcome {
   strategy: "client" | "git" | null;
   applied: boolean;
@@ -201,6 +203,12 @@ export interface ApplyOutcome {
   reason: string | null;
   forced: boolean;
   at: string;
+  outcome: string | null;
+  onConflict: string | null;
+  skippedPaths: string[];
+  conflictPaths: string[];
+  remaining: string[];
+  hunks: Record<string, number[]>;
 }
 
 /** Written before an apply touches the first file, cleared when it ends. Found set by a */
@@ -318,6 +326,10 @@ export interface RunStateResult {
 export interface DiffParams {
   runId: string;
   attempt?: number | null;
+  /** only these files of the patch (new paths); none: every file not applied yet */
+  files?: string[] | null;
+  /** path -> 1-based hunk numbers (co/diff `hunks`): only these hunks of that file */
+  hunks?: Record<string, number[]> | null;
 }
 
 export interface DiffResult {
@@ -329,6 +341,10 @@ export interface DiffResult {
   conflicts: Conflict[];
   overBudget: boolean;
   budget: DiffBudget;
+  /** every hunk of the run's patch */
+  hunks: HunkStat[];
+  /** files applied (in part) by earlier co/apply calls */
+  appliedPaths: string[];
 }
 
 export interface Conflict {
@@ -346,6 +362,19 @@ export interface DiffBudget {
   maxBytes: number;
 }
 
+/** One hunk of a file of the patch: what a selection names (`hunks: {path: [number]}`). */
+export interface HunkStat {
+  path: string;
+  /** 1-based, in the file's order in the patch */
+  number: number;
+  /** its @@ line as in the patch */
+  header: string;
+  additions: number;
+  deletions: number;
+  /** applied by an earlier co/apply of this run */
+  applied: boolean;
+}
+
 export interface ApplyParams {
   runId: string;
   accept?: boolean;
@@ -356,6 +385,14 @@ export interface ApplyParams {
   allowExternalSymlinks?: boolean;
   /** put back the files an interrupted apply may have changed (from their pre-images); needs no accept */
   restore?: boolean;
+  /** say per file what would happen; write nothing, record nothing */
+  dryRun?: boolean;
+  /** refuse: apply nothing if any file conflicts; skip: apply the clean files, leave the rest; markers: write git's conflict markers (strategy git only) */
+  onConflict?: "refuse" | "skip" | "markers";
+  /** only these files of the patch (new paths); none: every file not applied yet */
+  files?: string[] | null;
+  /** path -> 1-based hunk numbers (co/diff `hunks`): only these hunks of that file */
+  hunks?: Record<string, number[]> | null;
 }
 
 export interface ApplyResult {
@@ -366,6 +403,51 @@ export interface ApplyResult {
   conflicts: Conflict[];
   /** files put back (restore, or a failed apply) */
   restored: string[];
+  /** applied: all asked, cleanly; partial: some of the run is left (skippedPaths, remaining); conflicts: refused for conflicts, or applied with markers (onConflict markers); refused; declined (by the client); failed (restored); dry_run */
+  outcome: "applied" | "partial" | "conflicts" | "refused" | "declined" | "failed" | "dry_run" | null;
+  dryRun: boolean;
+  files: ApplyFile[];
+  /** asked, not applied (conflict, capability, ...) */
+  skippedPaths: string[];
+  conflictPaths: string[];
+  /** files of the run with hunks not applied yet */
+  remaining: string[];
+  workspace: WorkspaceDrift | null;
+  overBudget: boolean;
+}
+
+/** One file of a co/apply: what would happen (dry run) or happened to it. */
+export interface ApplyFile {
+  path: string;
+  oldPath: string | null;
+  status: "added" | "modified" | "deleted" | "renamed" | "binary";
+  outcome: "clean" | "merged" | "conflict" | "skipped" | "already_applied";
+  reason: string | null;
+  hunks: HunkOutcome[];
+  /** this apply changed it in the workspace */
+  written: boolean;
+}
+
+export interface HunkOutcome {
+  number: number;
+  /** the line it starts at in the run's base */
+  line: number;
+  outcome: "clean" | "conflict" | "already_applied";
+  reason: string | null;
+}
+
+/** How the workspace moved since the run's base. */
+export interface WorkspaceDrift {
+  /** None: cannot tell (no git, no reflog) */
+  headMoved: boolean | null;
+  baseHead: string | null;
+  head: string | null;
+  commitsSince: number | null;
+  /** files of the patch edited since the base */
+  edited: string[];
+  deleted: string[];
+  /** old path -> where its base content is now */
+  moved: Record<string, string>;
 }
 
 export interface PruneParams {

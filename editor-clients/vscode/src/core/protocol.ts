@@ -26,6 +26,7 @@ export const STATE_ORDER: Readonly<Record<RunState, number>> = {
   cancelled: 4,
   timed_out: 4,
   applied: 5,
+  partially_applied: 5,
   rejected: 5,
 };
 

@@ -210,6 +210,8 @@ export function stateLabel(state: RunState): string {
   switch (state) {
     case "timed_out":
       return "timed out";
+    case "partially_applied":
+      return "partly applied";
     default:
       return state;
   }
@@ -234,6 +236,8 @@ export function stateIcon(state: RunState): string {
       return "watch";
     case "applied":
       return "check-all";
+    case "partially_applied":
+      return "checklist";
     case "rejected":
       return "close";
   }
