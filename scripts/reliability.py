@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Reliability suite: fault matrix, kill -9 rounds, concurrency and hostile input, all through the
-real server over stdio (cloud mode against the loopback emulator). Writes docs/reliability.md.
+"""Reliability suite: fault matrix, kill -9 rounds, concurrency, hostile input, accepting a diff
+(scripts/apply_faults.py) and the hostile-input and fault classes at the boundary
+(scripts/boundary_faults.py), all through real servers over stdio (or `serve --tcp`; cloud mode
+against the loopback emulator). Writes docs/reliability.md.
 
     .venv/bin/python scripts/reliability.py            # full run, rewrites docs/reliability.md
     .venv/bin/python scripts/reliability.py --quick --out /tmp/r.md   # the subset the tests run
+    .venv/bin/python scripts/reliability.py --only boundary           # hostile input and faults, printed
 
 Every figure in the document comes from this run; nothing in it is typed by hand.
 """
@@ -31,6 +34,7 @@ sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import apply_faults  # noqa: E402
+import boundary_faults  # noqa: E402
 from rpc import RpcProcess, frame  # noqa: E402
 
 from co_sidecar.manifest import RunManifest, load_manifest  # noqa: E402
@@ -372,6 +376,110 @@ def hostile(base: Path, random_inputs: int) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- boundary classes
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "NO"
+
+
+def boundary_lines(b: dict[str, Any]) -> list[str]:
+    """One line per class: what scripts/boundary_faults.py saw (also printed by the script)."""
+    j, p, r, tc, lg = (b[k] for k in ("json", "processes", "runs_root", "tcp", "large"))
+    e, pr, t = b.get("emfile"), b.get("prompts"), b.get("trust")  # not in --quick
+    lines = [
+        f"{j['shapes']} hostile JSON shapes: {j['shapes_ok']} answered ({j['shapes_with_error']} with their JSON-RPC error, "
+        f"{j['shapes'] - j['shapes_with_error']} well-formed and answered), server alive: {_yes(j['alive'])}",
+        f"{j['strict']} strict-type cases ({j['strict_fields']} fields of {j['strict_methods']} methods, each given every JSON "
+        f"type its schema refuses): {j['strict'] - len(j['strict_accepted'])} refused with -32602 naming the field, "
+        f"{j['launched_by_junk']} runs launched by the junk; a real run after it all: {j['run_after']}",
+        f"co/apply `accept` not `true` ({j['accept_values']} values): {j['accept_refused']} refused, {j['accept_written']} files "
+        f"written; `true` applies: {_yes(j['true_applies'])}",
+    ]
+    if p["available"]:
+        for c in p["cases"]:
+            lines.append(
+                f"double-forked setsid agent ignoring SIGTERM, ended by {boundary_faults.PROCESS_CASES[c['how']]}: "
+                f"{c['survivors']} processes left, daemon still writing: {'yes' if c['still_writing'] else 'no'}, run `{c['state']}`"
+                + (f", server exit code {c['exit_code']}" if c["exit_code"] is not None else "")
+            )
+    else:
+        lines.append("process cases: skipped (needs Linux /proc and prctl)")
+    if e is not None:
+        lines.append(
+        f"EMFILE launches ({e['launches']} with the server's descriptor limit 6 above what it holds): {e['launched']} launched, "
+        f"{e['terminal']} of them terminal ({e['succeeded']} succeeded, {e['failed']} failed), {e['refused']} refused at launch; "
+        f"{e['causes_emfile']} / {e['causes']} failures name EMFILE (codes: {', '.join(e['codes']) or 'none'}); ghosts {e['ghosts']}; "
+        f"manifests terminal {e['manifests_terminal']} / {e['manifests']}; the next run: {e['run_after']}"
+        )  # fmt: skip
+    lines.append(
+        f"runs root not writable: launch refused ({r['category']}, names the errno: {_yes(r['names_errno'])}); "
+        f"ghost runs {r['ghosts']}, run updates {r['updates']}"
+    )
+    if pr is not None:
+        ways = "; ".join(
+            f"{way}: {w['state']}" + (f" ({w['code']}, names E2BIG: {_yes(w['names_e2big'])})" if w["code"] else f", all {pr['bytes']:,} bytes reached the agent: {_yes(w['received_whole'])}")
+            for way, w in pr["ways"].items()
+        )
+        lines.append(f"{pr['bytes']:,}-byte prompt: {ways}; over runs.maxPromptBytes: refused ({pr['over_bound']}), {pr['over_bound_listed']} runs")
+    for c in t["cases"] if t is not None else []:
+        lines.append(
+            f"{c['kind']} aiming agentCommand and cloud.baseUrl at the attacker, workspace {'trusted' if c['trusted'] else 'not trusted'}: "
+            f"{c['attacker_requests']} requests reached the attacker host ({c['attacker_got_token']} with the token), "
+            f"{c['user_host_requests']} the user's; the repository's agent ran: {'yes' if c['repo_agent_ran'] else 'no'}"
+            + ("; the launch warned how to trust" if c["warned"] else "")
+        )
+    lines += [
+        f"TCP: unauthenticated refused {tc['unauth_refused']} / {tc['unauth']}, HTTP refused {tc['http_refused']} / {tc['http']}, "
+        f"still listening: {_yes(tc['listening_after'])}, the agent they set ran: {'yes' if tc['agent_ran'] else 'no'}; "
+        f"the token opens a session: {_yes(tc['token_opens'])}, HTTP inside it closes it: {_yes(tc['http_in_session_closed'])}; "
+        f"token file {tc['token_mode'][2:]}, removed on exit: {_yes(tc['token_removed'])}",
+        f"local change over diff.hardMaxPatchBytes={lg['patch_limit']}: run {lg['local']}, the reason names the setting: "
+        f"{_yes(lg['local_names_setting'])}, patch kept: {'yes' if lg['local_captured'] else 'no'}; the same server's next run: {lg['next_run']}",
+        f"cloud diff over cloud.maxResponseBytes={lg['response_limit']}: run {lg['cloud']}, names the setting: "
+        f"{_yes(lg['cloud_names_setting'])}, server answering: {_yes(lg['cloud_alive'])}",
+    ]
+    if "stall" in lg:
+        s = lg["stall"]
+        lines.append(
+            f"co/diff of a {s['patch_mb']:.1f} MB patch ({s['files']:,} files) took {s['diff_s']:.1f} s; {s['during_count']} "
+            f"co/status answered meanwhile (benchmarks/diff_stall.py; docs/benchmarks.md §6 has the 98 MB figure)"
+        )
+    return lines
+
+
+# Which test asserts each class (the script reports the same cases; see scripts/boundary_faults.py).
+BOUNDARY_TESTS = [
+    ("the server never dies of input", "hostile JSON shapes, strict types, `accept` only `true`", "tests/test_hostile_server.py, tests/test_hostile_rpc.py"),
+    ("no process outlives its run", "a double-forked setsid agent: co/cancel, timeout, SIGTERM, kill -9 of the server", "tests/test_processes.py"),
+    ("every run reaches a terminal state", "EMFILE, an unwritable runs root, a 200 KB prompt", "tests/test_terminal_states.py"),
+    ("a repository cannot aim credentials or run code", "hostile co-sidecar.toml / pyproject.toml, attacker host on loopback", "tests/test_trust.py"),
+    ("`serve --tcp` is not an open door", "no or wrong token, HTTP requests", "tests/test_tcp.py"),
+    ("large results are bounded", "local patch and cloud response over their limits", "tests/test_large_results.py"),
+]
+
+
+def boundary_section(b: dict[str, Any]) -> list[str]:
+    return [
+        "## Hostile input and faults at the boundary",
+        "",
+        "Real servers over stdio (and `serve --tcp` over loopback sockets), real git repositories in temp dirs, "
+        "loopback HTTP servers for the attacker's host, the user's host and the cloud (scripts/boundary_faults.py; "
+        "the cases are shared with the tests named below, which assert the same outcomes).",
+        "",
+        "| class | cases | asserted by |",
+        "|---|---|---|",
+        *[f"| {name} | {cases} | {tests} |" for name, cases, tests in BOUNDARY_TESTS],
+        "",
+        "What this run saw:",
+        "",
+        *[f"- {line}" for line in boundary_lines(b)],
+        "",
+        "Hostile JSON shapes: " + "; ".join(b["json"]["shape_names"]) + ".",
+        "",
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -411,19 +519,26 @@ def accepting_section(acc: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: dict[str, Any], quick: bool, seconds: float, acc: dict[str, Any]) -> str:
+def render(
+    cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: dict[str, Any], quick: bool, seconds: float,
+    acc: dict[str, Any], bnd: dict[str, Any],
+) -> str:
     faults = len(cells)
     recovered = sum(1 for c in cells if c.state == "succeeded")
     inputs = bad["framing"] + bad["random"] + 1
     runs = len(cells) + kills["runs"] + conc["runs"]
     lost = kills["lost"] + conc["lost"] + sum(1 for c in cells if not c.consistent or c.state not in TERMINAL)
+    j, procs = bnd["json"], bnd["processes"]["cases"]
+    untrusted = [c for c in bnd.get("trust", {"cases": []})["cases"] if not c["trusted"]]
+    tc = bnd["tcp"]
     lines = [
         "# Reliability",
         "",
         "<!-- generated by scripts/reliability.py; do not edit by hand -->",
         "",
         f"Generated by `scripts/reliability.py`{' --quick' if quick else ''} in {seconds:.0f} s "
-        "(every run goes through the real server over stdio; cloud runs against the loopback emulator). "
+        "(every run goes through a real server over stdio, or `serve --tcp` for its own class; cloud runs against "
+        "the loopback emulator). "
         "Re-run it to refresh this page; `tests/test_reliability_script.py` runs its quick mode.",
         "",
         "## Figures",
@@ -435,7 +550,15 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         f"| faults injected (kind × phase, plus task faults) | {faults} ({recovered} recovered by retry, {faults - recovered} failed cleanly) |",
         f"| hostile inputs tried | {inputs} ({bad['framing']} framing cases, 1 request before initialize, {bad['random']} random co/* params) |",
         f"| hostile patches (co/diff + both apply strategies each) | {acc['hostile_patches']['patches']} ({acc['hostile_patches']['refused_everywhere']} refused everywhere) |",
-        f"| server crashes | {bad['crashes']} |",
+        f"| hostile JSON shapes / strict-type cases | {j['shapes']} ({j['shapes_ok']} answered) / {j['strict']} "
+        f"({j['strict'] - len(j['strict_accepted'])} refused) |",
+        f"| server crashes | {bad['crashes'] + (0 if j['alive'] else 1)} |",
+        f"| agent processes left after {', '.join(boundary_faults.PROCESS_CASES[c['how']] for c in procs) or '(skipped)'} | "
+        f"{sum(c['survivors'] for c in procs)} |",
+        f"| runs left non-terminal (EMFILE, unwritable runs root) | {bnd.get('emfile', {}).get('ghosts', 0) + bnd['runs_root']['ghosts']} |",
+        f"| requests to the attacker's host / its agent run, from {len(untrusted)} untrusted repositories | "
+        f"{sum(c['attacker_requests'] for c in untrusted)} / {sum(c['repo_agent_ran'] for c in untrusted)} |",
+        f"| `serve --tcp` connections without the token / HTTP let in | {tc['unauth'] - tc['unauth_refused']} / {tc['http'] - tc['http_refused']} |",
         f"| runs applied twice / files left changed by a failed or interrupted apply | "
         f"{int(acc['double_apply']['line_count'] != 1)} / {len(acc['disk_full']['differing']) + (0 if acc['kill_mid_apply']['identical_after_restore'] else len(acc['kill_mid_apply']['changed_on_disk']))} |",
         f"| **data lost** | **{lost}** |",
@@ -465,12 +588,14 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "equals the manifest's. The expected behaviour per kind and phase is in docs/cloud.md (fault SPEC): 429 and "
         "503 are retried everywhere; other 5xx, hangs, delays and dropped connections are retried on poll and diff but "
         "fail a create (the task may exist, so it is never created twice); 401/403/404 and malformed bodies fail at "
-        "once with their code.",
+        "once with their code (tests/test_cloud_faults.py asserts each kind; tests/test_reliability_script.py this "
+        "script's quick matrix).",
         "",
         "## Crash recovery",
         "",
         f"{kills['local']} local and {kills['cloud']} cloud runs in flight; the server was killed with SIGKILL "
-        f"{kills['kills']} time(s) and restarted each time.",
+        f"{kills['kills']} time(s) and restarted each time (tests/test_recovery.py and tests/test_reliability_runs.py "
+        "assert the same with one kill).",
         "",
         "| check | result |",
         "|---|---|",
@@ -485,9 +610,12 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "",
         f"{conc['runs']} runs launched at once ({conc['local']} local with `local.maxConcurrent = 8`, "
         f"{conc['cloud']} cloud): {conc['succeeded']} succeeded, {conc['manifests_valid']} manifests valid with "
-        f"matching patch hashes, {conc['seconds']} s in all, {conc['lost']} lost.",
+        f"matching patch hashes, {conc['seconds']} s in all, {conc['lost']} lost (tests/test_reliability_runs.py).",
         "",
         "## Hostile input",
+        "",
+        "Broken framing and random co/* params into one server (tests/test_hostile_rpc.py asserts the framing cases "
+        "and a property test of the params).",
         "",
         "| check | result |",
         "|---|---|",
@@ -499,17 +627,30 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "Framing cases: " + "; ".join(name for name, _ in FRAMING) + ".",
         "",
         *accepting_section(acc),
+        *boundary_section(bnd),
         "## What the suite guarantees, and how",
+        "",
+        "Each point names the tests that assert it; the tables above are what this script saw.",
         "",
         "- **Manifests** are written atomically (temp file, fsync, rename) at every change, so a kill leaves the old "
         "or the new file. A run's driver holds an exclusive `flock` on `owner.lock` beside its manifest; the kernel "
         "drops it when the process dies (even by SIGKILL). At start a server takes over only executing runs whose lock "
         "it can take, and re-reads the manifest under the lock, so a second server on the same workspace never marks "
-        "another's live run interrupted, and two servers starting together recover an orphan once.",
+        "another's live run interrupted, and two servers starting together recover an orphan once "
+        "(tests/test_manifest.py, tests/test_recovery.py, tests/test_reliability_runs.py).",
+        "- **Manifests are input**: a file under the runs root that is not a valid manifest (`[]`, a string, `null`, "
+        "bad JSON, wrong shape, deep nesting, a newer schema, another run's manifest) is skipped and reported, never "
+        "hides the other runs, and fields from a newer version survive a rewrite (tests/test_manifest_input.py, "
+        "tests/test_apply_faults.py).",
         "- **Framing** (stdio and `serve --tcp`, one transport): a body that is not JSON gets -32700 (id null); a body that is not a request object "
         "-32600; a message over `CO_MAX_MESSAGE_BYTES` (default 64 MiB) -32600, its body read and dropped; after a "
         "bad header or a body shorter than its Content-Length the reader resynchronises on the next "
-        "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are dropped.",
+        "`Content-Length:`. Requests before `initialize` get -32002 (ServerNotInitialized); notifications then are "
+        "dropped (tests/test_hostile_rpc.py).",
+        "- **Any JSON shape**: nesting deeper than 64 levels anywhere in a message is -32600 (or -32602 inside params "
+        "that parse), NaN, Infinity, numbers beyond a double or over 4,300 digits are -32700, lone surrogates -32602; "
+        "the server answers the next request. **Strict types**: every co/* param refuses every JSON type its schema "
+        "does not allow with -32602 naming the field; only JSON `true` accepts a diff (tests/test_hostile_server.py).",
         "- **Patches** are read as git's apply.c reads them: every extended header line it knows (renames as "
         "`rename from/to` and `rename old/new`, copies, modes, symlinks 120000, gitlinks 160000, (dis)similarity, "
         "index); any other header line, or a hunk or file header git would find between files, refuses the patch, and "
@@ -520,23 +661,51 @@ def render(cells: list[Cell], kills: dict[str, Any], conc: dict[str, Any], bad: 
         "dots and spaces, 8.3 short names, ignorable Unicode), a sha256 that no longer matches and patches over "
         "`diff.hardMaxPatchBytes`. A symlink the patch creates that points outside the workspace needs "
         "`allowExternalSymlinks: true` on that co/apply. Refused patches never reach `git apply` (the tests spy on "
-        "git). CRLF, missing final newlines, non-UTF-8 text (git strategy) and big hunks apply byte for byte.",
+        "git). CRLF, missing final newlines, non-UTF-8 text (git strategy) and big hunks apply byte for byte "
+        "(tests/test_hostile_patches.py, tests/test_apply_faults.py, tests/test_diffs.py).",
         "- **Applying** takes the run's `apply.lock` (flock, across processes) and re-reads the manifest under it, so a "
         "run is applied at most once and co/reject during an apply is refused. Before the first file is touched the "
         "apply saves each file's pre-image in the run directory and records an `applying` intent in the manifest; "
         "an apply that fails puts every file back, and a server that finds an intent nobody holds the lock for "
-        "names the files that differ and restores them on `co/apply {runId, restore: true}`.",
+        "names the files that differ and restores them on `co/apply {runId, restore: true}` "
+        "(tests/test_apply_faults.py, tests/test_apply_journal.py).",
+        "- **Processes**: the agent runs under a small launcher that is a child subreaper with a parent-death signal, "
+        "so every descendant (double-forked, `setsid`, ignoring SIGTERM) is found and ended on co/cancel, timeout, "
+        "the agent's own exit, SIGTERM/SIGHUP/SIGINT of the server (a clean shutdown: runs `cancelled`, exit 0), the "
+        "end of the server's input, and kill -9 of the server (the next server marks the run `interrupted`) "
+        "(tests/test_processes.py).",
+        "- **Terminal states**: with descriptors exhausted every launched run ends (the reason names EMFILE) or its "
+        "launch is refused, and no run stays in `routing`/`launching`; an unwritable runs root refuses the launch "
+        "(`runs_root`, naming the errno) and records nothing; a folder that is not a git repository gets nothing "
+        "written; a prompt too large for an argument reaches the agent through `{promptFile}` or, for codex, stdin, "
+        "and as `{prompt}` fails with `local_prompt_too_large` naming E2BIG; a prompt over `runs.maxPromptBytes` is "
+        "refused at launch (tests/test_terminal_states.py).",
+        "- **Trust**: `local.agentCommand`, `local.envAllow`, `cloud.baseUrl`, `cloud.codexCommand` and a runs root "
+        "outside the workspace are taken from a workspace's `co-sidecar.toml` / `pyproject.toml` only when the user "
+        "trusts it (`trustedWorkspaces` in the user's config.toml, or the editor's `workspaceTrusted: true`); "
+        "otherwise they are ignored with a warning saying how to trust (tests/test_trust.py).",
+        "- **`serve --tcp`** writes a token to a file only the user can read (0600, in a 0700 directory) and closes "
+        "any connection whose `initialize` does not carry it, and any connection that speaks HTTP, before a setting "
+        "is taken (tests/test_tcp.py).",
         "- **Secrets**: `CODEX_CLOUD_TOKEN` lives only in request headers. The agent's environment is an allowlist "
         "(docs/configuration.md); `CODEX_CLOUD_TOKEN` is never passed, even when `local.envAllow` names it or is "
         "`[\"*\"]`: an agent that needs Codex credentials uses its own (`CODEX_HOME`/auth.json or an API key, both "
         "allowlisted). Known secret values (the cloud token, from the environment or auth.json, and the provider API "
         "keys an agent gets) are masked (`[REDACTED]`) in manifests, every co/runUpdate and $/progress, agent output, "
-        "events.jsonl and the log. tests/test_secrets.py and tests/test_apply_faults.py grep manifests, patches, "
-        "a DEBUG log and every message for known secrets.",
-        "- **Bounds** (tested at their edges in tests/test_bounds.py): `diff.hardMaxPatchBytes` (refused above it, "
-        "even with `force`; `diff.maxPatchBytes` is the soft budget that only needs `force`), `local.maxOutputBytes` "
-        "(the tail kept per stream, minimum 1024), `cloud.poll.maxRetries`, `cloud.poll.requestTimeoutSeconds` and "
-        "`cloud.poll.timeoutSeconds` (a poll due exactly at the deadline is not made: the run is `timed_out`).",
+        "events.jsonl and the log (tests/test_secrets.py, tests/test_redact.py and tests/test_apply_faults.py grep "
+        "manifests, patches, a DEBUG log and every message for known secrets).",
+        "- **Edges**: a bad `co-sidecar.toml` is a config error naming the file and key (no traceback), unknown "
+        "keys are reported with the nearest valid one, unknown values are errors naming the allowed words "
+        "(tests/test_config_edges.py); `co-sidecar run` whose server dies says so and exits non-zero, and Ctrl-C "
+        "prints one line and cancels the run (tests/test_run_client_faults.py).",
+        "- **Bounds** (tested at their edges in tests/test_bounds.py and tests/test_large_results.py): "
+        "`diff.hardMaxPatchBytes` (refused above it, even with `force`; a local agent's change over it fails the run "
+        "with `local_patch_too_large` while git's output is read; `diff.maxPatchBytes` is the soft budget that only "
+        "needs `force`), `cloud.maxResponseBytes` (a larger task response is refused while it is read: "
+        "`cloud_protocol`), `local.maxOutputBytes` (the tail kept per stream, minimum 1024), `cloud.poll.maxRetries`, "
+        "`cloud.poll.requestTimeoutSeconds` and `cloud.poll.timeoutSeconds` (a poll due exactly at the deadline is "
+        "not made: the run is `timed_out`). co/diff parses and builds off the event loop, so co/status is answered "
+        "while a big diff is built (benchmarks/diff_stall.py, docs/benchmarks.md).",
         "",
     ]
     return "\n".join(lines)
@@ -548,21 +717,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument(
+        "--only", choices=["boundary"], help="only the hostile-input and fault classes at the boundary: printed, no page written"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="co-reliability-") as tmp:
         base = Path(tmp)
-        cells = fault_matrix(base, QUICK_KINDS if args.quick else KINDS, args.workers)
-        kills = kill_rounds(base, 1 if args.quick else 3, 2, 2 if args.quick else 3)
-        conc = concurrency(base, *((4, 4) if args.quick else (25, 25)))
-        bad = hostile(base, 30 if args.quick else 400)
-        acc = apply_faults.all_scenarios(base)
-    text = render(cells, kills, conc, bad, args.quick, time.monotonic() - started, acc)
+        if args.only == "boundary":
+            bnd = boundary_faults.all_scenarios(base, args.quick, args.workers)
+            print("\n".join(boundary_lines(bnd)))
+            if args.json:
+                Path(args.json).write_text(json.dumps({"boundary": bnd}, indent=2, default=str))
+            return 0
+        # The boundary classes run beside the rest (mostly waiting on servers and sockets).
+        with ThreadPoolExecutor(1) as beside:
+            boundary = beside.submit(boundary_faults.all_scenarios, base / "boundary", args.quick, max(1, args.workers // 2))
+            cells = fault_matrix(base, QUICK_KINDS if args.quick else KINDS, args.workers)
+            kills = kill_rounds(base, 1 if args.quick else 3, 2, 2 if args.quick else 3)
+            conc = concurrency(base, *((4, 4) if args.quick else (25, 25)))
+            bad = hostile(base, 30 if args.quick else 400)
+            acc = apply_faults.all_scenarios(base)
+            bnd = boundary.result()
+    text = render(cells, kills, conc, bad, args.quick, time.monotonic() - started, acc, bnd)
     Path(args.out).write_text(text)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"cells": [c.__dict__ for c in cells], "kills": kills, "concurrency": conc, "hostile": bad, "accepting": acc}, indent=2, default=str)
+            json.dumps(
+                {"cells": [c.__dict__ for c in cells], "kills": kills, "concurrency": conc, "hostile": bad, "accepting": acc, "boundary": bnd},
+                indent=2, default=str,
+            )  # fmt: skip
         )
+    print("\n".join(boundary_lines(bnd)))
     print(f"wrote {args.out}")
     return 0
 

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,67 +19,13 @@ from co_sidecar.local.processes import launcher_available
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
+from boundary_faults import HOSTILE_AGENT, pid_alive, run_processes  # noqa: E402
 from rpc import RpcProcess  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not launcher_available(), reason="needs Linux /proc and prctl")
 
-# The agent forks a child that calls setsid and forks again (a daemon: re-parented, in its own
-# session and group), which appends to a file outside the scratch copy every 20 ms. The agent
-# then runs on (or exits at once with HOSTILE_EXIT=1). Each process records its pid.
-HOSTILE = textwrap.dedent(
-    """
-    import os, sys, time
-    out = os.environ["HOSTILE_DIR"]
-    def note(name):
-        with open(os.path.join(out, name), "w") as f:
-            f.write(str(os.getpid()))
-    note("agent.pid")
-    if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            note("daemon.pid")
-            signal_safe = open(os.path.join(out, "leak.log"), "a")
-            while True:
-                signal_safe.write("still here\\n"); signal_safe.flush()
-                time.sleep(0.02)
-        os._exit(0)
-    os.wait()
-    while not os.path.exists(os.path.join(out, "daemon.pid")):
-        time.sleep(0.01)
-    if os.environ.get("HOSTILE_EXIT") == "1":
-        sys.exit(0)
-    import signal
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn agent: only SIGKILL ends it
-    print("working", flush=True)
-    while True:
-        time.sleep(0.05)
-    """
-)
+HOSTILE = HOSTILE_AGENT
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
-def run_processes(run_id: str) -> list[int]:
-    """Every live process whose environment names this run (the agent's CO_RUN_ID)."""
-    found = []
-    needle = f"CO_RUN_ID={run_id}".encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in env.split(b"\0") and pid_alive(int(name)):
-            found.append(int(name))
-    return found
 
 
 def wait_until(check, what: str, within: float = 15.0) -> None:  # type: ignore[no-untyped-def]

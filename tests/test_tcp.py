@@ -4,90 +4,31 @@ before a single setting is taken. Real sockets against a real server process."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import stat
 import subprocess
 import sys
-import time
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from boundary_faults import (  # noqa: E402
+    HTTP_REQUESTS,
+    TcpServer,
+    closed,
+    read_message,
+    tcp_frame,
+    tcp_initialize,
+)
 
 CLI = [sys.executable, "-m", "co_sidecar"]
 
 
-def frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-def initialize(repo: Path, options: dict[str, Any], msg_id: int = 1) -> bytes:
-    return frame({
-        "jsonrpc": "2.0", "id": msg_id, "method": "initialize",
-        "params": {"processId": None, "rootUri": repo.as_uri(), "capabilities": {}, "initializationOptions": options},
-    })  # fmt: skip
-
-
-def read_message(sock: socket.socket) -> dict[str, Any] | None:
-    """One framed message, or None when the server closed the connection."""
-    if sock not in _streams:
-        _streams[sock] = sock.makefile("rb")
-    stream = _streams[sock]
-    length = None
-    while True:
-        line = stream.readline()
-        if not line:
-            return None
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    assert length is not None
-    body = stream.read(length)
-    return json.loads(body) if len(body) == length else None
-
-
-_streams: weakref.WeakKeyDictionary[socket.socket, Any] = weakref.WeakKeyDictionary()
-
-
-def closed(sock: socket.socket) -> bool:
-    sock.settimeout(10)
-    try:
-        while True:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return True
-    except ConnectionResetError:
-        return True
-
-
-class TcpServer:
-    def __init__(self, repo: Path, tmp_path: Path):
-        self.token_file = tmp_path / "rt" / "tcp.token"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.proc = subprocess.Popen(  # noqa: S603
-            [*CLI, "serve", "--tcp", f"127.0.0.1:{self.port}", "--token-file", str(self.token_file)],
-            stderr=subprocess.PIPE, text=True, cwd=repo,
-        )  # fmt: skip
-        assert self.proc.stderr is not None
-        self.banner = self.proc.stderr.readline()
-        self.token = self.token_file.read_text().strip()
-
-    def connect(self) -> socket.socket:
-        for _ in range(100):
-            try:
-                return socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("server not listening")
+frame, initialize = tcp_frame, tcp_initialize
 
 
 @pytest.fixture
@@ -123,15 +64,10 @@ def test_without_the_token_nothing_runs(tcp: TcpServer, repo: Path, tmp_path: Pa
     assert not marker.exists() and tcp.proc.poll() is None  # still listening for its real client
 
 
-HTTP = [
-    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    b"OPTIONS * HTTP/1.1\r\n\r\n",
-    b"PUT /x HTTP/1.0\r\n\r\n",
-]
+HTTP = list(HTTP_REQUESTS.values())
 
 
-@pytest.mark.parametrize("request_bytes", HTTP, ids=["POST", "GET", "OPTIONS", "PUT"])
+@pytest.mark.parametrize("request_bytes", HTTP, ids=list(HTTP_REQUESTS))
 def test_http_is_refused_and_closed(tcp: TcpServer, request_bytes: bytes) -> None:
     with tcp.connect() as sock:
         sock.sendall(request_bytes)

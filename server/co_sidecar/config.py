@@ -152,7 +152,8 @@ class DiffConfig(Section):
     hard_max_patch_bytes: int = doc(
         200_000_000,
         "Hard limit: a patch larger than this is refused by co/diff and co/apply, even with force "
-        "(it is kept on disk as evidence but never parsed or given to git apply).",
+        "(it is kept on disk as evidence but never parsed or given to git apply). A local run whose "
+        "change is larger fails with local_patch_too_large (the patch is not read past it).",
         ge=1,
     )
 

@@ -63,6 +63,7 @@ class RunErrorCode(_Documented):
     LOCAL_NO_COMMITS = "local_no_commits", "failed fast", "the repository has no commit to make a scratch worktree from"
     LOCAL_GIT_MISSING = "local_git_missing", "failed fast", "git is not on PATH"
     LOCAL_WORKSPACE = "local_workspace", "failed", "another git error while making or reading the scratch copy"
+    LOCAL_PATCH_TOO_LARGE = "local_patch_too_large", "failed", "the agent's change is over diff.hardMaxPatchBytes as a patch: reading it stopped there, nothing captured"
     INTERRUPTED = "interrupted", "failed", "the server stopped while the run was in progress (found at the next start)"
     CANCELLED = "cancelled", "cancelled", "co/cancel, a $/progress cancel, or server shutdown"
     INTERNAL = "internal", "failed", "a bug in an executor; the server stays up"

@@ -401,7 +401,7 @@ class LocalExecutor:
                 RunState.FAILED, f"{what}: {tail}" if tail else what, RunErrorCode.LOCAL_AGENT_FAILED
             )
 
-        patch = await asyncio.to_thread(live_diff.capture, ctx.run_id, scratch)
+        patch = await asyncio.to_thread(live_diff.capture, ctx.run_id, scratch, ctx.config.diff.hard_max_patch_bytes)
         evidence = ctx.record_patch(patch)
         if first_base is not None and ctx.manifest.follow_up is not None:
             cumulative = await asyncio.to_thread(follow.capture_cumulative, scratch, first_base)

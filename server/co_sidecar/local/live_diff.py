@@ -25,7 +25,7 @@ from ..git_apply import parse_checked
 from ..manifest import DiffEvidence
 from ..protocol import DiffBudget, DiffResult
 from .pool import SEALED, _run, add_all, capture_patch, sealed_env
-from .scratch import Scratch
+from .scratch import PatchTooLarge, Scratch
 
 if TYPE_CHECKING:
     from ..execution import RunContext
@@ -52,22 +52,24 @@ def unregister(run_id: str) -> None:
     _LIVE.pop(run_id, None)
 
 
-def capture(run_id: str, scratch: Scratch) -> bytes:
-    """The run's patch now (blocking), never at the same time as another look at it."""
+def capture(run_id: str, scratch: Scratch, limit: int | None = None) -> bytes:
+    """The run's patch now (blocking), never at the same time as another look at it; over
+    `limit` bytes, PatchTooLarge (see pool.capture_patch)."""
     live = _LIVE.get(run_id)
     if live is None:
-        return capture_patch(scratch)
+        return capture_patch(scratch, limit)
     with live.lock:
-        return capture_patch(scratch)
+        return capture_patch(scratch, limit)
 
 
-def current(run_id: str) -> bytes | None:
-    """The running run's diff so far; None when it has no scratch (yet, or any more)."""
+def current(run_id: str, limit: int | None = None) -> bytes | None:
+    """The running run's diff so far; None when it has no scratch (yet, or any more). Over
+    `limit` bytes, PatchTooLarge: it is never read whole."""
     live = _LIVE.get(run_id)
     if live is None:
         return None
     with live.lock:
-        return capture_patch(live.scratch)
+        return capture_patch(live.scratch, limit)
 
 
 def stats(run_id: str) -> dict[str, int] | None:
@@ -157,10 +159,11 @@ def partial_diff(
             "shown there, and here once it ends",
             data={"state": record.manifest.state.value},
         )
-    patch = current(record.run_id) or b""
     limit = config.diff.hard_max_patch_bytes
-    if len(patch) > limit:
-        raise PatchRefused(f"the diff so far is {len(patch)} bytes, over the hard limit diff.hardMaxPatchBytes={limit}")
+    try:
+        patch = current(record.run_id, limit) or b""
+    except PatchTooLarge as exc:
+        raise PatchRefused(f"the diff so far is over the hard limit diff.hardMaxPatchBytes={limit}") from exc
     changes = parse_checked(patch) if patch else []
     external = check_paths(changes, record.workspace, record.store.root) if changes else []
     edit, conflicts = build_workspace_edit(changes, record.workspace, open_documents, label=label)

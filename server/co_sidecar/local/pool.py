@@ -50,6 +50,7 @@ from .scratch import (
     capture_worktree_patch,
     git,
     has_commit,
+    read_capped,
     repo_toplevel,
     scratch_root,
     sweep_worktrees,
@@ -594,9 +595,12 @@ def _switch(slot: Slot, run: Any, old: str, new: str) -> None:
         run(["checkout-index", "-f", "-u", "-z", "--stdin"], input=stdin)
 
 
-def capture_patch(scratch: Scratch) -> bytes:
-    """The agent's change as a binary-safe git patch, relative to the user's workspace."""
-    return capture(scratch) if scratch.gitdir is not None else capture_worktree_patch(scratch)
+def capture_patch(scratch: Scratch, limit: int | None = None) -> bytes:
+    """The agent's change as a binary-safe git patch, relative to the user's workspace;
+    PatchTooLarge once it passes `limit` bytes (diff.hardMaxPatchBytes)."""
+    if scratch.gitdir is not None:
+        return capture(scratch, limit)
+    return capture_worktree_patch(scratch, limit)
 
 
 def sweep_scratch(
@@ -615,10 +619,11 @@ def sweep_scratch(
     return removed + sweep(toplevel)
 
 
-def capture(scratch: Scratch) -> bytes:
+def capture(scratch: Scratch, limit: int | None = None) -> bytes:
     """The agent's change as a git patch relative to the user's workspace, from the sealed
     git directory. Nested repositories the agent made are left out (a patch can only name
-    their commit); a symlink pointing out of the workspace is refused."""
+    their commit); a symlink pointing out of the workspace is refused; a patch over `limit`
+    bytes is refused while it is read (PatchTooLarge), never held whole."""
     assert scratch.gitdir is not None
     env = sealed_env(scratch.gitdir, scratch.path)
 
@@ -629,7 +634,8 @@ def capture(scratch: Scratch) -> bytes:
     raw = run(["diff", "--cached", "--raw", "-z", "--no-renames", scratch.base, *spec])
     check_symlinks(scratch, raw)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
-    return run(["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec])
+    argv = [*SEALED, *scratch.git_config, "diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, *spec]
+    return read_capped(argv, scratch.path, env, limit)
 
 
 def add_all(run: Any, root: Path, excludes: Sequence[str]) -> list[str]:

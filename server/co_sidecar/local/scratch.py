@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunErrorCode, WorkspaceError
-from ..gitcmd import run_git
+from ..errors import WORKSPACE_ERROR, CoError, RunErrorCode, WorkspaceError
+from ..gitcmd import git_env, run_git
 
 NO_COMMITS = "workspace has no commits: commit once so a scratch worktree can be made"
 
@@ -67,6 +68,53 @@ def git(
         err = done.stderr.decode("utf-8", "replace").strip()
         raise WorkspaceError(f"git {args[0]} failed ({done.returncode}): {err}")
     return done.stdout
+
+
+# The setting that bounds a captured patch (the same hard limit co/diff and co/apply enforce).
+PATCH_LIMIT_SETTING = "diff.hardMaxPatchBytes"
+READ_CHUNK = 1024 * 1024
+
+
+class PatchTooLarge(CoError):
+    code = WORKSPACE_ERROR
+    category = RunErrorCode.LOCAL_PATCH_TOO_LARGE
+
+
+def read_capped(argv: Sequence[str], cwd: Path, env: dict[str, str], limit: int | None) -> bytes:
+    """git's stdout, read in chunks; past `limit` bytes git is killed and PatchTooLarge raised,
+    so an agent's huge change is never held whole in the server's memory."""
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+                list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+            )
+        except FileNotFoundError as exc:
+            raise WorkspaceError("git not found on PATH", category=RunErrorCode.LOCAL_GIT_MISSING) from exc
+        assert proc.stdout is not None
+        chunks: list[bytes] = []
+        size = 0
+        complete = False
+        try:
+            while chunk := proc.stdout.read(READ_CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise PatchTooLarge(
+                        f"the agent's change is over {PATCH_LIMIT_SETTING}={limit} bytes as a patch; it was "
+                        f"not captured (raise {PATCH_LIMIT_SETTING} to keep a change this large, or ask for "
+                        "a smaller one)"
+                    )
+                chunks.append(chunk)
+            complete = True
+        finally:
+            if not complete:  # stopped early: git would block on a full pipe
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            text = err.read(64 * 1024).decode("utf-8", "replace").strip()
+            raise WorkspaceError(f"git diff failed ({proc.returncode}): {text}")
+    return b"".join(chunks)
 
 
 def _text(out: bytes) -> str:
@@ -219,15 +267,14 @@ def _carry_over(toplevel: Path, dest: Path, exclude: Sequence[Path]) -> None:
 SLOT_MARK = "co-sidecar-scratch-slot"
 
 
-def capture_worktree_patch(scratch: Scratch) -> bytes:
+def capture_worktree_patch(scratch: Scratch, limit: int | None = None) -> bytes:
     """A worktree scratch's change (`create_scratch`, the canary's) as a binary-safe git patch,
-    relative to the user's workspace. Pooled scratches: `pool.capture_patch`."""
+    relative to the user's workspace; PatchTooLarge past `limit` bytes. Pooled scratches:
+    `pool.capture_patch`."""
     git(["add", "-A"], scratch.path, scratch=True)
     relative = f"--relative={scratch.prefix}" if scratch.prefix else "--no-relative"
-    return git(
-        ["diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, "--"],
-        scratch.path, scratch=True,
-    )  # fmt: skip
+    argv = [*GIT_BASE, *SCRATCH_GIT, "diff", "--cached", *DIFF_FLAGS, "-M", relative, scratch.base, "--"]
+    return read_capped(argv, scratch.path, git_env(), limit)
 
 
 def _force_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:

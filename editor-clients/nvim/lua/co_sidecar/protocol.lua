@@ -34,7 +34,7 @@ M.error_codes = {
   cloudError = -32010,
 }
 --- Run error codes: `errorCode` in runUpdates and manifests (docs/errors.md).
-M.RUN_ERROR_CODES = { "cloud_auth", "cloud_not_found", "cloud_rate_limited", "cloud_unavailable", "cloud_protocol", "cloud_timeout", "cloud_task_failed", "cloud_preflight", "local_agent_failed", "local_timeout", "local_agent_missing", "local_prompt_too_large", "local_spawn_failed", "system_error", "local_not_git_repo", "local_no_commits", "local_git_missing", "local_workspace", "interrupted", "cancelled", "internal" }
+M.RUN_ERROR_CODES = { "cloud_auth", "cloud_not_found", "cloud_rate_limited", "cloud_unavailable", "cloud_protocol", "cloud_timeout", "cloud_task_failed", "cloud_preflight", "local_agent_failed", "local_timeout", "local_agent_missing", "local_prompt_too_large", "local_spawn_failed", "system_error", "local_not_git_repo", "local_no_commits", "local_git_missing", "local_workspace", "local_patch_too_large", "interrupted", "cancelled", "internal" }
 --- Preflight issue codes: `issues[].code` in co/route, a launch's fallback, co/doctor.
 M.ISSUE_CODES = { "cloud_disabled", "cloud_env_missing", "cloud_credentials_missing", "cloud_cli_missing", "cloud_auth", "cloud_branch_missing", "cloud_env_unknown", "cloud_env_ambiguous", "cloud_branch_unpushed", "cloud_status_unreadable", "config_warning", "local_agent_missing", "local_agent_signed_out", "local_not_git_repo", "local_no_commits", "local_git_missing", "workspace_missing" }
 
