@@ -12,6 +12,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from co_sidecar.cloud.emulator import Emulator, parse_faults
 from conftest import ROOT, make_repo
 
@@ -29,6 +31,9 @@ SECTIONS = (
 )
 
 
+# A whole benchmark run (about a minute alone, more beside other test workers): the timeout is a
+# hang guard above its own 240 s limit, not a speed goal.
+@pytest.mark.timeout(300)
 def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     raw = tmp_path / "results.json"

@@ -8,12 +8,15 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import reliability  # noqa: E402
 
 
+@pytest.mark.timeout(300)  # a whole quick reliability run: a hang guard, not a speed goal
 def test_quick_reliability_run(tmp_path: Path) -> None:
     out, raw = tmp_path / "reliability.md", tmp_path / "reliability.json"
     assert reliability.main(["--quick", "--out", str(out), "--json", str(raw), "--workers", "4"]) == 0
