@@ -75,6 +75,20 @@ ONE_WORKER_MODULES = {
 }
 
 
+# The longest single tests (minutes beside other workers): started first under xdist, so none
+# of them is the tail of the run. Only the order changes.
+SLOW_FIRST_MODULES = (
+    "tests/test_benchmarks_quick.py",
+    "tests/test_reliability_script.py",
+    "tests/test_runs_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike
+        items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in SLOW_FIRST_MODULES)
+
+
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadgroup":

@@ -31,9 +31,9 @@ SECTIONS = (
 )
 
 
-# A whole benchmark run (about a minute alone, more beside other test workers): the timeout is a
-# hang guard above its own 240 s limit, not a speed goal.
-@pytest.mark.timeout(300)
+# A whole benchmark run (about a minute alone, up to 4 beside other test workers on a busy
+# machine): the timeouts are hang guards, not speed goals.
+@pytest.mark.timeout(600)
 def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     raw = tmp_path / "results.json"
@@ -41,7 +41,7 @@ def test_quick_mode_writes_every_section(tmp_path: Path) -> None:
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(out), "--json", str(raw)],
         cwd=ROOT,
         check=True,
-        timeout=240,
+        timeout=540,
     )
     text = out.read_text()
     for section in SECTIONS:
