@@ -64,6 +64,45 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     return path
 
 
+# Under pytest-xdist (`./dev test` runs `-n 4 --dist loadgroup`) the tests are spread one by one
+# over the workers, except the modules here: their tests write the same files in the checkout
+# (so two of them must never run at once), or share an expensive module fixture. Each module
+# runs whole on one worker, and these start first (they are the longest). xdist's own
+# xdist_group mark is not used: it does not group under pytest 9.2 (pytest-xdist issue 1386).
+ONE_WORKER_MODULES = {
+    "tests/test_vscode_client.py",  # npm build/test/package and the e2e: out/, bundled/, *.vsix
+    "tests/test_install_wheel.py",  # `./dev dist` rewrites dist/; the wheel's venv is built once
+}
+
+
+# The longest single tests (minutes beside other workers): started first under xdist, so none
+# of them is the tail of the run. Only the order changes.
+SLOW_FIRST_MODULES = (
+    "tests/test_benchmarks_quick.py",
+    "tests/test_reliability_script.py",
+    "tests/test_runs_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike
+        items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in SLOW_FIRST_MODULES)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "ws")

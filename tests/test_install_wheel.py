@@ -27,6 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_AGENT = ROOT / "examples" / "demo_agent.py"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+# `./dev dist` rewrites dist/ in the checkout: `./dev test` runs this module on one pytest-xdist
+# worker, so its module fixtures are built once (conftest.ONE_WORKER_MODULES).
 
 
 def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:

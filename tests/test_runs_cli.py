@@ -9,10 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import DEMO_AGENT, SessionFactory, git
 
 CLI = [sys.executable, "-m", "co_sidecar"]
 AGENT = json.dumps([sys.executable, str(DEMO_AGENT), "{prompt}"])
+# Each command here is two Python processes (the CLI and its server); a test runs up to a dozen.
+pytestmark = pytest.mark.timeout(300)
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

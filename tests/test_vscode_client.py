@@ -26,6 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT = ROOT / "editor-clients" / "vscode"
+# The tests here build into EXT (out/, bundled/, the .vsix): `./dev test` runs them all on one
+# pytest-xdist worker, one after another (conftest.ONE_WORKER_MODULES).
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 
