@@ -735,10 +735,12 @@ try {
     await command("CO: Choose Hunks…");
     const rows = page.locator(".quick-input-widget .quick-input-list .monaco-list-row");
     await until("the hunk pick", async () => (await texts(".quick-input-widget .quick-input-list .label-name")).some((t) => t.startsWith("Hunk 2 @@")), 15_000);
-    const labels = await texts(".quick-input-widget .quick-input-list .label-name");
-    assert.equal(labels.length, 2, `two hunks: ${labels.join(" | ")}`);
+    // A row's detail line (its first changed lines) is a label-name too.
+    const shown = await texts(".quick-input-widget .quick-input-list .label-name");
+    const labels = shown.filter((t) => t.startsWith("Hunk "));
+    assert.equal(labels.length, 2, `two hunks: ${shown.join(" | ")}`);
+    assert.ok(shown.includes("+bottom by the agent"), `hunk 2's first changed line: ${shown.join(" | ")}`);
     assert.match(labels[0], /^Hunk 1 @@ -1,\d+ \+1,\d+ @@$/);
-    const details = await texts(".quick-input-widget .quick-input-list .quick-input-list-detail");
     const ticked = () => rows.evaluateAll((els) => els.map((e) => e.getAttribute("aria-checked")));
     assert.deepEqual(await ticked(), ["true", "true"], "every hunk starts ticked");
     await shot("18-hunk-pick");
@@ -765,7 +767,7 @@ try {
     const m = await until("the partial apply in the manifest", () => manifestFor(FIFTH_PROMPT)?.state === "partially_applied" && manifestFor(FIFTH_PROMPT));
     assert.deepEqual(m.appliedParts, { "long.txt": [2] });
     assert.deepEqual(m.apply.remaining, ["long.txt"]);
-    return `run ${run.runId.slice(-6)}: hunks ${labels.join(" | ")}${details.length ? ` (${details.join(" | ")})` : ""}; "${note}"`;
+    return `run ${run.runId.slice(-6)}: ${shown.join(" | ")}; "${note}"`;
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {

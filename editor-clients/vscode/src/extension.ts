@@ -790,13 +790,17 @@ async function openMergeEditors(runId: string, diff: DiffResult, plan: ApplyResu
       continue;
     }
     const at = output.path;
-    await vscode.commands.executeCommand("_open.mergeEditor", {
-      base: provider.put(at, base, "base"),
-      input1: { uri: provider.put(at, mine.text, "workspace"), title: "Workspace" },
-      input2: { uri: provider.put(at, theirs, "run"), title: `co-sidecar run ${short}` },
-      output,
-    });
-    opened.push(f.path);
+    try {
+      await vscode.commands.executeCommand("_open.mergeEditor", {
+        base: provider.put(at, base, "base"),
+        input1: { uri: provider.put(at, mine.text, "workspace"), title: "Workspace" },
+        input2: { uri: provider.put(at, theirs, "run"), title: `co-sidecar run ${short}` },
+        output,
+      });
+      opened.push(f.path);
+    } catch (err) {
+      failed.push(`${f.path}: ${describeError(err)}`);
+    }
   }
   if (opened.length) {
     void vscode.window.showInformationMessage(
