@@ -19,6 +19,9 @@
 //      partially_applied with what was applied and what is left (both choices recorded)
 //   8. a fifth task, then Follow Up… from its row's context menu: the follow-up appears under
 //      it in the view, and Apply on the follow-up applies both changes at once (disk, manifest)
+//   9. a task that changes long.txt in two places; CO: Preview Diff, then CO: Choose Hunks… on
+//      that diff editor: both hunks ticked, hunk 1 unticked: only hunk 2 applied (disk after Save
+//      All), the manifest says partially_applied with long.txt's hunk 2 applied
 // Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
@@ -101,6 +104,11 @@ writeFileSync(
     '        pathlib.Path(name).write_text(f"{name} changed by the agent\\n")',
     '    print("agent: changed four files", flush=True)',
     "    sys.exit(0)",
+    'if "two places" in prompt:',
+    '    p = pathlib.Path("long.txt")',
+    '    p.write_text(p.read_text().replace("top line", "TOP LINE") + "bottom by the agent\\n")',
+    '    print("agent: changed long.txt twice", flush=True)',
+    "    sys.exit(0)",
     'if "sleep" in prompt:',
     '    print("agent: sleeping until cancelled", flush=True)',
     "    time.sleep(600)",
@@ -120,6 +128,9 @@ const SECOND_PROMPT = "sleep until cancelled";
 const THIRD_PROMPT = "write the notes quietly";
 const NOTES = "notes by the agent\n";
 const FOURTH_PROMPT = "change three files and a fourth";
+const FIFTH_PROMPT = "change long.txt in two places";
+const LONG = "top line\n" + Array.from({ length: 12 }, (_, i) => `filler ${i + 1}\n`).join("");
+writeFileSync(join(ws, "long.txt"), LONG);
 for (const name of ["one.txt", "two.txt", "three.txt", "four.txt"]) writeFileSync(join(ws, name), `${name}\n`);
 const PLAN_PROMPT = "plan the work";
 const FOLLOW_PROMPT = "follow with a second step";
@@ -395,7 +406,7 @@ async function rowMenu(prompt, item) {
   throw new Error(`the context menu of "${prompt}" did not run ${item}`);
 }
 
-const TOTAL = 8;
+const TOTAL = 9;
 try {
   // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
   for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
@@ -721,6 +732,8 @@ try {
     assert.deepEqual(m.apply.skippedPaths, ["three.txt"], "left out in the refactor preview");
     assert.equal(m.apply.outcome, "partial");
     return `run ${run.runId.slice(-6)}: "${note}"; applied ${Object.keys(m.appliedParts).join(", ")}; left ${m.apply.remaining.join(", ")}`;
+  });
+
   await step("8. Follow Up… from the Runs view: the follow-up shows under its run; Apply on it applies both", async () => {
     await page.keyboard.press("Escape");
     await openRunsView();
@@ -775,6 +788,56 @@ try {
     await until("the follow-up row to say applied", async () => /^applied · /.test((await viewRow(FOLLOW_PROMPT))?.description ?? ""));
     await shot("17-follow-up-applied");
     return `${linked.parent.label} → ${linked.child.label} (level ${linked.child.level}); "${note}"`;
+  });
+
+  await step("9. CO: Choose Hunks… on a run's diff editor: the hunk kept is applied, the other left", async () => {
+    await command("CO: Run Task");
+    await until("the prompt input", async () => (await texts(".quick-input-widget .quick-input-title")).some((t) => t.includes("CO: Run Task")), 10_000);
+    await quickInputBox().fill(FIFTH_PROMPT);
+    await page.keyboard.press("Enter");
+    const run = await until("the run to succeed", () => manifestFor(FIFTH_PROMPT)?.state === "succeeded" && manifestFor(FIFTH_PROMPT), 60_000);
+    await command("CO: Preview Diff");
+    await pickRun(FIFTH_PROMPT);
+    const diff = page.locator(".editor-group-container.active .monaco-diff-editor");
+    await diff.waitFor({ state: "visible", timeout: 15_000 });
+    await until("the long.txt diff tab", async () => /^long\.txt \(modified\) ↔ CO run/.test(await activeTab()));
+    await diff.locator(".editor.modified .monaco-editor").first().click();
+    await command("CO: Choose Hunks…");
+    const rows = page.locator(".quick-input-widget .quick-input-list .monaco-list-row");
+    await until("the hunk pick", async () => (await texts(".quick-input-widget .quick-input-list .label-name")).some((t) => t.startsWith("Hunk 2 @@")), 15_000);
+    // A row's detail line (its first changed lines) is a label-name too.
+    const shown = await texts(".quick-input-widget .quick-input-list .label-name");
+    const labels = shown.filter((t) => t.startsWith("Hunk "));
+    assert.equal(labels.length, 2, `two hunks: ${shown.join(" | ")}`);
+    assert.ok(shown.includes("+bottom by the agent"), `hunk 2's first changed line: ${shown.join(" | ")}`);
+    assert.match(labels[0], /^Hunk 1 @@ -1,\d+ \+1,\d+ @@$/);
+    const ticked = () => rows.evaluateAll((els) => els.map((e) => e.getAttribute("aria-checked")));
+    assert.deepEqual(await ticked(), ["true", "true"], "every hunk starts ticked");
+    await shot("18-hunk-pick");
+    await rows.filter({ hasText: "Hunk 1" }).locator(".monaco-checkbox").first().click();
+    await until("hunk 1 unticked", async () => (await ticked()).join() === "false,true", 5_000);
+    await page.locator(".quick-input-widget").getByRole("button", { name: "OK" }).click().catch(() => page.keyboard.press("Enter"));
+    const dialog = page.getByRole("dialog").filter({ hasText: "Apply the changes of CO run" });
+    await dialog.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await dialog.textContent()).replace(/\s+/g, " "), /Apply the changes of CO run \w+: 1 file /);
+    await dialog.getByRole("button", { name: "Apply", exact: true }).click();
+    const box = page.locator('.part.panel .monaco-list-row[role="checkbox"]').filter({ hasText: "long.txt" }).locator(".edit-checkbox").first();
+    await box.waitFor({ state: "visible", timeout: 15_000 });
+    if ((await box.getAttribute("aria-checked")) !== "true") await box.click();
+    await until("long.txt ticked", async () => (await box.getAttribute("aria-checked")) === "true", 5_000);
+    await page.locator(".part.panel").getByRole("button", { name: "Apply", exact: true }).click();
+    const note = await until("the partial notification", async () => (await notifications()).find((t) => t.includes("Left: long.txt")));
+    const expected = `${LONG}bottom by the agent\n`;
+    for (let i = 0; i < 3 && readFileSync(join(ws, "long.txt"), "utf8") !== expected; i++) {
+      await openFile("long.txt");
+      await command("File: Save All Files");
+      await until("long.txt on disk", () => readFileSync(join(ws, "long.txt"), "utf8") === expected, 5_000).catch(() => undefined);
+    }
+    assert.equal(readFileSync(join(ws, "long.txt"), "utf8"), expected, "only hunk 2 applied: the top line is unchanged");
+    const m = await until("the partial apply in the manifest", () => manifestFor(FIFTH_PROMPT)?.state === "partially_applied" && manifestFor(FIFTH_PROMPT));
+    assert.deepEqual(m.appliedParts, { "long.txt": [2] });
+    assert.deepEqual(m.apply.remaining, ["long.txt"]);
+    return `run ${run.runId.slice(-6)}: ${shown.join(" | ")}; "${note}"`;
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {

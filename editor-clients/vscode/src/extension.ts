@@ -20,8 +20,14 @@ import {
 } from "vscode-languageclient/node";
 
 import {
+  ApplyDecision,
   ApplyResult,
   ApplySummary,
+  PatchApplyError,
+  applyFilePatch,
+  hunkPickItems,
+  hunkSelection,
+  parsePatch,
   CloudAnswer,
   FilePickItem,
   applyOutcomeMessage,
@@ -53,7 +59,9 @@ import {
   truncate,
 } from "./core";
 import { ReportedError, SECTION, onPythonInterpreterChange, resolveLaunch } from "./serverLaunch";
-import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry } from "./preview";
+import { execFile } from "node:child_process";
+
+import { PROPOSED_SCHEME, ProposedContentProvider, buildEntries, openAll, openEntry, previewOrigin, readBase } from "./preview";
 import { RunsView, registerRunsView } from "./runsView";
 import { registerFollowUp } from "./followUp";
 
@@ -582,10 +590,12 @@ async function applyRun(arg?: unknown): Promise<void> {
       { modal: true, detail: blocked.map((f) => `${f.path}: ${f.reason ?? f.outcome}`).join("\n") },
       "Apply Clean Files Only",
       "Apply with Conflict Markers",
+      "Open in Merge Editor",
       "Choose Files…",
     );
     if (!choice) return;
     if (choice === "Apply with Conflict Markers") return applyWithMarkers(runId, plan);
+    if (choice === "Open in Merge Editor") return openMergeEditors(runId, diff, plan);
     const items = filePickItems(diff, plan);
     files = choice === "Choose Files…" ? await pickFiles(runId, items) : items.filter((i) => i.picked).map((i) => i.path);
     if (!files?.length) return;
@@ -595,6 +605,12 @@ async function applyRun(arg?: unknown): Promise<void> {
   }
   const selection = files && filesSelection(files, plan);
   const outcome = await confirmAndApply(a, runId, confirmModal, { diff: narrowDiff(diff, selection), files: selection });
+  reportApply(outcome, runId);
+}
+
+/** Tells the user what an apply did (the file pick's and the hunk pick's alike). */
+function reportApply(outcome: ApplyDecision, runId: string): void {
+  const short = shortRunId(runId);
   switch (outcome.kind) {
     case "applied": {
       const message = applyOutcomeMessage(outcome.result, short);
@@ -657,6 +673,149 @@ async function applyWithMarkers(runId: string, plan: ApplyResult): Promise<void>
   // Each file opens with its markers and VS Code's inline Accept Current / Incoming / Both actions.
   for (const path of result.conflictPaths ?? plan.conflictPaths ?? []) {
     await vscode.window.showTextDocument(vscode.Uri.joinPath(folder, path), { preview: false });
+  }
+}
+
+/** The run and file of a co-sidecar diff editor: the command's argument, else the active editor or tab. */
+function diffOrigin(arg: unknown): ReturnType<typeof previewOrigin> {
+  const candidates: vscode.Uri[] = [];
+  if (arg instanceof vscode.Uri) candidates.push(arg);
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active) candidates.push(active);
+  const tab = vscode.window.tabGroups?.activeTabGroup.activeTab?.input;
+  if (tab instanceof vscode.TabInputTextDiff) candidates.push(tab.modified);
+  for (const uri of candidates) {
+    const origin = previewOrigin(uri);
+    if (origin) return origin;
+  }
+  return undefined;
+}
+
+/** "CO: Choose Hunks…" on a run's diff of one file: keep some hunks, apply those through co/apply. */
+async function chooseHunks(arg?: unknown): Promise<void> {
+  const origin = diffOrigin(arg);
+  if (!origin) {
+    void vscode.window.showInformationMessage("co-sidecar: open a run's diff of a file first (CO: Preview Diff), then CO: Choose Hunks….");
+    return;
+  }
+  const { runId, path } = origin;
+  const short = shortRunId(runId);
+  const diff = await fetchDiff(runId);
+  if (!diff) return;
+  const items = hunkPickItems(diff, path);
+  if (!items.some((i) => !i.applied)) {
+    void vscode.window.showInformationMessage(`co-sidecar: every hunk of ${path} in run ${short} is already applied.`);
+    return;
+  }
+  type Pick = vscode.QuickPickItem & { number: number };
+  // Applied hunks show as separators: visible, never pickable.
+  const picks: Pick[] = items.map((i) =>
+    i.applied
+      ? { number: i.number, label: `${i.label} · already applied`, kind: vscode.QuickPickItemKind.Separator }
+      : { number: i.number, label: i.label, description: i.description, detail: i.detail, picked: true, alwaysShow: true },
+  );
+  const chosen = await vscode.window.showQuickPick(picks, {
+    canPickMany: true,
+    title: `CO: Apply run ${short}: which hunks of ${path}?`,
+    placeHolder: "Untick the hunks to leave out (they stay for a later CO: Apply), then press Enter",
+    ignoreFocusOut: true,
+  });
+  if (!chosen) return;
+  const hunks = hunkSelection(path, items, chosen.map((c) => c.number));
+  if (!hunks) {
+    void vscode.window.showInformationMessage(`co-sidecar: no hunk chosen; run ${short} was not applied.`);
+    return;
+  }
+  const a = await getApi();
+  let plan: ApplyResult;
+  let narrowed: DiffResult;
+  try {
+    plan = await a.planApply({ runId, hunks });
+    narrowed = await a.diff(runId, origin.attempt, { hunks });
+  } catch (err) {
+    void vscode.window.showErrorMessage(`co-sidecar: cannot apply run ${short}: ${describeError(err)}`);
+    return;
+  }
+  const blocked = blockedFiles(plan);
+  if (blocked.length) {
+    // Nothing is written: the hunks would not apply cleanly; CO: Apply offers the conflict choices.
+    const choice = await vscode.window.showWarningMessage(
+      `co-sidecar: the chosen hunks of ${path} would not apply cleanly; nothing was applied.`,
+      { modal: true, detail: blocked.map((f) => `${f.path}: ${f.reason ?? f.outcome}`).join("\n") },
+      "Open in Merge Editor",
+    );
+    if (choice === "Open in Merge Editor") return openMergeEditors(runId, diff, plan);
+    return;
+  }
+  reportApply(await confirmAndApply(a, runId, confirmModal, { diff: narrowed, hunks }), runId);
+}
+
+function git(cwd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("git", args, { cwd, encoding: "utf-8", maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+      err ? reject(new Error(stderr.trim() || err.message)) : resolve(stdout),
+    );
+  });
+}
+
+/**
+ * VS Code's merge editor on each conflicting file: the file at the run's base, the user's current
+ * text ("Workspace") and the run's version (base + the run's change), all read-only; the result is
+ * the workspace file, written only when the user saves it. Nothing is recorded as applied.
+ */
+async function openMergeEditors(runId: string, diff: DiffResult, plan: ApplyResult): Promise<void> {
+  const short = shortRunId(runId);
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+  if (!folder) return;
+  const patches = parsePatch(diff.patch);
+  const opened: string[] = [];
+  const failed: string[] = [];
+  for (const f of plan.files ?? []) {
+    if (f.outcome !== "conflict") continue;
+    const patch = patches.get(f.path);
+    const output = vscode.Uri.joinPath(folder, f.path);
+    const mine = await readBase(output.toString());
+    if (!patch || mine.text === undefined) {
+      failed.push(`${f.path}: ${mine.text === undefined ? "not in the workspace" : "not in the run's patch"}`);
+      continue;
+    }
+    let base: string;
+    let theirs: string;
+    try {
+      const source = patch.oldPath ?? f.path;
+      if (patch.isNew) base = "";
+      else if (patch.oldBlob) base = await git(folder.fsPath, ["cat-file", "blob", patch.oldBlob]);
+      else if (plan.workspace?.baseHead) base = await git(folder.fsPath, ["show", `${plan.workspace.baseHead}:${source}`]);
+      else throw new Error("the run's base is unknown");
+      theirs = applyFilePatch(base, patch);
+    } catch (err) {
+      const why = err instanceof PatchApplyError ? "the run's base could not be rebuilt" : describeError(err);
+      failed.push(`${f.path}: ${why}`);
+      continue;
+    }
+    const at = output.path;
+    try {
+      await vscode.commands.executeCommand("_open.mergeEditor", {
+        base: provider.put(at, base, "base"),
+        input1: { uri: provider.put(at, mine.text, "workspace"), title: "Workspace" },
+        input2: { uri: provider.put(at, theirs, "run"), title: `co-sidecar run ${short}` },
+        output,
+      });
+      opened.push(f.path);
+    } catch (err) {
+      failed.push(`${f.path}: ${describeError(err)}`);
+    }
+  }
+  if (opened.length) {
+    void vscode.window.showInformationMessage(
+      `co-sidecar: ${opened.join(", ")} open in the merge editor: nothing is written until you complete the merge and save. ` +
+        `You resolve by hand, so run ${short} records nothing as applied (CO: Reject declines the rest, CO: Apply takes it).`,
+    );
+  }
+  if (failed.length) {
+    void vscode.window.showWarningMessage(
+      `co-sidecar: cannot open the merge editor for ${failed.join("; ")}. Apply with Conflict Markers still works.`,
+    );
   }
 }
 
@@ -750,6 +909,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("co-sidecar.showRuns", wrap(showRuns)),
     vscode.commands.registerCommand("co-sidecar.previewDiff", wrap(previewDiff)),
     vscode.commands.registerCommand("co-sidecar.apply", wrap(applyRun)),
+    vscode.commands.registerCommand("co-sidecar.chooseHunks", wrap(chooseHunks)),
     vscode.commands.registerCommand("co-sidecar.reject", wrap(rejectRun)),
     vscode.commands.registerCommand("co-sidecar.cancel", wrap(cancelRun)),
     vscode.commands.registerCommand("co-sidecar.doctor", wrap(doctor)),

@@ -56,6 +56,19 @@ export async function readBase(uri: string): Promise<FileSnapshot> {
   }
 }
 
+/** Which run and file a proposed-side URI shows (for CO: Choose Hunks… on a diff editor). */
+export interface PreviewOrigin {
+  runId: string;
+  attempt?: number;
+  path: string;
+}
+
+const origins = new Map<string, PreviewOrigin>();
+
+export function previewOrigin(uri: vscode.Uri): PreviewOrigin | undefined {
+  return uri.scheme === PROPOSED_SCHEME ? origins.get(uri.toString()) : undefined;
+}
+
 export interface DiffEntry {
   file: PlannedFile;
   resource: vscode.Uri;
@@ -98,6 +111,11 @@ export async function buildEntries(
         left = resource;
         right = provider.put(resource.path, file.after ?? "", "proposed");
         what = "modified";
+    }
+    const stat = diff.files.find((f) => file.uri.endsWith(`/${f.path}`));
+    if (stat) {
+      if (origins.size > 400) origins.delete(origins.keys().next().value as string);
+      origins.set(right.toString(), { runId: diff.runId, attempt: diff.attempt ?? undefined, path: stat.path });
     }
     return { file, resource, left, right, title: `${name} (${what}) ↔ CO run ${tag}` };
   });

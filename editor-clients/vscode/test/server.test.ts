@@ -6,12 +6,14 @@
  */
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { ApplySummary, confirmAndApply } from "../src/core/apply";
 import { applyOutcomeMessage, filePickItems, filesSelection, narrowDiff } from "../src/core/applyPick";
+import { applyFilePatch, hunkPickItems, hunkSelection, parsePatch } from "../src/core/hunks";
 import { applyWorkspaceEdit, planWorkspaceEdit } from "../src/core/edits";
 import { nodeEditTarget } from "../src/core/nodeTarget";
 import {
@@ -388,6 +390,59 @@ describe("taking part of a run (the file pick)", { skip: haveServer ? false : `n
       const again = await rpcError(session.api.apply({ runId }));
       assert.equal(again.code, ErrorCodes.applyRefused);
       assert.match(again.message, /already applied/);
+    } finally {
+      await session.close();
+      ws.cleanup();
+    }
+  });
+});
+
+describe("taking hunks of a file (the hunk pick)", { skip: haveServer ? false : `no server at ${serverExe}` }, () => {
+  it("applies the hunk kept, shows the other as left, and rebuilds the merge editor's sides from the base", async () => {
+    const ws = makeWorkspace();
+    // A longer hello.txt: the agent's two changes (line 1, the end) become two hunks.
+    const filler = Array.from({ length: 12 }, (_, i) => `filler ${i + 1}`).join("\n") + "\n";
+    const base = `hello world\n${filler}`;
+    writeFileSync(path.join(ws.dir, "hello.txt"), base);
+    execFileSync("git", ["commit", "-qam", "longer hello"], { cwd: ws.dir });
+    const session = await startSession(ws, settingsFor(ws));
+    try {
+      const runId = await launchAndFinish(session, "greet there");
+      const diff = await session.api.diff(runId);
+      const items = hunkPickItems(diff, "hello.txt");
+      assert.deepEqual(items.map((i) => [i.number, i.picked, i.detail]), [
+        [1, true, "-hello world  ⏎  +hello there"],
+        [2, true, "+added by agent"],
+      ]);
+      assert.match(items[0].label, /^Hunk 1  @@ -1,\d+ \+1,\d+ @@$/);
+
+      // The merge editor's sides: the base from the patch's blob, the run's version rebuilt from it.
+      const file = parsePatch(diff.patch).get("hello.txt")!;
+      const baseText = execFileSync("git", ["cat-file", "blob", file.oldBlob!], { cwd: ws.dir, encoding: "utf8" });
+      assert.equal(baseText, base);
+      assert.equal(applyFilePatch(baseText, file), `hello there\n${filler}added by agent\n`);
+
+      const hunks = hunkSelection("hello.txt", items, [2])!;
+      assert.deepEqual(hunks, { "hello.txt": [2] });
+      const plan = await session.api.planApply({ runId, hunks });
+      assert.deepEqual(plan.files.map((f) => [f.path, f.outcome]), [["hello.txt", "clean"]]);
+      session.onApplyEdit = async (params) => {
+        await applyWorkspaceEdit(params.edit, nodeEditTarget);
+        return { applied: true };
+      };
+      const narrowed = await session.api.diff(runId, undefined, { hunks });
+      const outcome = await confirmAndApply(session.api, runId, (s) => s.files.length === 1, { diff: narrowed, hunks });
+      assert.equal(outcome.kind, "applied", JSON.stringify(outcome));
+      assert.equal(readFileSync(path.join(ws.dir, "hello.txt"), "utf8"), `${base}added by agent\n`);
+      assert.equal((await session.api.status(runId)).state, "partially_applied");
+
+      const later = hunkPickItems(await session.api.diff(runId), "hello.txt");
+      assert.deepEqual(later.map((i) => [i.number, i.applied, i.picked, i.description]), [
+        [1, false, true, "+1 −1"],
+        [2, true, false, "already applied"],
+      ]);
+      assert.equal(later[0].detail, "-hello world  ⏎  +hello there");
+      assert.deepEqual(hunkSelection("hello.txt", later, [1, 2]), { "hello.txt": [1] });
     } finally {
       await session.close();
       ws.cleanup();

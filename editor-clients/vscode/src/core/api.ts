@@ -64,8 +64,9 @@ export class CoApi {
     return this.send(Methods.cancel, { runId });
   }
 
-  diff(runId: string, attempt?: number): Promise<DiffResult> {
-    return this.send(Methods.diff, attempt === undefined ? { runId } : { runId, attempt });
+  /** The run's diff; with a selection (`files`, `hunks`), only those parts not applied yet. */
+  diff(runId: string, attempt?: number, selection: Pick<DiffParams, "files" | "hunks"> = {}): Promise<DiffResult> {
+    return this.send(Methods.diff, { runId, ...(attempt === undefined ? {} : { attempt }), ...selection });
   }
 
   /** Explicit acceptance: only call this after the user confirmed (see `confirmAndApply`). */

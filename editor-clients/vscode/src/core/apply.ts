@@ -60,6 +60,8 @@ export interface ConfirmAndApplyOptions {
   diff?: DiffResult;
   /** Only these files of the run (the file pick); the rest stays for a later apply. */
   files?: string[];
+  /** Only these hunks (`{path: [n]}`, numbers from co/diff's hunk list). */
+  hunks?: Record<string, number[]>;
 }
 
 /** Fetch the diff, ask `confirm`, and only on yes call `co/apply` with accept: true. */
@@ -85,6 +87,7 @@ export async function confirmAndApply(
       ...(options.strategy ? { strategy: options.strategy } : {}),
       ...(options.force ? { force: true } : {}),
       ...(options.files ? { files: options.files } : {}),
+      ...(options.hunks ? { hunks: options.hunks } : {}),
     });
     if (result.applied) return { kind: "applied", summary, result };
     const reason =

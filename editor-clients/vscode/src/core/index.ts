@@ -7,3 +7,4 @@ export * from "./applyPick";
 export * from "./config";
 export * from "./python";
 export * from "./runsView";
+export * from "./hunks";
