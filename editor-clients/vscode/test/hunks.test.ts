@@ -35,7 +35,7 @@ function gitPatch(): { patch: string; after: string; dir: string } {
 function diffOf(patch: string, applied: number[] = []): DiffResult {
   return {
     runId: "r1", attempt: null, patch, files: [], edit: {}, conflicts: [], overBudget: false,
-    budget: { files: 0, lines: 0, bytes: 0, maxFiles: 0, maxLines: 0, maxBytes: 0 }, appliedPaths: [],
+    budget: { files: 0, lines: 0, bytes: 0, maxFiles: 0, maxLines: 0, maxBytes: 0 }, appliedPaths: [], view: null, partial: false,
     hunks: [
       { path: "calc.txt", number: 1, header: "@@ -1,5 +1,6 @@", additions: 1, deletions: 0, applied: applied.includes(1) },
       { path: "calc.txt", number: 2, header: "@@ -15,6 +16,6 @@", additions: 1, deletions: 1, applied: applied.includes(2) },
