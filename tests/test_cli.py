@@ -48,6 +48,23 @@ def test_run_shows_progress_and_diff_then_applies_with_git(repo: Path) -> None:
     assert (repo / "NOTES.md").is_file() and not (repo / "TODO.md").exists()
 
 
+def test_run_json_is_one_document_on_stdout_with_progress_on_stderr(repo: Path) -> None:
+    agent = json.dumps([sys.executable, str(DEMO_AGENT), "{prompt}"])
+    done = run_cli("run", "tidy up", "--workspace", str(repo), "--agent", agent, "--apply", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)  # nothing else on stdout
+    assert "[demo-agent] done" in done.stderr  # the progress a person watches
+    assert document["run"]["state"] == "applied" and document["run"]["runId"]
+    assert "NOTES.md" in {f["path"] for f in document["diff"]["files"]}
+    assert document["apply"]["applied"] is True and (repo / "NOTES.md").is_file()
+
+    failing = run_cli("run", "x", "--workspace", str(repo), "--json", "--agent", json.dumps([sys.executable, "-c", "import sys; sys.exit('boom')"]))
+    assert failing.returncode == 1
+    failed = json.loads(failing.stdout)
+    assert failed["run"]["state"] == "failed" and "boom" in failed["run"]["failureReason"]
+    assert failed["diff"] is None and failed["apply"] is None
+
+
 def test_run_reports_a_failed_agent_with_non_zero_exit(repo: Path) -> None:
     agent = json.dumps([sys.executable, "-c", "import sys; sys.exit('boom')"])
     failing = run_cli("run", "x", "--workspace", str(repo), "--agent", agent)

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="cloud: start the task from your uncommitted changes and unpushed commits",
     )
     run.add_argument("--apply", action="store_true", help="apply the diff with git when the run succeeds")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="progress on stderr; on stdout one JSON document: {run: the manifest, diff: DiffResult, apply: ApplyResult}",
+    )
     run.add_argument("--agent", help="local agent command (JSON list or shell-style words)")
     run.add_argument("--server", help="server command (default: this Python with -m co_sidecar serve)")
     run.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shlex
 import signal
 import sys
@@ -35,7 +36,8 @@ FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejecte
 
 def run_task(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_run(args, Console(stderr=False)))
+        # With --json, stdout holds only the final document: progress goes to stderr.
+        return asyncio.run(_run(args, Console(stderr=bool(getattr(args, "json", False)))))
     except KeyboardInterrupt:  # Ctrl-C before the handler below was in place
         print("co-sidecar run: interrupted", file=sys.stderr)
         return 130
@@ -205,6 +207,27 @@ async def _launch_and_follow(
                     console.print(f"  task: [link={url}]{url}[/link]")
 
     record = await watch(client.protocol.send_request_async("co/status", {"runId": run_id}))
+    document: dict[str, Any] = {"run": record, "diff": None, "apply": None}
+    code = await _finish(client, args, run_id, state, record, document, workspace, console, watch)
+    if getattr(args, "json", False):
+        if document["apply"] is not None:  # the run as the apply left it
+            document["run"] = await watch(client.protocol.send_request_async("co/status", {"runId": run_id}))
+        sys.stdout.write(json.dumps(document) + "\n")
+    return code
+
+
+async def _finish(
+    client: LanguageClient,
+    args: argparse.Namespace,
+    run_id: str,
+    state: str,
+    record: dict[str, Any],
+    document: dict[str, Any],
+    workspace: Path,
+    console: Console,
+    watch: Watch,
+) -> int:
+    """The run's end for a person (answers, diff, apply) and, in `document`, for --json."""
     _print_answers(record, console)
     if state != "succeeded":
         console.print(f"[red]run {state}: {escape(record.get('failureReason') or '')}[/red]")
@@ -212,12 +235,12 @@ async def _launch_and_follow(
     if record.get("diff") is None:
         console.print("no changes: nothing to apply")
         return 0
-    diff = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
+    diff = document["diff"] = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
         console.print(f"not applied. To apply: co-sidecar apply {run_id} (or reject: co-sidecar reject {run_id})")
         return 0
-    result = await watch(
+    result = document["apply"] = await watch(
         client.protocol.send_request_async("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
     )
     return _report_apply(result, run_id, workspace, console)
