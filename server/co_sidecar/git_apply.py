@@ -14,7 +14,6 @@ left alone.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from .diffs import FileChange, check_paths, parse_patch
 from .errors import PatchRefused
+from .gitcmd import run_git
 from .protocol import Conflict
 
 _PATCH_FAILED = re.compile(r"^error: patch failed: (?P<path>.+):(?P<line>\d+)$")
@@ -68,10 +68,9 @@ def git_touched(patch_path: Path) -> list[str] | None:
         return None
     with tempfile.TemporaryDirectory(prefix="co-sidecar-numstat-") as tmp:
         # Outside any repository: inside one, git apply would skip paths outside the cwd.
-        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tmp).parent)}
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            [git, "apply", "--numstat", "-z", str(patch_path.resolve())],
-            cwd=tmp, env=env, capture_output=True, timeout=_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+        done = run_git(
+            ["apply", "--numstat", "-z", str(patch_path.resolve())], tmp,
+            extra_env={"GIT_CEILING_DIRECTORIES": str(Path(tmp).parent)}, timeout=_TIMEOUT, git=git,
         )  # fmt: skip
     if done.returncode != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
@@ -160,7 +159,7 @@ def git_apply(
         )
 
     with tempfile.TemporaryDirectory(prefix="co-sidecar-index-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         if _run([git, "read-tree", "HEAD"], workspace, env).returncode != 0:
             _run([git, "read-tree", "--empty"], workspace, env)
         staged = _run([git, "update-index", "--add", "--remove", "--", *paths], workspace, env)
@@ -198,19 +197,12 @@ def git_apply(
     return _failed(paths, merged.stderr, "git apply --3way failed")
 
 
-def _run(
-    argv: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - argv list, no shell; the patch was checked by parse_patch
-        argv,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
+def _run(argv: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`argv[0]` (git) with the rest, through gitcmd (GIT_* that would redirect it removed);
+    output as text. The patch was checked by parse_patch before any apply."""
+    done = run_git(argv[1:], cwd, extra_env=extra_env, timeout=_TIMEOUT, git=argv[0])
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
     )
 
 

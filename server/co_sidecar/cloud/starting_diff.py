@@ -14,7 +14,6 @@ contain the cloud token, and its size is bounded (`cloud.startingDiffMaxBytes`).
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -45,10 +44,8 @@ class StartingDiff:
     unpushed_commits: int
 
 
-def _git(workspace: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(  # noqa: S603 - fixed git argv, no shell
-        ["git", *args], cwd=workspace, capture_output=True, timeout=60, check=False, env=env
-    )
+def _git(workspace: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return run_git(args, workspace, extra_env=extra_env)
 
 
 def _ok(workspace: Path, *args: str) -> str | None:
@@ -129,14 +126,14 @@ def make_starting_diff(
     else:
         base, base_name, unpushed = "HEAD", "HEAD", 0
     with tempfile.TemporaryDirectory(prefix="co-starting-diff-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         pathspec = ["--", "."]
         excluded = _relative(runs_root, workspace) if runs_root is not None else None
         if excluded:
             pathspec.append(f":(exclude){excluded}")
         steps = [["read-tree", "HEAD"], ["add", "-A", *pathspec]] if include_local else [["read-tree", base]]
         for args in steps:
-            proc = _git(workspace, *args, env=env)
+            proc = _git(workspace, *args, extra_env=env)
             if proc.returncode != 0:
                 raise StartingDiffError(
                     f"startFromLocalChanges: git {args[0]} failed: "
@@ -144,7 +141,7 @@ def make_starting_diff(
                 )
         if on_top:
             _apply_cached(workspace, Path(tmp) / "index", on_top, f"the parent run's result does not apply to {base_name}")
-        proc = _git(workspace, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, env=env)
+        proc = _git(workspace, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, extra_env=env)
     if proc.returncode != 0:
         raise StartingDiffError(
             f"startFromLocalChanges: git diff failed: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}"
