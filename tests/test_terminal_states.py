@@ -17,23 +17,12 @@ import pytest
 from conftest import ROOT, SessionFactory, git
 
 sys.path.insert(0, str(ROOT / "scripts"))
+from boundary_faults import BIG_PROMPT, PROMPT_READER  # noqa: E402
 from rpc import RpcError, RpcProcess  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-BIG = 200_000  # bytes: over the 128 KiB one argument may hold on Linux
-
-# Writes the prompt it got (from {promptFile}, stdin for "-", or the argument) into prompt.out.
-READER = """
-import sys, pathlib
-arg = sys.argv[-1]
-if arg == "-":
-    text = sys.stdin.read()
-elif len(sys.argv) > 2 and sys.argv[1] == "--file":
-    text = pathlib.Path(arg).read_text()
-else:
-    text = arg
-pathlib.Path("prompt.out").write_text(str(len(text.encode())))
-"""
+# The same prompt-reading agent scripts/reliability.py uses (its figures come from the same case).
+BIG, READER = BIG_PROMPT, PROMPT_READER
 
 
 @pytest.fixture
