@@ -31,6 +31,10 @@ class RpcError(Exception):
         self.error = error
 
 
+# A request unanswered this long is a hang (a broken stream), not a slow machine.
+REQUEST_TIMEOUT_S = 180.0
+
+
 class Client:
     """One server process and what it sent us."""
 
@@ -39,6 +43,7 @@ class Client:
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self.reader_error: BaseException | None = None
         self.counts: Counter[str] = Counter()
         self.bytes_in = 0
         self.on_notification: dict[str, Callable[[Any], None]] = {}
@@ -73,9 +78,17 @@ class Client:
         self._next_id += 1
         rid = self._next_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._reader is not None and self._reader.done():  # nothing would ever answer
+            raise ConnectionError(f"{method}: the client stopped reading the server ({self.reader_error!r})")
         self._pending[rid] = future
         self._write({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        return await future
+        try:
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{method} (id {rid}) not answered in {REQUEST_TIMEOUT_S:g}s; "
+                f"{self.bytes_in} bytes read so far, reader error: {self.reader_error!r}"
+            ) from None
 
     def notify(self, method: str, params: Any = None) -> None:
         self._write({"jsonrpc": "2.0", "method": method, "params": params})
@@ -100,6 +113,9 @@ class Client:
                 self.bytes_in += length
                 self._dispatch(json.loads(body))
         except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        except Exception as exc:  # a body that is not JSON, a handler that raised: say so
+            self.reader_error = exc
             return
         finally:
             for future in self._pending.values():
