@@ -19,7 +19,6 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -27,7 +26,8 @@ from urllib.parse import unquote, urlparse
 from . import diffs
 from .diffs import GIT_STRATEGY_HINT, FileChange, Hunk, OpenDocument
 from .errors import InvalidParams
-from .git_apply import _repo_prefix, _run, parse_checked
+from .git_apply import _repo_prefix, _run, parse_checked, stage_temp_index
+from .manifest import parse_utc
 from .protocol import (
     ApplyFile,
     ApplyOutcomeKind,
@@ -522,12 +522,8 @@ def _git_file(
     if change.is_new and os.path.lexists(workspace / change.path):
         return _stat(change, "conflict", f"{change.path} already exists with different content")
     if prefix is not None:
-        env = {**os.environ, "GIT_INDEX_FILE": str(tmp / "index")}
-        Path(env["GIT_INDEX_FILE"]).unlink(missing_ok=True)
-        if _run([git, "read-tree", "HEAD"], workspace, env).returncode != 0:
-            _run([git, "read-tree", "--empty"], workspace, env)
         paths = [p for p in (change.old_path, change.path) if p]
-        _run([git, "update-index", "--add", "--remove", "--", *paths], workspace, env)
+        env, _ = stage_temp_index(git, workspace, paths, tmp / "index")
         merged = _run([*base, "--3way", "--check", str(patch)], workspace, env)
         if merged.returncode == 0:
             if "with conflicts" in merged.stderr or re.search(r"(?m)^U ", merged.stderr):
@@ -559,7 +555,7 @@ def drift(workspace: Path, changes: list[FileChange], raws: list[RawFile], creat
     head = _run([git, "rev-parse", "-q", "--verify", "HEAD"], workspace).stdout.strip() or None
     out.head = head
     try:
-        since = datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+        since = parse_utc(created_at).timestamp()
     except ValueError:
         since = None
     log = _run([git, "reflog", "show", "--date=unix", "--format=%H %gd", "HEAD"], workspace)

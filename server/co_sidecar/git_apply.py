@@ -159,10 +159,7 @@ def git_apply(
         )
 
     with tempfile.TemporaryDirectory(prefix="co-sidecar-index-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        if _run([git, "read-tree", "HEAD"], workspace, env).returncode != 0:
-            _run([git, "read-tree", "--empty"], workspace, env)
-        staged = _run([git, "update-index", "--add", "--remove", "--", *paths], workspace, env)
+        env, staged = stage_temp_index(git, workspace, paths, Path(tmp) / "index")
         if staged.returncode != 0:
             return _failed(
                 paths, direct.stderr + staged.stderr, "could not prepare the 3-way merge"
@@ -195,6 +192,19 @@ def git_apply(
             failure_reason=f"applied with a 3-way merge; {len(conflicts)} file(s) have conflict markers to resolve",
         )
     return _failed(paths, merged.stderr, "git apply --3way failed")
+
+
+def stage_temp_index(
+    git: str, workspace: Path, paths: list[str], index: Path
+) -> tuple[dict[str, str], subprocess.CompletedProcess[str]]:
+    """A throwaway index holding HEAD (empty without commits) plus the workspace's current
+    `paths`, for `git apply --3way` to merge against without touching the user's index.
+    Returns the extra environment naming it and the `update-index` result."""
+    env = {"GIT_INDEX_FILE": str(index)}
+    index.unlink(missing_ok=True)
+    if _run([git, "read-tree", "HEAD"], workspace, env).returncode != 0:
+        _run([git, "read-tree", "--empty"], workspace, env)
+    return env, _run([git, "update-index", "--add", "--remove", "--", *paths], workspace, env)
 
 
 def _run(argv: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -37,6 +37,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_utc(iso: str) -> datetime:
+    """A manifest timestamp (`utc_now`'s form, "Z" suffix) as an aware datetime."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
 _last_id_us = 0
 
 

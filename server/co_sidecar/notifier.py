@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from . import followup, redact
 from .execution import Stream
-from .manifest import RunManifest
+from .manifest import RunManifest, parse_utc
 from .protocol import FINISHED_STATES, RunState
 
 # Takes a `RunUpdate` as its wire dict (camelCase keys, JSON values): see `RunNotifier.emit`.
@@ -24,10 +23,6 @@ UpdateSink = Callable[[dict[str, Any]], None]
 OUTPUT_INTERVAL_S = 0.1
 OUTPUT_MAX_LINES = 50
 OUTPUT_MAX_CHARS = 8_000
-
-
-def _timestamp(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class RunNotifier:
@@ -83,7 +78,7 @@ class RunNotifier:
         cloud = m.cloud
         created = self._created
         if created is None or created[0] != m.created_at:
-            created = self._created = (m.created_at, _timestamp(m.created_at))
+            created = self._created = (m.created_at, parse_utc(m.created_at).timestamp())
         state = m.state
         # The terminal update of a cloud run carries each attempt's answer.
         answers = cloud.answers() if cloud is not None and state in FINISHED_STATES else None

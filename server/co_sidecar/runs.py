@@ -49,6 +49,7 @@ from .manifest import (
     atomic_write_bytes,
     load_manifest,
     new_run_id,
+    parse_utc,
     utc_now,
 )
 from .notifier import UpdateSink
@@ -248,7 +249,7 @@ class RunManager:
         records = [r for r in self.runs.values() if r.workspace == workspace]
         for record in records:
             self.refresh(record)
-        ages = [RunAge(r.run_id, RunState(r.manifest.state), datetime.fromisoformat(r.manifest.updated_at.replace("Z", "+00:00"))) for r in records]
+        ages = [RunAge(r.run_id, RunState(r.manifest.state), parse_utc(r.manifest.updated_at)) for r in records]
         chosen = select_prunable(ages, datetime.now(UTC), older_than_days=params.older_than_days, keep=params.keep)
         removed: list[RunSummary] = []
         skipped: list[str] = []
