@@ -376,3 +376,27 @@ async def test_an_unknown_command_is_method_not_found(tmp_path: Path, start_serv
         await session.request("workspace/executeCommand", types.ExecuteCommandParams(command="co.nope", arguments=[{}]))
     assert unknown.value.code == -32601 and "co.nope" in unknown.value.message
 
+
+
+async def test_head_moved_is_measured_from_the_head_at_launch(tmp_path: Path, start_server: SessionFactory) -> None:
+    """The base HEAD is recorded when the run is created: a commit made in the same second as
+    the launch (which the reflog's whole seconds cannot tell apart) still counts as a move."""
+    repo = tmp_path / "ws"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "calc.py").write_text(CALC)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")  # now: the same second as the launch below
+    base = git(repo, "rev-parse", "HEAD").strip()
+    session = await start_server(repo)
+    run_id, state = await session.run_to_end()
+    assert state == "succeeded"
+    assert manifest_of(repo / ".runs", run_id)["workspaceHead"] == base
+    unmoved = await apply(session, run_id, strategy="git", dryRun=True, accept=False)
+    assert unmoved["workspace"]["headMoved"] is False and unmoved["workspace"]["baseHead"] == base
+    (repo / "later.txt").write_text("later\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-qm", "later")
+    moved = await apply(session, run_id, strategy="git", dryRun=True, accept=False)
+    assert moved["workspace"]["headMoved"] is True and moved["workspace"]["commitsSince"] == 1
+    assert moved["workspace"]["baseHead"] == base

@@ -545,9 +545,12 @@ def _git_file(
 # --------------------------------------------------------------------------- drift
 
 
-def drift(workspace: Path, changes: list[FileChange], raws: list[RawFile], created_at: str) -> WorkspaceDrift | None:
-    """How the workspace moved since the run began: HEAD (from the reflog), and the patch's
-    files edited, deleted or moved (their content against the patch's pre-image ids)."""
+def drift(
+    workspace: Path, changes: list[FileChange], raws: list[RawFile], created_at: str, base_head: str | None = None
+) -> WorkspaceDrift | None:
+    """How the workspace moved since the run began: HEAD (against `base_head`, recorded at
+    launch; from the reflog for older manifests), and the patch's files edited, deleted or
+    moved (their content against the patch's pre-image ids)."""
     git = _git()
     if git is None or _repo_prefix(git, workspace) is None:
         return None
@@ -558,9 +561,9 @@ def drift(workspace: Path, changes: list[FileChange], raws: list[RawFile], creat
         since = parse_utc(created_at).timestamp()
     except ValueError:
         since = None
-    log = _run([git, "reflog", "show", "--date=unix", "--format=%H %gd", "HEAD"], workspace)
-    if since is not None and log.returncode == 0 and head:
-        base = None
+    base = base_head
+    log = _run([git, "reflog", "show", "--date=unix", "--format=%H %gd", "HEAD"], workspace) if base is None else None
+    if log is not None and since is not None and log.returncode == 0 and head:
         for line in log.stdout.splitlines():
             sha, _, when = line.partition(" ")
             m = re.search(r"@\{(\d+)\}", when)
@@ -568,12 +571,12 @@ def drift(workspace: Path, changes: list[FileChange], raws: list[RawFile], creat
             if m and int(m[1]) < int(since):
                 base = sha
                 break
-        if base:
-            out.base_head = base
-            out.head_moved = base != head
-            if out.head_moved:
-                count = _run([git, "rev-list", "--count", f"{base}..{head}"], workspace).stdout.strip()
-                out.commits_since = int(count) if count.isdigit() else None
+    if base and head:
+        out.base_head = base
+        out.head_moved = base != head
+        if out.head_moved:
+            count = _run([git, "rev-list", "--count", f"{base}..{head}"], workspace).stdout.strip()
+            out.commits_since = int(count) if count.isdigit() else None
     index: list[tuple[str, str]] | None = None
     for change, raw in zip(changes, raws, strict=True):
         if change.is_new or raw.old_blob is None:

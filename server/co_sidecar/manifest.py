@@ -252,6 +252,9 @@ class RunManifest(Model):
     # The server process driving the run (informational: liveness is the flock on owner.lock
     # beside the manifest, which a live driver holds and the kernel drops when it dies).
     owner_pid: int | None = None
+    # The workspace's HEAD when the run was created (None: no commit yet, not a repository, or a
+    # manifest older than this field): the base the apply dry run measures "HEAD moved" against.
+    workspace_head: str | None = None
     transitions: list[Transition] = Field(default_factory=list)
     executor: ExecutorInfo = Field(default_factory=ExecutorInfo)
     diff: DiffEvidence | None = None

@@ -38,6 +38,7 @@ from .errors import (
 )
 from .execution import Executor, Outcome, ResumableExecutor
 from .git_apply import external_symlinks_refused, parse_checked, verify_with_git
+from .gitcmd import git_output
 from .manifest import (
     MANIFEST_NAME,
     ApplyIntent,
@@ -338,6 +339,7 @@ class RunManager:
             created_at=now,
             updated_at=now,
             owner_pid=os.getpid(),
+            workspace_head=git_output(["rev-parse", "-q", "--verify", "HEAD"], workspace),
             transitions=[Transition(state=RunState.ROUTING, at=now)],
         )
         if decision.mode == "cloud":
@@ -639,7 +641,9 @@ class RunManager:
             outside = {}
         planned = [(i, n, sub) for (i, n), sub in zip(chosen.items(), subs, strict=True) if sub.path not in outside]
         files = [changes[i] for i, _, _ in planned]
-        drift = apply_plan.drift(record.workspace, files, [raws[i] for i, _, _ in planned], m.created_at)
+        drift = apply_plan.drift(
+            record.workspace, files, [raws[i] for i, _, _ in planned], m.created_at, m.workspace_head
+        )
         if over:  # a dry run: nothing is worked out for a diff nobody can apply without force
             b = budget.limits
             why = (

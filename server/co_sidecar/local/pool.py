@@ -783,11 +783,28 @@ def summary(root: Path | None = None) -> PoolSummary:
             found = _slots(parent)
             repos += 1 if found else 0
             for slot in found:
+                held = _held(slot.dir / "lock")
+                if held is None:  # evicted while we looked
+                    continue
                 slots += 1
-                with _flock(slot.dir / "lock", blocking=False) as held:
-                    busy += held is None
+                busy += held
                 size += _disk(slot.dir)
     return PoolSummary(repos, slots, busy, size, root)
+
+
+def _held(lock: Path) -> bool | None:
+    """Whether someone holds a slot's lock; None when the slot is gone. Opened read-only so a
+    look never creates a lock file in a slot that is being removed."""
+    try:
+        handle = open(lock)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
 
 
 def _disk(path: Path) -> int:

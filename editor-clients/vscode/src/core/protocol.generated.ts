@@ -154,6 +154,7 @@ export interface RunManifest {
   createdAt: string;
   updatedAt: string;
   ownerPid: number | null;
+  workspaceHead: string | null;
   transitions: Transition[];
   executor: ExecutorInfo;
   diff: DiffEvidence | null;
