@@ -265,3 +265,17 @@ async def test_a_poke_reports_the_scratchs_diff_stats_once_per_change(repo: Path
 async def _until(cond: Any) -> None:
     while not cond():
         await asyncio.sleep(0.02)
+
+
+async def test_an_apply_that_writes_nothing_records_no_view(
+    repo: Path, start_server: SessionFactory, options: dict[str, Any]
+) -> None:
+    s = await start_server(repo, options=options)
+    first, _ = await s.run_to_end("first line", mode="local")
+    second = await follow(s, first, "second line")
+    (repo / "notes.txt").write_text("the user's own notes\n")  # the chain's new file conflicts
+    refused = await s.request("co/apply", {"runId": second, "accept": True, "strategy": "git"})
+    assert refused["applied"] is False and refused["conflictPaths"] == ["notes.txt"], refused
+    m = manifest(repo, second)
+    assert m["state"] == "succeeded" and m["apply"]["outcome"] == "conflicts"
+    assert m["followUp"]["appliedView"] is None  # nothing of the chain is in the workspace

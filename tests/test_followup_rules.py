@@ -75,7 +75,12 @@ def chain_of(*recs: Rec) -> dict[str, Rec]:
 
 
 def to_apply(rec: Rec, runs: dict[str, Rec]) -> str:
-    return followup.evidence_to_apply(rec, rec.manifest.diff, None, runs).patch_path  # type: ignore[arg-type]
+    evidence, view = followup.evidence_to_apply(rec, rec.manifest.diff, None, runs)  # type: ignore[arg-type]
+    if rec.manifest.follow_up is None:
+        assert view is None
+    else:
+        assert view == ("step" if evidence.patch_path.endswith("-step") else "cumulative")
+    return evidence.patch_path
 
 
 def test_a_follow_up_applies_its_cumulative_change_unless_its_parent_is_in() -> None:
@@ -83,7 +88,7 @@ def test_a_follow_up_applies_its_cumulative_change_unless_its_parent_is_in() -> 
     assert to_apply(b, chain_of(a, b)) == "b-cumulative"
     a.manifest.state = RunState.APPLIED
     assert to_apply(b, chain_of(a, b)) == "b-step"
-    assert b.manifest.follow_up is not None and b.manifest.follow_up.applied_view == "step"
+    assert b.manifest.follow_up is not None and b.manifest.follow_up.applied_view is None  # recorded only by an apply
 
 
 def test_a_parent_carried_by_a_sibling_makes_the_next_sibling_apply_its_step() -> None:

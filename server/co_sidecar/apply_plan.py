@@ -27,7 +27,7 @@ from . import diffs
 from .diffs import GIT_STRATEGY_HINT, FileChange, Hunk, OpenDocument
 from .errors import InvalidParams
 from .git_apply import _repo_prefix, _run, parse_checked, stage_temp_index
-from .manifest import parse_utc
+from .manifest import AppliedView, parse_utc
 from .protocol import (
     ApplyFile,
     ApplyOutcomeKind,
@@ -633,6 +633,7 @@ class Prepared:
     strategy: ApplyStrategy
     applied_before: dict[str, list[int]]
     documents: Mapping[str, OpenDocument]
+    view: AppliedView | None = None  # a follow-up: its step, or the chain's cumulative change
     recorded: list[str] = field(default_factory=list)
 
     def conflicts(self) -> list[ApplyFile]:

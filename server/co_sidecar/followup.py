@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ApplyRefused, InvalidState, PatchRefused
-from .manifest import DiffEvidence, FollowUpInfo, RunManifest
+from .manifest import AppliedView, DiffEvidence, FollowUpInfo, RunManifest
 from .protocol import CloudParams, DiffView, FollowUpParams, LaunchParams, RunState
 
 if TYPE_CHECKING:
@@ -233,8 +233,10 @@ def headline_attempt(m: RunManifest) -> int | None:
 
 def evidence_to_apply(
     record: RunRecord, evidence: DiffEvidence, attempt: int | None, runs: Mapping[str, RunRecord]
-) -> DiffEvidence:
-    """What co/apply applies for `record` (see the module's doc), or a refusal saying why."""
+) -> tuple[DiffEvidence, AppliedView | None]:
+    """What co/apply applies for `record` (see the module's doc) and which view it is (None for
+    a run that is not a follow-up), or a refusal saying why. Nothing is recorded here: the view
+    goes into the manifest only when an apply writes something."""
     carrier = applied_with(record, runs)
     if carrier is not None and carrier is not record:
         raise ApplyRefused(
@@ -243,12 +245,20 @@ def evidence_to_apply(
         )
     f = record.manifest.follow_up
     if f is None:
-        return evidence
+        return evidence, None
     parent = runs.get(record.manifest.parent_run_id or "")
-    if not f.includes_parent or parent is None:
-        cumulative, _ = view_evidence(record, evidence, attempt, "cumulative")
-        f.applied_view = "cumulative"
-        return cumulative
+    if f.includes_parent and parent is not None:
+        if applied_with(parent, runs) is not None:
+            return evidence, "step"  # the parent's change is in the workspace already
+        for ancestor in chain(parent, runs)[1:]:
+            if applied_with(ancestor, runs) is not None:
+                raise ApplyRefused(
+                    f"run {ancestor.run_id} (an earlier run of this chain) was applied but run {parent.run_id}, "
+                    f"the parent of {record.run_id}, was not: apply {parent.run_id} first (it applies its own "
+                    "step), then this run"
+                )
+    cumulative, _ = view_evidence(record, evidence, attempt, "cumulative")
+    return cumulative, "cumulative"
     if applied_with(parent, runs) is not None:
         f.applied_view = "step"  # the parent's change is in the workspace already
         return evidence

@@ -213,6 +213,9 @@ class CloudInfo(Model):
         ]
 
 
+AppliedView = Literal["step", "cumulative"]
+
+
 class FollowUpInfo(Model):
     """A follow-up run: where it started and what applying it does. Its `diff` (and a cloud
     run's attempt diffs) is the step: what this follow-up changed on top of its parent's
@@ -230,7 +233,7 @@ class FollowUpInfo(Model):
     resumed_thread_id: str | None = None
     # Which diff co/apply applied: the cumulative change, or the step alone (the parent's change
     # was in the workspace already).
-    applied_view: Literal["step", "cumulative"] | None = None
+    applied_view: AppliedView | None = None
 
 
 class RunManifest(Model):

@@ -603,7 +603,7 @@ class RunManager:
         m = record.manifest
         evidence, attempt = self.evidence(record, params.attempt)
         # A follow-up applies its chain's cumulative change (or its step when its parent was).
-        evidence = followup.evidence_to_apply(record, evidence, attempt, self.family(record))
+        evidence, view = followup.evidence_to_apply(record, evidence, attempt, self.family(record))
         if m.applied_parts and m.apply is not None and m.apply.attempt != attempt:
             raise ApplyRefused(
                 f"run {m.run_id} is partly applied from attempt {m.apply.attempt}; apply the rest of that attempt or reject it"
@@ -670,7 +670,7 @@ class RunManager:
         return apply_plan.Prepared(
             changes=changes, raws=raws, chosen=chosen, subs=subs, plan=plan, attempt=attempt, budget=budget,
             external=[c for c in external if c.path in {s.path for s in subs}], already_asked=already,
-            strategy=params.strategy, applied_before=dict(m.applied_parts), documents=open_documents,
+            strategy=params.strategy, applied_before=dict(m.applied_parts), documents=open_documents, view=view,
         )
 
     async def _apply_journaled(
@@ -795,6 +795,8 @@ class RunManager:
         )
         m.applying = None
         if written:
+            if m.follow_up is not None and prepared.view is not None:
+                m.follow_up.applied_view = prepared.view
             state = RunState.PARTIALLY_APPLIED if result.remaining else RunState.APPLIED
             how = f"{len(written)} file(s) applied with the {params.strategy} strategy"
             if result.remaining:
