@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +44,16 @@ def test_a_conflict_from_the_shell_dry_run_refuse_skip_then_reject(tmp_path: Pat
 
     refused = cli("apply", run_id, cwd=repo)
     assert refused.returncode == 1 and "not applied (conflicts)" in refused.stderr
-    assert "nothing was written. --on-conflict skip" in refused.stdout and snapshot(repo) == before
+    assert snapshot(repo) == before
+    advice = re.search(rf"nothing was written\. (.+) apply {run_id} --on-conflict skip applies the other files", refused.stdout)
+    assert advice, refused.stdout
 
-    skipped = cli("apply", "last", "--on-conflict", "skip", cwd=repo)
+    # The advice names a command that works as printed (not `co-sidecar` when PATH has none).
+    advised = [*shlex.split(advice[1]), "apply", "last", "--on-conflict", "skip"]
+    skipped = subprocess.run(advised, cwd=repo, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
     assert skipped.returncode == 1  # not everything asked was applied
     assert skipped.stdout.startswith(f"applied {run_id}: other.py\n")
-    assert f"left for later: calc.py (co-sidecar apply {run_id} applies the rest" in skipped.stdout
+    assert f"left for later: calc.py ({advice[1]} apply {run_id} applies the rest" in skipped.stdout
     assert (repo / "other.py").read_text() == "a = 2\n" and "<<<<<<<" not in (repo / "calc.py").read_text()
     shown = cli("runs", "show", run_id, cwd=repo).stdout
     assert "state:      partially_applied" in shown and "apply:      partial (git)" in shown and "left:       calc.py" in shown
@@ -88,7 +94,9 @@ def test_markers_only_on_request_and_the_over_budget_message_names_the_flag(tmp_
     (repo / "calc.py").write_text(CALC.replace("line 8\n", "line 8 (mine)\n"))
 
     over = cli("apply", run_id, cwd=repo)
-    assert over.returncode == 4 and "pass --force to apply anyway" in over.stderr and "force: true" not in over.stderr
+    assert over.returncode == 4 and "force: true" not in over.stderr
+    assert "over budget (2 files, 4 lines, " in over.stderr and "limits diff.maxFiles=1," in over.stderr
+    assert f"apply {run_id} --force applies it anyway" in over.stderr
     dry = cli("apply", run_id, "--dry-run", cwd=repo)
     assert dry.returncode == 1 and "over budget" in dry.stdout
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .invocation import self_command
+
 OUTCOME_WORDS = {
     "clean": "applies cleanly",
     "merged": "3-way merge",
@@ -48,6 +50,7 @@ def drift_line(result: dict[str, Any]) -> str | None:
 
 def next_steps(result: dict[str, Any], run_id: str) -> list[str]:
     """What to do now, with flags that exist (`co-sidecar apply --help`)."""
+    cli = self_command()
     out: list[str] = []
     conflicts = result.get("conflictPaths") or []
     skipped = [p for p in result.get("skippedPaths") or [] if p not in conflicts]
@@ -55,7 +58,7 @@ def next_steps(result: dict[str, Any], run_id: str) -> list[str]:
     if result.get("dryRun"):
         if conflicts or skipped:
             out.append(
-                f"co-sidecar apply {run_id} --on-conflict skip applies the other files; "
+                f"{cli} apply {run_id} --on-conflict skip applies the other files; "
                 "--on-conflict markers writes git's conflict markers into the conflicting ones"
             )
         return out
@@ -63,12 +66,29 @@ def next_steps(result: dict[str, Any], run_id: str) -> list[str]:
         out.append(f"conflict markers written in {', '.join(conflicts)}: resolve them, then commit")
     elif not written and conflicts:
         out.append(
-            f"nothing was written. --on-conflict skip applies the other files; --on-conflict markers writes "
-            f"git's conflict markers; or update the files and run co-sidecar apply {run_id} again"
+            f"nothing was written. {cli} apply {run_id} --on-conflict skip applies the other files; --on-conflict "
+            f"markers writes git's conflict markers; or update the files and run {cli} apply {run_id} again"
         )
     if result.get("remaining"):
         out.append(
-            f"left for later: {', '.join(result['remaining'])} (co-sidecar apply {run_id} applies the rest, "
-            f"co-sidecar reject {run_id} declines it)"
+            f"left for later: {', '.join(result['remaining'])} ({cli} apply {run_id} applies the rest, "
+            f"{cli} reject {run_id} declines it)"
         )
     return out
+
+
+def over_budget(budget: dict[str, Any], run_id: str) -> str:
+    """The over-budget refusal in the shell's words (the server's names the protocol's `force`)."""
+    b = budget
+    return (
+        f"the diff is over budget ({b['files']} files, {b['lines']} lines, {b['bytes']} bytes; limits "
+        f"diff.maxFiles={b['maxFiles']}, diff.maxLines={b['maxLines']}, diff.maxPatchBytes={b['maxBytes']}); "
+        f"nothing was changed. {self_command()} apply {run_id} --force applies it anyway"
+    )
+
+
+def budget_of_error(data: object) -> dict[str, Any] | None:
+    """The `budget` of an over-budget JSON-RPC error's data, if that is what it is."""
+    if isinstance(data, dict) and data.get("category") == "over_budget" and isinstance(data.get("budget"), dict):
+        return data["budget"]
+    return None

@@ -11,6 +11,7 @@ from pathlib import Path
 from .config import Config
 from .errors import IssueCode
 from .guard import cloud_disabled_issue
+from .invocation import self_command
 from .protocol import CodexCliInfo, DoctorCheck, DoctorResult, Issue, LaunchParams, ModeReadiness
 from .router import cloud_route_check
 
@@ -120,7 +121,7 @@ def with_fix(issue: Issue, config: Config) -> Issue:
         if config.cloud.adapter == "http"
         else "the Codex CLI"
     )
-    fix = f"check {where}, your network and credentials, then run `co-sidecar doctor --cloud` again"
+    fix = f"check {where}, your network and credentials, then run `{self_command()} doctor --cloud` again"
     return issue.model_copy(update={"fix": fix})
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from . import __version__, apply_report
 from .config import parse_argv
+from .invocation import self_command
 from .jsonrpc import plain_converter
 from .run_clock import RunClock
 
@@ -238,11 +239,17 @@ async def _finish(
     diff = document["diff"] = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
-        console.print(f"not applied. To apply: co-sidecar apply {run_id} (or reject: co-sidecar reject {run_id})")
+        cli = self_command()
+        console.print(escape(f"not applied. To apply: {cli} apply {run_id} (or reject: {cli} reject {run_id})"))
         return 0
-    result = document["apply"] = await watch(
-        client.protocol.send_request_async("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
-    )
+    try:
+        result = document["apply"] = await watch(
+            client.protocol.send_request_async("co/apply", {"runId": run_id, "accept": True, "strategy": "git"})
+        )
+    except JsonRpcException as exc:
+        if (budget := apply_report.budget_of_error(exc.data)) is not None:
+            exc.message = apply_report.over_budget(budget, run_id)
+        raise
     return _report_apply(result, run_id, workspace, console)
 
 

@@ -21,6 +21,7 @@ from pygls.exceptions import JsonRpcException
 
 from . import apply_report
 from .client_session import ServerDied, Session, open_session
+from .invocation import self_command
 
 # Exit codes, the same for every command (docs/cli.md).
 EXIT_OK = 0
@@ -35,10 +36,11 @@ GOOD_END = {"succeeded", "applied", "partially_applied"}
 
 
 class CliError(Exception):
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int, data: object = None):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.data = data  # a JSON-RPC error's data
 
 
 def _common(*, suppress: bool) -> argparse.ArgumentParser:
@@ -145,7 +147,7 @@ async def _request(session: Session, method: str, params: dict[str, Any]) -> Any
         return await session.request(method, params)
     except JsonRpcException as exc:
         code = EXIT_NO_RUN if exc.code == -32001 else EXIT_REFUSED
-        raise CliError(exc.message, code) from exc
+        raise CliError(exc.message, code, exc.data) from exc
 
 
 async def resolve_run(session: Session, given: str) -> str:
@@ -162,7 +164,7 @@ async def resolve_run(session: Session, given: str) -> str:
     if len(matches) == 1:
         return str(matches[0])
     if not matches:
-        raise CliError(f"no run matches {given!r} (co-sidecar runs lists them)", EXIT_NO_RUN)
+        raise CliError(f"no run matches {given!r} ({self_command()} runs lists them)", EXIT_NO_RUN)
     raise CliError(f"{given!r} matches {len(matches)} runs: {', '.join(matches[:5])}; give more of the id", EXIT_NO_RUN)
 
 
@@ -285,7 +287,7 @@ async def cmd_diff(session: Session, args: argparse.Namespace, out: TextIO) -> i
         out.write(f"conflict: {conflict['path']}: {conflict['reason']}\n")
     hunks = result.get("hunks") or []
     if len(hunks) > len(result["files"]) or any(h.get("applied") for h in hunks):
-        out.write("hunks (co-sidecar apply RUN --hunk PATH:N takes one):\n")
+        out.write(f"hunks ({self_command()} apply RUN --hunk PATH:N takes one):\n")
         for h in hunks:
             done = "  (applied)" if h.get("applied") else ""
             out.write(f"  {h['path']}:{h['number']}  {h['header']}  +{h['additions']} -{h['deletions']}{done}\n")
@@ -384,7 +386,7 @@ def _hunks(given: list[str] | None) -> dict[str, list[int]] | None:
     for item in given:
         path, _, number = item.rpartition(":")
         if not path or not number.isdigit():
-            raise CliError(f"--hunk {item!r}: give PATH:N, N a hunk number from `co-sidecar runs diff`", EXIT_USAGE)
+            raise CliError(f"--hunk {item!r}: give PATH:N, N a hunk number from `{self_command()} runs diff`", EXIT_USAGE)
         out.setdefault(path, []).append(int(number))
     return out
 
@@ -404,8 +406,8 @@ async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> 
     try:
         result = await _request(session, "co/apply", params)
     except CliError as exc:
-        if "over budget" in exc.message:
-            exc.message = exc.message.replace("pass force: true to apply anyway", "pass --force to apply anyway")
+        if (budget := apply_report.budget_of_error(exc.data)) is not None:
+            exc.message = apply_report.over_budget(budget, run_id)
         raise
     if args.json:
         _emit_json(out, result)
