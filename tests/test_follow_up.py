@@ -2,7 +2,7 @@
 
 The agent is a small script: it appends the prompt to notes.txt (so each run of a chain adds a
 line, and a follow-up that did not start from its parent's result would lose the first one),
-and with "wait" in the prompt it waits for a go-file before exiting (the live diff tests).
+with "also" in the prompt it writes extra.txt too, and with "wait" in the prompt it waits for a go-file before exiting (the live diff tests).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import os, pathlib, sys, time
 prompt = sys.argv[1]
 notes = pathlib.Path("notes.txt")
 notes.write_text((notes.read_text() if notes.exists() else "") + prompt + "\\n")
+if "also" in prompt:
+    pathlib.Path("extra.txt").write_text(prompt + "\\n")
 if "wait" in prompt:
     print("wrote notes.txt; waiting", flush=True)
     go = os.environ["FOLLOW_GO"]
@@ -147,7 +149,7 @@ async def test_follow_up_refusals_are_clear_and_leave_the_server_running(
     await s.wait_state(running, {"running"})
     with pytest.raises(JsonRpcException) as busy:
         await s.request("co/followUp", {"runId": running, "prompt": "more"})
-    assert "only a succeeded or applied run can be followed up" in busy.value.message
+    assert "only a succeeded, applied or partially applied run can be followed up" in busy.value.message
     (tmp_path / "go").write_text("")
     assert await s.wait_state(running) == "succeeded"
     # A parent whose result no longer applies to the workspace: the follow-up fails, saying why.
@@ -279,3 +281,25 @@ async def test_an_apply_that_writes_nothing_records_no_view(
     m = manifest(repo, second)
     assert m["state"] == "succeeded" and m["apply"]["outcome"] == "conflicts"
     assert m["followUp"]["appliedView"] is None  # nothing of the chain is in the workspace
+
+
+async def test_a_partly_applied_run_is_followed_up_from_what_the_user_took(
+    repo: Path, start_server: SessionFactory, options: dict[str, Any]
+) -> None:
+    s = await start_server(repo, options=options)
+    first, _ = await s.run_to_end("first line also", mode="local")
+    took = await s.request("co/apply", {"runId": first, "accept": True, "strategy": "git", "files": ["notes.txt"]})
+    assert took["outcome"] == "partial" and took["remaining"] == ["extra.txt"], took
+    second = await follow(s, first, "second line")
+    m2 = manifest(repo, second)
+    assert m2["parentRunId"] == first and m2["followUp"]["includesParent"] is False
+    # Its change builds on the notes the user took; the extra file the user left is not carried.
+    cumulative = await s.request("co/diff", {"runId": second})
+    assert [f["path"] for f in cumulative["files"]] == ["notes.txt"]
+    assert " first line also\n+second line" in cumulative["patch"]
+    assert (await s.request("co/apply", {"runId": second, "accept": True, "strategy": "git"}))["outcome"] == "applied"
+    assert (repo / "notes.txt").read_text() == "first line also\nsecond line\n" and not (repo / "extra.txt").exists()
+    # The part left is still the parent's to apply (or reject).
+    rest = await s.request("co/apply", {"runId": first, "accept": True, "strategy": "git"})
+    assert rest["outcome"] == "applied" and (repo / "extra.txt").read_text() == "first line also\n"
+    assert manifest(repo, first)["state"] == "applied"

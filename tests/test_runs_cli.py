@@ -159,4 +159,4 @@ def test_follow_up_from_the_shell_and_the_chain_in_the_list(repo: Path) -> None:
     # A run that cannot be followed up: refused, exit 4, the reason on stderr.
     assert cli("runs", "reject", third, cwd=repo).returncode == 0
     refused = cli("runs", "follow-up", third, "more", cwd=repo, env=env)
-    assert refused.returncode == 4 and "only a succeeded or applied run can be followed up" in refused.stderr
+    assert refused.returncode == 4 and "only a succeeded, applied or partially applied run can be followed up" in refused.stderr

@@ -108,3 +108,18 @@ def test_both_clients_get_the_code_lists() -> None:
 def test_local_errors_before_the_agent_starts_keep_their_codes() -> None:
     assert local_error_code(RunErrorCode.LOCAL_NO_COMMITS) is RunErrorCode.LOCAL_NO_COMMITS
     assert local_error_code(ErrorCategory.WORKSPACE) is RunErrorCode.LOCAL_WORKSPACE
+
+
+def test_the_runs_views_follow_up_menu_offers_exactly_the_followable_states() -> None:
+    """package.json's `when` clauses cannot import the generated lists: they are checked here."""
+    import json
+    import re
+
+    from co_sidecar.protocol import FOLLOWABLE_STATES
+
+    manifest = json.loads((PACKAGE.parents[1] / "editor-clients" / "vscode" / "package.json").read_text())
+    menu = manifest["contributes"]["menus"]["view/item/context"]
+    when = next(m["when"] for m in menu if m["command"] == "co-sidecar.followUp")
+    offered = re.search(r"\^coRun:\(([a-z_|]+)\)\$", when)
+    assert offered, when
+    assert set(offered[1].split("|")) == {s.value for s in FOLLOWABLE_STATES}

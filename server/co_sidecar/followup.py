@@ -16,6 +16,10 @@ Applying across a chain (docs/protocol.md, co/followUp):
 - a follow-up whose parent is not applied but an earlier ancestor is, is refused: apply the
   parent first (it applies its own step), then this one.
 
+A partly applied parent (`partially_applied`) is followed up from the workspace as it is: the
+parts the user took are in it, the parts left are not carried (they stay the parent's, to apply
+or reject later), so the follow-up builds on what the user accepted.
+
 Pure decisions over manifests; the run manager calls in here (no import of runs.py).
 """
 
@@ -28,7 +32,14 @@ from typing import TYPE_CHECKING
 
 from .errors import ApplyRefused, InvalidState, PatchRefused
 from .manifest import AppliedView, DiffEvidence, FollowUpInfo, RunManifest
-from .protocol import CloudParams, DiffView, FollowUpParams, LaunchParams, RunState
+from .protocol import (
+    FOLLOWABLE_STATES,
+    CloudParams,
+    DiffView,
+    FollowUpParams,
+    LaunchParams,
+    RunState,
+)
 
 if TYPE_CHECKING:
     from .runs import RunRecord
@@ -36,7 +47,6 @@ if TYPE_CHECKING:
 # Beside the follow-up's manifest: the parent's cumulative change it started from.
 STARTING_PATCH = "parent.diff"
 CUMULATIVE_PATCH = "cumulative.diff"
-FOLLOWABLE = frozenset({RunState.SUCCEEDED, RunState.APPLIED})
 
 
 def root_of(m: RunManifest) -> str:
@@ -112,9 +122,9 @@ def applied_with(record: RunRecord, runs: Mapping[str, RunRecord]) -> RunRecord 
 
 def check_followable(parent: RunRecord) -> None:
     state = RunState(parent.manifest.state)
-    if state not in FOLLOWABLE:
+    if state not in FOLLOWABLE_STATES:
         raise InvalidState(
-            f"run {parent.run_id} is {state.value}; only a succeeded or applied run can be followed up "
+            f"run {parent.run_id} is {state.value}; only a succeeded, applied or partially applied run can be followed up "
             "(a follow-up starts from its result)",
             data={"state": state.value},
         )
@@ -122,10 +132,11 @@ def check_followable(parent: RunRecord) -> None:
 
 def starting_patch(parent: RunRecord, runs: Mapping[str, RunRecord]) -> bytes | None:
     """The parent's cumulative change, read and checked against its recorded sha256; None when
-    the workspace has it already (the parent, or a follow-up carrying it, was applied).
+    the follow-up starts from the workspace as it is: the parent (or a follow-up carrying it) was
+    applied, or the user took part of it (the parts taken are in the workspace).
     Blocking (reads the patch): call it off the event loop."""
     check_followable(parent)
-    if applied_with(parent, runs) is not None:
+    if applied_with(parent, runs) is not None or parent.manifest.state == RunState.PARTIALLY_APPLIED:
         return None
     evidence = cumulative_evidence(parent.manifest)
     if evidence is None:

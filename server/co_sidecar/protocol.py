@@ -62,6 +62,9 @@ FINISHED_STATES = frozenset(
     }
 )
 
+# States a run can be followed up from (co/followUp): it has a result to build on.
+FOLLOWABLE_STATES = frozenset({RunState.SUCCEEDED, RunState.APPLIED, RunState.PARTIALLY_APPLIED})
+
 RequestedMode = Literal["auto", "local", "cloud"]
 Mode = Literal["local", "cloud"]
 FileStatus = Literal["added", "modified", "deleted", "renamed", "binary"]

@@ -104,7 +104,7 @@ def add_parsers(sub: Any) -> None:
     cancel = verbs.add_parser("cancel", help="cancel a queued or running run", parents=[leaf])
     cancel.add_argument("run", **run_arg)
     follow_up = verbs.add_parser(
-        "follow-up", help="continue a succeeded or applied run from its result; waits for it (exit 0 if it succeeded)",
+        "follow-up", help="continue a succeeded, applied or partially applied run from its result; waits for it (exit 0 if it succeeded)",
         parents=[leaf],
     )  # fmt: skip
     follow_up.add_argument("run", **run_arg)

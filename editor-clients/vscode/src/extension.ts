@@ -52,6 +52,7 @@ import {
   formatElapsed,
   isActive,
   isFinished,
+  isFollowable,
   serverSettingsPayload,
   shortRunId,
   stateIcon,
@@ -443,7 +444,7 @@ async function showRuns(): Promise<void> {
       { id: "reject", label: "$(close) Reject" },
     );
   }
-  if (run.state === "succeeded" || run.state === "applied") actions.push({ id: "followUp", label: "$(comment-discussion) Follow Up…" });
+  if (isFollowable(run.state)) actions.push({ id: "followUp", label: "$(comment-discussion) Follow Up…" });
   if (isFinished(run.state) && run.state !== "cancelled") actions.push({ id: "patch", label: "$(file-code) Open Patch" });
   if (isActive(run.state) && !watched.has(run.runId)) actions.push({ id: "follow", label: "$(eye) Follow Progress" });
   actions.push({ id: "details", label: "$(json) Show Details" }, { id: "output", label: "$(output) Show Output" });

@@ -1,5 +1,5 @@
 /**
- * Follow Up…: continue a succeeded or applied run from its result (`co/followUp`). The new run
+ * Follow Up…: continue a succeeded, applied or partially applied run from its result (`co/followUp`). The new run
  * is tracked like a launch (progress notification, status bar, the Runs view, which shows it
  * under the run it follows up).
  */

@@ -6,6 +6,8 @@ M.RUN_STATES = { "queued", "routing", "launching", "running", "succeeded", "fail
 M.ACTIVE = { queued = true, routing = true, launching = true, running = true }
 --- States after which execution is over (the run may still be applied or rejected).
 M.FINISHED = { succeeded = true, failed = true, cancelled = true, timed_out = true, applied = true, rejected = true, partially_applied = true }
+--- States a run can be followed up from (co/followUp).
+M.FOLLOWABLE = { succeeded = true, applied = true, partially_applied = true }
 --- Every co/* request and notification, by a short name.
 M.methods = {
   route = "co/route",

@@ -1,5 +1,6 @@
 --- Run commands: launch, status, the runs list and its actions, cancel, reject.
 local client_mod = require('co_sidecar.client')
+local protocol = require('co_sidecar.protocol')
 local state = require('co_sidecar.state')
 local target = require('co_sidecar.target')
 local util = require('co_sidecar.util')
@@ -228,7 +229,7 @@ end
 local ACTIONS = {
   { 'Diff', 'diff', { succeeded = true, partially_applied = true, applied = true, rejected = true } },
   { 'Apply', 'apply', { succeeded = true, partially_applied = true } },
-  { 'Follow up', 'follow_up', { succeeded = true, applied = true } },
+  { 'Follow up', 'follow_up', protocol.FOLLOWABLE },
   { 'Reject', 'reject', { succeeded = true, partially_applied = true } },
   { 'Cancel', 'cancel', state.ACTIVE },
   { 'Status', 'status', nil },

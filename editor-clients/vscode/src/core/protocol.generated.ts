@@ -9,6 +9,8 @@ export const RUN_STATES: readonly RunState[] = ["queued", "routing", "launching"
 export const ACTIVE_STATES: ReadonlySet<RunState> = new Set<RunState>(["queued", "routing", "launching", "running"]);
 /** States after which execution is over (the run may still be applied or rejected). */
 export const FINISHED_STATES: ReadonlySet<RunState> = new Set<RunState>(["succeeded", "failed", "cancelled", "timed_out", "applied", "rejected", "partially_applied"]);
+/** States a run can be followed up from (co/followUp). */
+export const FOLLOWABLE_STATES: ReadonlySet<RunState> = new Set<RunState>(["succeeded", "applied", "partially_applied"]);
 
 /** Every co/* request and notification, by a short name. */
 export const Methods = {

@@ -7,7 +7,7 @@
  * this module against the real server.
  */
 
-import { ACTIVE_STATES, FINISHED_STATES, RunManifest, RunState } from "./protocol.generated";
+import { ACTIVE_STATES, FINISHED_STATES, FOLLOWABLE_STATES, RunManifest, RunState } from "./protocol.generated";
 
 export * from "./protocol.generated";
 export * from "./lsp";
@@ -36,6 +36,10 @@ export function isActive(state: RunState): boolean {
 
 export function isFinished(state: RunState): boolean {
   return FINISHED_STATES.has(state);
+}
+
+export function isFollowable(state: RunState): boolean {
+  return FOLLOWABLE_STATES.has(state);
 }
 
 /** The run record `co/status` returns: the manifest (docs/manifest.schema.json). */
