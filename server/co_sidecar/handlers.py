@@ -330,9 +330,9 @@ class Handlers:
         client_apply = self.client_apply if caps.apply_edit else None
         return await self.manager.apply(params, self.open_documents(), client_apply, caps)
 
-    def reject(self, params: RunIdParams) -> RunStateResult:
+    async def reject(self, params: RunIdParams) -> RunStateResult:
         self.ensure_all_loaded()
-        return self.manager.reject(params.run_id)
+        return await self.manager.reject(params.run_id)
 
     async def prune(self, params: PruneParams) -> PruneResult:
         workspace = self.resolve_workspace(params.workspace_folder)

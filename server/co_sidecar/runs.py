@@ -17,8 +17,7 @@ import hashlib
 import logging
 import os
 import shutil
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -423,16 +422,16 @@ class RunManager:
         await record.driver.cancel()
         return RunStateResult(run_id=run_id, state=record.manifest.state)
 
-    def reject(self, run_id: str) -> RunStateResult:
+    async def reject(self, run_id: str) -> RunStateResult:
         record = self.get(run_id)
-        with self._apply_lock(record, "reject"):
+        async with self._apply_lock(record, "reject"):
             self._require_succeeded(record, "reject")
             record.manifest.apply = ApplyOutcome(rejected=True, reason="rejected by the user", at=utc_now())
             record.set_state(RunState.REJECTED, "diff rejected")
         return RunStateResult(run_id=run_id, state=record.manifest.state)
 
-    @contextlib.contextmanager
-    def _apply_lock(self, record: RunRecord, verb: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def _apply_lock(self, record: RunRecord, verb: str) -> AsyncIterator[None]:
         """The run's apply lock, across processes (two editor windows on one workspace), with
         the manifest re-read under it: whatever another server did to the run is seen here."""
         if record.applying:
@@ -442,7 +441,7 @@ class RunManager:
             # A child forked (git) while the lock was held keeps it until it execs: a moment.
             if lock is not None:
                 break
-            time.sleep(APPLY_LOCK_RETRY_S)
+            await asyncio.sleep(APPLY_LOCK_RETRY_S)
             lock = try_lock(record.run_dir / APPLY_LOCK)
         if lock is None:
             raise ApplyRefused(f"run {record.run_id} is being applied by another server right now; not {verb}ing it")
@@ -578,7 +577,7 @@ class RunManager:
             raise ApplyRefused(
                 'conflict markers are written by git: use strategy "git" with onConflict "markers"; nothing was changed'
             )
-        with self._apply_lock(record, "apply"):
+        async with self._apply_lock(record, "apply"):
             self._require_succeeded(record, "apply")
             prepared = await asyncio.to_thread(self._prepare, record, params, open_documents, caps)
             if client_apply is None and params.strategy == "client":
@@ -821,7 +820,7 @@ class RunManager:
 
     async def restore(self, record: RunRecord) -> ApplyResult:
         """`co/apply {runId, restore: true}`: put back the files an interrupted apply touched."""
-        with self._apply_lock(record, "restore"):
+        async with self._apply_lock(record, "restore"):
             intent = record.manifest.applying
             if intent is None:
                 raise InvalidState(
