@@ -270,16 +270,3 @@ def evidence_to_apply(
                 )
     cumulative, _ = view_evidence(record, evidence, attempt, "cumulative")
     return cumulative, "cumulative"
-    if applied_with(parent, runs) is not None:
-        f.applied_view = "step"  # the parent's change is in the workspace already
-        return evidence
-    for ancestor in chain(parent, runs)[1:]:
-        if applied_with(ancestor, runs) is not None:
-            raise ApplyRefused(
-                f"run {ancestor.run_id} (an earlier run of this chain) was applied but run {parent.run_id}, "
-                f"the parent of {record.run_id}, was not: apply {parent.run_id} first (it applies its own "
-                "step), then this run"
-            )
-    cumulative, _ = view_evidence(record, evidence, attempt, "cumulative")
-    f.applied_view = "cumulative"
-    return cumulative
