@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import select
 import threading
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,12 +100,26 @@ class BatchingWriter:
             return
         data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
-        self._stdout.write(data)
-        self._stdout.flush()
+        write_all(self._stdout, data)
 
     def close(self) -> None:
         self.flush()
         self._stdout.close()
+
+
+def write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte of `data`. An unbuffered stdout (PYTHONUNBUFFERED=1 makes
+    sys.stdout.buffer a raw FileIO) takes one write(2) per call: a pipe write interrupted by a
+    signal returns a partial count, and a non-blocking one None; the rest is written after,
+    never dropped (a dropped tail splices the next message into this one's body)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # non-blocking and full: wait until the reader drains it
+            select.select([], [stream], [])
+            continue
+        view = view[written:]
+    stream.flush()
 
 
 # A request line of HTTP (a browser's fetch, a proxy probe): never JSON-RPC.
