@@ -426,7 +426,10 @@ try {
       "--auth", "none", "--bind-addr", `127.0.0.1:${port}`, "--disable-telemetry", "--disable-update-check",
       "--disable-workspace-trust", "--user-data-dir", userData, "--extensions-dir", extDir, ws,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: userEnv },
+    // VSCODE_CLI=1: code-server skips resolving a login shell's environment (`bash -ilc`, up to
+    // 10 s per extension host start) and uses this one, already the user's. On a loaded 2-core
+    // machine that resolution timed out and delayed the host past step 6's reload wait.
+    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...userEnv, VSCODE_CLI: "1" } },
   );
   server.stdout.on("data", (d) => serverLog.push(String(d)));
   server.stderr.on("data", (d) => serverLog.push(String(d)));
