@@ -383,9 +383,15 @@ const viewRow = async (prompt) => (await viewRows()).find((r) => r.label.include
 /** Clicks the co-sidecar activity bar item unless its Runs view is already showing. */
 async function openRunsView() {
   const title = page.locator(".part.sidebar .composite.title");
-  if ((await title.isVisible().catch(() => false)) && /co-sidecar/i.test((await title.textContent()) ?? "")) return;
-  await page.locator('.activitybar .action-item a[aria-label^="co-sidecar"], .activitybar .action-item[aria-label^="co-sidecar"]').first().click();
-  await until("the Runs view", async () => /co-sidecar/i.test((await title.textContent().catch(() => "")) ?? ""), 10_000);
+  const shown = async () => (await title.isVisible().catch(() => false)) && /co-sidecar/i.test((await title.textContent().catch(() => "")) ?? "");
+  const icon = page.locator('.activitybar .action-item a[aria-label^="co-sidecar"], .activitybar .action-item[aria-label^="co-sidecar"]').first();
+  // The icon toggles: after a reload the workbench may restore the view just as we click, and
+  // the click hides it again. So click, then look, and click again until it is shown.
+  for (let attempt = 0; attempt < 5 && !(await shown()); attempt++) {
+    await icon.click();
+    if (await until("the Runs view", shown, 3_000).then(() => true, () => false)) return;
+  }
+  await until("the Runs view", shown, 10_000);
 }
 
 /** Right-click the Runs view's row of `prompt`; returns the menu's item labels, or clicks `item`. */
