@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -45,6 +46,20 @@ def test_run_shows_progress_and_diff_then_applies_with_git(repo: Path) -> None:
     applied = run_cli("run", "tidy up", "--workspace", str(repo), "--agent", agent, "--apply")
     assert applied.returncode == 0, applied.stderr
     assert "applied" in applied.stdout
+    assert (repo / "NOTES.md").is_file() and not (repo / "TODO.md").exists()
+
+
+def test_run_advice_is_one_line_that_applies_as_printed_from_elsewhere(repo: Path) -> None:
+    """Piped output is not wrapped (an id split over two lines cannot be pasted), and the
+    advice, given from outside the workspace, names it."""
+    agent = json.dumps([sys.executable, str(DEMO_AGENT), "{prompt}"])
+    result = run_cli("run", "tidy up", "--workspace", str(repo), "--agent", agent, cwd=repo.parent)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("not applied. To apply: "))
+    advice = line.removeprefix("not applied. To apply: ").split(" (or reject: ")[0]
+    assert line.endswith(")") and f"--workspace {repo.name} " in advice, line
+    applied = subprocess.run(shlex.split(advice), cwd=repo.parent, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    assert applied.returncode == 0, applied.stdout + applied.stderr
     assert (repo / "NOTES.md").is_file() and not (repo / "TODO.md").exists()
 
 

@@ -49,7 +49,8 @@ def drift_line(result: dict[str, Any]) -> str | None:
 
 
 def next_steps(result: dict[str, Any], run_id: str) -> list[str]:
-    """What to do now, with flags that exist (`co-sidecar apply --help`)."""
+    """What to do now, with flags that exist (`co-sidecar apply --help`); `run_id` as the
+    command takes it (`invocation.run_arg`: with `--workspace` when the shell is elsewhere)."""
     cli = self_command()
     out: list[str] = []
     conflicts = result.get("conflictPaths") or []

@@ -33,6 +33,19 @@ def self_command() -> str:
     return f"{shlex.quote(sys.executable)} -m co_sidecar"
 
 
+def run_arg(run_id: str, workspace: Path) -> str:
+    """The run as a next command takes it: `--workspace DIR RUN` when the shell is elsewhere.
+
+    `./dev demo` runs in demo/repo while the shell stays in the project: advice without the
+    workspace would look for the run in the wrong runs root.
+    """
+    try:
+        here = workspace.resolve() == Path.cwd().resolve()
+    except OSError:
+        here = False
+    return run_id if here else f"--workspace {shlex.quote(_short(workspace))} {run_id}"
+
+
 def _short(path: Path) -> str:
     """Relative to the working directory when under it (`.venv/bin/co-sidecar`), else absolute."""
     absolute = path.absolute()

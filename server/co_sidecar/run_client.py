@@ -26,7 +26,7 @@ from rich.table import Table
 
 from . import __version__, apply_report
 from .config import parse_argv
-from .invocation import self_command
+from .invocation import run_arg, self_command
 from .jsonrpc import plain_converter
 from .run_clock import RunClock
 
@@ -38,7 +38,7 @@ FINISHED = {"succeeded", "failed", "cancelled", "timed_out", "applied", "rejecte
 def run_task(args: argparse.Namespace) -> int:
     try:
         # With --json, stdout holds only the final document: progress goes to stderr.
-        return asyncio.run(_run(args, Console(stderr=bool(getattr(args, "json", False)))))
+        return asyncio.run(_run(args, _console(stderr=bool(getattr(args, "json", False)))))
     except KeyboardInterrupt:  # Ctrl-C before the handler below was in place
         print("co-sidecar run: interrupted", file=sys.stderr)
         return 130
@@ -80,6 +80,13 @@ class Watch:
     def close(self) -> None:
         self.died.cancel()
         self._interrupt.cancel()
+
+
+def _console(stderr: bool) -> Console:
+    """Lines are not wrapped when the output is not a terminal: a run id split over two lines
+    cannot be pasted, and scripts read whole lines."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=not stream.isatty())
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
@@ -239,8 +246,8 @@ async def _finish(
     diff = document["diff"] = await watch(client.protocol.send_request_async("co/diff", {"runId": run_id}))
     _print_diff(diff, console)
     if not args.apply:
-        cli = self_command()
-        console.print(escape(f"not applied. To apply: {cli} apply {run_id} (or reject: {cli} reject {run_id})"))
+        cli, run = self_command(), run_arg(run_id, workspace)
+        console.print(escape(f"not applied. To apply: {cli} apply {run} (or reject: {cli} reject {run})"))
         return 0
     try:
         result = document["apply"] = await watch(
@@ -248,7 +255,7 @@ async def _finish(
         )
     except JsonRpcException as exc:
         if (budget := apply_report.budget_of_error(exc.data)) is not None:
-            exc.message = apply_report.over_budget(budget, run_id)
+            exc.message = apply_report.over_budget(budget, run_arg(run_id, workspace))
         raise
     return _report_apply(result, run_id, workspace, console)
 
@@ -268,7 +275,7 @@ def _report_apply(result: dict[str, Any], run_id: str, workspace: Path, console:
             console.print(f"  [yellow]{f['outcome']}[/yellow] {escape(f['path'])}: {escape(f.get('reason') or '')}")
     if not result.get("files") and result.get("failureReason"):
         console.print(f"  {escape(result['failureReason'])}")
-    for step in apply_report.next_steps(result, run_id):
+    for step in apply_report.next_steps(result, run_arg(run_id, workspace)):
         console.print(escape(step))
     return 1
 

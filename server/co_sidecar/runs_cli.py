@@ -21,7 +21,7 @@ from pygls.exceptions import JsonRpcException
 
 from . import apply_report
 from .client_session import ServerDied, Session, open_session
-from .invocation import self_command
+from .invocation import run_arg, self_command
 
 # Exit codes, the same for every command (docs/cli.md).
 EXIT_OK = 0
@@ -164,7 +164,8 @@ async def resolve_run(session: Session, given: str) -> str:
     if len(matches) == 1:
         return str(matches[0])
     if not matches:
-        raise CliError(f"no run matches {given!r} ({self_command()} runs lists them)", EXIT_NO_RUN)
+        listing = " ".join([self_command(), "runs", run_arg("", session.workspace)]).strip()
+        raise CliError(f"no run matches {given!r} ({listing} lists them)", EXIT_NO_RUN)
     raise CliError(f"{given!r} matches {len(matches)} runs: {', '.join(matches[:5])}; give more of the id", EXIT_NO_RUN)
 
 
@@ -407,7 +408,7 @@ async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> 
         result = await _request(session, "co/apply", params)
     except CliError as exc:
         if (budget := apply_report.budget_of_error(exc.data)) is not None:
-            exc.message = apply_report.over_budget(budget, run_id)
+            exc.message = apply_report.over_budget(budget, run_arg(run_id, session.workspace))
         raise
     if args.json:
         _emit_json(out, result)
@@ -422,7 +423,7 @@ async def cmd_apply(session: Session, args: argparse.Namespace, out: TextIO) -> 
         _table(out, apply_report.table(result))
         if line := apply_report.drift_line(result):
             out.write(line + "\n")
-        for step in apply_report.next_steps(result, run_id):
+        for step in apply_report.next_steps(result, run_arg(run_id, session.workspace)):
             out.write(step + "\n")
     if args.dry_run:
         return EXIT_OK if not result.get("skippedPaths") and not result.get("conflictPaths") else EXIT_NOT_DONE
