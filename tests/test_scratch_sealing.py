@@ -23,6 +23,27 @@ marker = spec["marker"]
 def g(*args):
     subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=a@a", *args], check=True,
                    capture_output=True)
+# The sidecar's own git directory for this scratch, found through the objects it lends the
+# agent's .git: plant a filter, attributes and a redirection there (an unsandboxed agent can).
+with open(os.path.join(".git", "objects", "info", "alternates")) as f:
+    lent = [os.path.normpath(os.path.join(".git", "objects", line.strip())) for line in f if line.strip()]
+for objects in lent:
+    sidecar = os.path.dirname(objects)
+    if os.path.basename(sidecar) != "git":
+        continue  # the user's own store
+    with open(os.path.join(sidecar, "config"), "a") as f:
+        f.write(f'[filter "side"]\n\tclean = touch {marker}; cat\n\tsmudge = touch {marker}; cat\n')
+        f.write('\trequired = true\n')
+    with open(os.path.join(sidecar, "info", "attributes"), "w") as f:
+        f.write("* filter=side\n")
+    with open(os.path.join(sidecar, "commondir"), "w") as f:
+        f.write("/nonexistent-co-sidecar-common-dir\n")
+# The user's global config is readable (identity, aliases) but `--global` writes stay here.
+seen = subprocess.run(["git", "config", "--global", "user.name"], capture_output=True, text=True).stdout
+with open("seen-global.txt", "w") as f:
+    f.write(seen)
+g("config", "--global", "user.name", "Evil-global")
+g("config", "--global", "core.hooksPath", marker + "-global-hooks")
 g("checkout", "-q", "-b", "agent/feature")
 g("tag", "agent-tag")
 with open("README.md", "a") as f:
@@ -105,7 +126,15 @@ async def test_an_agent_running_git_in_its_scratch_never_touches_the_users_repo(
     (repo / "untracked.txt").write_text("untracked\n")
     before = user_snapshot(repo)
     marker = tmp_path / "planted-code-ran"
-    s = await start_server(repo, {"local": {"agentCommand": script(tmp_path, "hostile.py", HOSTILE)}})
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = The User\n\temail = user@example.com\n")
+    global_before = (home / ".gitconfig").read_bytes()
+    s = await start_server(
+        repo,
+        {"local": {"agentCommand": script(tmp_path, "hostile.py", HOSTILE)}},
+        env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")},
+    )
     for _ in range(2):  # the second run reuses the scratch the first one vandalised
         launched = await s.request("co/launch", {"prompt": json.dumps({"marker": str(marker)})})
         assert await s.wait_state(launched["runId"]) == "succeeded", s.updates_for(launched["runId"])[-1]
@@ -113,8 +142,10 @@ async def test_an_agent_running_git_in_its_scratch_never_touches_the_users_repo(
         assert b"+agent change" in patch and b"stashed" not in patch
         assert b"b/.gitattributes" in patch and b"\n+* filter=evil" in patch
         assert b"b/README.md" in patch and b"-# demo" not in patch  # only the agent's lines
+        assert b"b/seen-global.txt" in patch and b"\n+The User\n" in patch
     assert not marker.exists()
     assert user_snapshot(repo) == before
+    assert (home / ".gitconfig").read_bytes() == global_before and not (home / ".config").exists()
 
 
 async def test_runs_reuse_a_clean_scratch(

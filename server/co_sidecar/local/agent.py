@@ -185,6 +185,30 @@ def agent_env(
     return env
 
 
+def user_git_config(environ: Mapping[str, str]) -> bytes:
+    """The user's global git config as git reads it: GIT_CONFIG_GLOBAL, else the XDG file then
+    ~/.gitconfig."""
+    if explicit := environ.get("GIT_CONFIG_GLOBAL"):
+        paths = [Path(explicit)]
+    else:
+        home = Path(environ.get("HOME") or Path.home())
+        xdg = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+        paths = [xdg / "git" / "config", home / ".gitconfig"]
+    return b"".join(p.read_bytes() + b"\n" for p in paths if p.is_file())
+
+
+def agent_git_config(beside: Path, environ: Mapping[str, str]) -> Path:
+    """A copy of the user's global git config for one run's agent (its GIT_CONFIG_GLOBAL), in
+    the scratch's directory: the agent's commits keep the user's identity and aliases, and its
+    `git config --global` lands in the copy, never in the user's ~/.gitconfig."""
+    path = beside / "agent-gitconfig"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(user_git_config(environ))
+    return path
+
+
 def find_executable(program: str, workspace: Path) -> str | None:
     """argv[0] as something runnable: a PATH lookup for bare names, else a path (relative to the
     workspace) that is an executable file."""

@@ -20,7 +20,7 @@ from ..redact import redact
 from ..shutdown import on_shutdown
 from ..waits import Ended, wait_unless
 from . import follow, live_diff, processes
-from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, plan_agent
+from .agent import PROMPT_FILE, AgentPlan, Invocation, agent_env, agent_git_config, plan_agent
 from .codex_events import CodexEventReader
 from .live_diff import LIVE_INTERVAL_S, Watcher
 from .pool import Lease, acquire
@@ -296,11 +296,14 @@ class LocalExecutor:
         info = ctx.manifest.executor
         stdin_data = call.stdin
         feeder: asyncio.Task[None] | None = None
+        # Beside the slot's git directory (outside the agent's work tree and sandbox).
+        beside = scratch.gitdir.parent if scratch.gitdir is not None else scratch.path.parent
         env = agent_env(
             os.environ,
             cfg.env_allow,
             {
                 **call.env,
+                "GIT_CONFIG_GLOBAL": str(await asyncio.to_thread(agent_git_config, beside, os.environ)),
                 "CO_RUN_ID": ctx.run_id,
                 "CO_TASK_ID": ctx.task_id,
                 "CO_WORKSPACE": str(ctx.workspace),

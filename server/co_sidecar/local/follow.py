@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..errors import RunErrorCode, WorkspaceError
 from .agent import PROMPT_PLACEHOLDER, AgentPlan, is_codex
-from .pool import SEALED, Lease, _prepare_agent_repo, _run, capture_patch, sealed_env
+from .pool import SEALED, Lease, _prepare_agent_repo, _run, capture_patch, seal_snapshot, sealed_env
 from .scratch import BASE_COMMIT, Scratch, _text
 
 FOLLOW_UP_MESSAGE = "co-sidecar follow-up base: the parent run's result"
@@ -86,7 +86,7 @@ def start_from(lease: Lease, patch: bytes) -> str:
     # The slot is reset to (and the next run switches from) the second base.
     lease.slot.write_meta(base=second)
     _prepare_agent_repo(lease.slot, second, lease.repo)
-    lease.scratch = dataclasses.replace(scratch, base=second)
+    lease.scratch = dataclasses.replace(scratch, base=second, sealed=seal_snapshot(lease.slot.gitdir))
     return first
 
 

@@ -24,7 +24,7 @@ from ..errors import InvalidState, PatchRefused
 from ..git_apply import parse_checked
 from ..manifest import DiffEvidence
 from ..protocol import DiffBudget, DiffResult
-from .pool import SEALED, _run, add_all, capture_patch, sealed_env
+from .pool import SEALED, _run, add_all, capture_patch, reseal, sealed_env
 from .scratch import PatchTooLarge, Scratch
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def stats(run_id: str) -> dict[str, int] | None:
         return None
     scratch = live.scratch
     assert scratch.gitdir is not None
+    reseal(scratch.gitdir, scratch.sealed)
     env = sealed_env(scratch.gitdir, scratch.path)
 
     def run(args: Any, input: bytes | None = None) -> bytes:

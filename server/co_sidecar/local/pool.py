@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import stat
@@ -57,6 +58,8 @@ from .scratch import (
     workspace_key,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_SIZE = 2
 # A slot is rebuilt after this many runs: its private object store only grows.
 MAX_USES = 200
@@ -88,6 +91,59 @@ SEALED = [
 # the user's repository (read there with the user's config) into the sealed calls.
 CARRIED_CONFIG = ("core.autocrlf", "core.eol", "core.safecrlf", "core.filemode", "core.symlinks",
                   "core.ignorecase", "core.precomposeunicode", "core.excludesfile")  # fmt: skip
+
+
+# The files of a slot's git directory that the sidecar writes. An agent without a sandbox runs
+# as the user and can write there too (its own .git borrows the slot's objects by path): what
+# the sidecar's git would read from them (a filter or textconv in `config`, another HEAD or
+# object store) is put back as the sidecar wrote it before each of its own calls, and files it
+# never writes that would redirect or configure git are removed (`reseal`).
+SEALED_FILES = ("config", "HEAD", "objects/info/alternates", "info/exclude", "shallow")
+FOREIGN_FILES = ("commondir", "config.worktree", "gitdir", "info/attributes", "info/grafts",
+                 "objects/info/http-alternates")  # fmt: skip
+
+Sealed = tuple[tuple[str, bytes | None], ...]
+
+
+def seal_snapshot(gitdir: Path) -> Sealed:
+    """What the sidecar wrote in a slot's git directory, taken before the agent starts."""
+    out: list[tuple[str, bytes | None]] = []
+    for name in SEALED_FILES:
+        path = gitdir / name
+        out.append((name, path.read_bytes() if path.is_file() and not path.is_symlink() else None))
+    return tuple(out)
+
+
+def reseal(gitdir: Path, sealed: Sealed) -> list[str]:
+    """Put the slot's git directory back as `seal_snapshot` found it; the names changed."""
+    changed: list[str] = []
+    for name, content in sealed:
+        path = gitdir / name
+        same = (
+            content is not None and path.is_file() and not path.is_symlink() and path.read_bytes() == content
+        ) or (content is None and not os.path.lexists(path))
+        if same:
+            continue
+        changed.append(name)
+        _remove_path(path)
+        if content is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    for name in FOREIGN_FILES:
+        path = gitdir / name
+        if os.path.lexists(path):
+            changed.append(name)
+            _remove_path(path)
+    if changed:
+        log.warning("the agent changed the scratch's git directory (%s): restored", ", ".join(changed))
+    return changed
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        _rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def sealed_env(gitdir: Path, work: Path) -> dict[str, str]:
@@ -260,6 +316,7 @@ class Lease:
         try:
             try:
                 self.slot.write_meta(state="cleaning")
+                reseal(self.slot.gitdir, self.scratch.sealed)  # a smudge filter would run in the reset
                 _clean(self.slot, self.git, self.scratch.base)
                 self.slot.write_meta(state="clean", used=time.time())
             except (WorkspaceError, OSError):
@@ -356,10 +413,10 @@ def _write_gitdir(path: Path, alternates: Sequence[str], head: str, repo: RepoIn
     (path / "config").write_text(config)
     (path / "HEAD").write_text(head + "\n")
     (path / "objects" / "info" / "alternates").write_text("".join(a + "\n" for a in alternates))
-    if repo.exclude_file.is_file():
-        shutil.copyfile(repo.exclude_file, path / "info" / "exclude")
-    if repo.shallow.is_file():
-        shutil.copyfile(repo.shallow, path / "shallow")
+    for mine, theirs in ((path / "info" / "exclude", repo.exclude_file), (path / "shallow", repo.shallow)):
+        _remove_path(mine)  # not left from an earlier run (or planted) when the user has none
+        if theirs.is_file():
+            shutil.copyfile(theirs, mine)
 
 
 def _base_commit(repo: RepoInfo, slot: Slot, excludes: Sequence[str]) -> str:
@@ -453,7 +510,8 @@ def acquire(
             handle.close()
         raise
     scratch = Scratch(path=slot.work, repo=repo.toplevel, prefix=repo.prefix, base=base,
-                      gitdir=slot.gitdir, excludes=tuple(excludes), git_config=tuple(repo.config))  # fmt: skip
+                      gitdir=slot.gitdir, excludes=tuple(excludes), git_config=tuple(repo.config),
+                      sealed=seal_snapshot(slot.gitdir))  # fmt: skip
     return Lease(slot, scratch, repo, excludes, handle, size, cold, run_id)
 
 
@@ -542,7 +600,10 @@ def _reuse(slot: Slot, repo: RepoInfo, excludes: Sequence[str], handle: IO[str])
         raise WorkspaceError("slot retired")
     run = _slot_runner(slot, repo)
     old = str(meta.get("base", ""))
-    if meta.get("state") != "clean":  # its last run never released it (a crash): clean now
+    if meta.get("state") != "clean":  # its last run never released it (a crash): clean now,
+        # with the git directory as the sidecar writes it (the agent may have changed it)
+        _write_gitdir(slot.gitdir, [str(repo.objects)], old, repo)
+        reseal(slot.gitdir, seal_snapshot(slot.gitdir))
         _clean(slot, run, old)
     # Same exclude file and shallow list as the user's repository, for this run's base.
     _write_gitdir(slot.gitdir, [str(repo.objects)], old, repo)
@@ -625,6 +686,7 @@ def capture(scratch: Scratch, limit: int | None = None) -> bytes:
     their commit); a symlink pointing out of the workspace is refused; a patch over `limit`
     bytes is refused while it is read (PatchTooLarge), never held whole."""
     assert scratch.gitdir is not None
+    reseal(scratch.gitdir, scratch.sealed)
     env = sealed_env(scratch.gitdir, scratch.path)
 
     def run(args: Sequence[str], input: bytes | None = None) -> bytes:

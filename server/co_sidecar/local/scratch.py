@@ -195,6 +195,9 @@ class Scratch:
     gitdir: Path | None = None
     excludes: tuple[str, ...] = ()
     git_config: tuple[str, ...] = ()  # ("-c", "core.autocrlf=...", ...) read from the user's repo
+    # A pool slot's git directory files as the sidecar wrote them (pool.seal_snapshot), put
+    # back before each of its own git calls there (pool.reseal).
+    sealed: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def cwd(self) -> Path:
