@@ -4,6 +4,7 @@ may reach a patch, and the pool's bounds (LRU eviction, prune, the start-up swee
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -277,6 +278,10 @@ def test_scratch_prune_from_the_command_line(repo: Path) -> None:
     lease.release()
     shown = subprocess.run([sys.executable, "-m", "co_sidecar", "scratch", "show"], capture_output=True, text=True, check=True)
     assert shown.stdout.startswith("1 slot(s), 0 in use, 1 repositories")
+    doctor = subprocess.run([sys.executable, "-m", "co_sidecar", "doctor", "--workspace", str(repo), "--format", "json"], capture_output=True, text=True, check=False)
+    (check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "scratch"]
+    assert check["ok"] and check["message"].startswith("scratch pool: 1 slot(s) (0 in use) for 1 repositories")
+    assert "`co-sidecar scratch prune` removes them" in check["message"]
     pruned = subprocess.run([sys.executable, "-m", "co_sidecar", "scratch", "prune"], capture_output=True, text=True, check=True)
     assert pruned.stdout.startswith("removed 1 scratch slot(s)")
     assert not lease.slot.dir.exists() and pool.summary().slots == 0
