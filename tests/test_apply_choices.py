@@ -5,6 +5,7 @@ workspaceEdit capabilities honoured."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -368,6 +369,31 @@ async def test_a_client_that_applied_part_of_the_edit_gets_exactly_that_recorded
     m = manifest_of(repo / ".runs", run_id)
     assert m["state"] == "partially_applied" and m["appliedParts"] == {"calc.py": [1]}
     assert "preview" in next(f["reason"] for f in result["files"] if f["path"] == "other.py")
+
+
+async def test_a_client_that_applied_some_hunks_of_a_file_gets_exactly_those_recorded(
+    tmp_path: Path, start_server: SessionFactory
+) -> None:
+    """The refactor preview with one edit of a file unticked: the extension names the edits it
+    applied ({"uri", "edits"}); the run records those hunks only, and the other one is still
+    offered: a later apply takes it, once."""
+    repo = make_repo(tmp_path / "ws")
+    run_id = seed_run(repo, patch_of(repo, {"calc.py": EDIT_8_AND_18}))
+    session = await start_server(repo)
+    uri = (repo / "calc.py").as_uri()
+    taken = json.dumps([{"uri": uri, "edits": [1]}])
+    session.apply_answer = {"applied": False, "failure_reason": f"co-sidecar: applied only: {taken}"}
+    result = await apply(session, run_id)
+    assert result["applied"] is True and result["outcome"] == "partial" and result["remaining"] == ["calc.py"]
+    m = manifest_of(repo / ".runs", run_id)
+    assert m["state"] == "partially_applied" and m["appliedParts"] == {"calc.py": [2]}
+    (repo / "calc.py").write_text(CALC.replace("line 18\n", "line eighteen\n"))  # what the editor wrote
+
+    rest = await apply(session, run_id, strategy="git")
+    assert rest["applied"] is True and rest["outcome"] == "applied" and rest["remaining"] == []
+    assert (repo / "calc.py").read_text() == EDIT_8_AND_18
+    m = manifest_of(repo / ".runs", run_id)
+    assert m["state"] == "applied" and m["appliedParts"] == {"calc.py": [1, 2]}
 
 
 async def test_an_unknown_command_is_method_not_found(tmp_path: Path, start_server: SessionFactory) -> None:

@@ -310,27 +310,39 @@ class ClientEditCaps:
 
 
 # A client that applied only part of the edit (VS Code's refactor preview with items unticked)
-# answers workspace/applyEdit {applied: false, failureReason: APPLIED_ONLY + JSON list of the
-# URIs it did apply}: the server records exactly those (docs/protocol.md, co/apply).
+# answers workspace/applyEdit {applied: false, failureReason: APPLIED_ONLY + a JSON list of what
+# it did apply: a file's URI (all of it), or {"uri", "edits": [indices of its text edits]} (some
+# hunks of it: a file's text edits are its hunks, in order)}: the server records exactly those
+# (docs/protocol.md, co/apply).
 APPLIED_ONLY = "co-sidecar: applied only: "
 
 
-def applied_only(reason: str | None, workspace: Path) -> list[str] | None:
-    """The workspace paths a client says it applied (see APPLIED_ONLY), or None."""
+def applied_only(reason: str | None, workspace: Path) -> dict[str, list[int] | None] | None:
+    """Workspace path -> the edit indices a client says it applied (None: the whole file), or
+    None when the reason is not an APPLIED_ONLY answer."""
     if not reason or APPLIED_ONLY not in reason:
         return None
     try:
-        uris = json.loads(reason.split(APPLIED_ONLY, 1)[1])
+        items = json.loads(reason.split(APPLIED_ONLY, 1)[1])
     except ValueError:
         return None
-    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+    if not isinstance(items, list):
         return None
     root = workspace.resolve()
-    out: list[str] = []
-    for uri in uris:
+    out: dict[str, list[int] | None] = {}
+    for item in items:
+        edits: list[int] | None = None
+        if isinstance(item, dict):
+            uri, edits = item.get("uri"), item.get("edits")
+            if not isinstance(edits, list) or not all(type(e) is int and e >= 0 for e in edits):
+                return None
+        else:
+            uri = item
+        if not isinstance(uri, str):
+            return None
         path = Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else None
         if path is not None and path.absolute().is_relative_to(root):
-            out.append(path.absolute().relative_to(root).as_posix())
+            out[path.absolute().relative_to(root).as_posix()] = edits
     return out
 
 
@@ -684,6 +696,14 @@ class Prepared:
             workspace=self.plan.drift,
             over_budget=bool(self.budget.over_limit),
         )
+
+    def narrow(self, taken: Mapping[str, list[int] | None]) -> None:
+        """Keep, of a file's chosen hunks, only those whose edits the client says it applied
+        (edit k of a file is its k-th chosen hunk: diffs.text_edit makes one edit per hunk)."""
+        for i, numbers in self.chosen.items():
+            edits = taken.get(self.changes[i].path)
+            if edits is not None:
+                self.chosen[i] = [n for k, n in enumerate(numbers) if k in set(edits)]
 
     def recorded_parts(self) -> dict[str, list[int]]:
         """path -> hunk numbers of the parts this apply wrote or found already there."""

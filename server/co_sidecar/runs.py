@@ -705,7 +705,7 @@ class RunManager:
         )
         record.save()  # persisted, not announced: editors react to runUpdates, and nothing changed yet
         try:
-            applied, reason, outcome, marked = await self._write(record, params, text, subs, client_apply, caps, prepared.documents)
+            applied, reason, outcome, marked = await self._write(record, params, text, subs, client_apply, caps, prepared)
         except BaseException:
             await self._restore_after_failure(record)
             record.manifest.applying = None
@@ -735,7 +735,7 @@ class RunManager:
         subs: list[diffs.FileChange],
         client_apply: ClientApply | None,
         caps: apply_plan.ClientEditCaps,
-        documents: Mapping[str, diffs.OpenDocument],
+        prepared: apply_plan.Prepared,
     ) -> tuple[bool, str | None, ApplyOutcomeKind | None, list[Conflict]]:
         """Write the sub-patch: (written, why not, outcome when not clean, files left with markers)."""
         if params.strategy == "git":
@@ -756,12 +756,13 @@ class RunManager:
                 return False, "the workspace changed during the apply and a merge left conflicts; nothing was applied", "conflicts", []
             return True, outcome.failure_reason, "conflicts" if outcome.conflicts else None, outcome.conflicts
         assert client_apply is not None
-        edit, conflicts = diffs.build_workspace_edit(subs, record.workspace, documents, label=self._label(record))
+        edit, conflicts = diffs.build_workspace_edit(subs, record.workspace, prepared.documents, label=self._label(record))
         if conflicts:
             return False, "the workspace changed during the apply: " + "; ".join(f"{c.path}: {c.reason}" for c in conflicts), "conflicts", []
         applied, reason = await client_apply(caps.shape(edit), self._label(record))
         only = apply_plan.applied_only(reason, record.workspace) if not applied else None
         if only:  # the user took part of the edit in the client's preview
+            prepared.narrow(only)
             return True, None, None, [Conflict(path=p, reason="applied") for p in only]
         if not applied:
             return False, reason or "the client did not apply the edit", "declined", []

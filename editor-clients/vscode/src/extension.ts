@@ -35,7 +35,10 @@ import {
   filePickItems,
   filesSelection,
   narrowDiff,
+  AppliedItem,
+  appliedEdits,
   appliedOnlyReason,
+  fileTextEdits,
   editUris,
   CoApi,
   DiffResult,
@@ -152,10 +155,27 @@ async function applyEditKeepingChoices(lc: LanguageClient, params: ApplyWorkspac
   const ok = await vscode.workspace.applyEdit(edit);
   if (!ok) return { applied: false, failureReason: "VS Code did not apply the edit (Discard in the refactor preview, or a file changed meanwhile)" };
   const after = await Promise.all(uris.map(fileState));
-  const changed = uris.filter((_, i) => after[i] !== before[i]).map((u) => u.toString());
-  if (changed.length === uris.length) return { applied: true };
-  if (changed.length === 0) return { applied: false, failureReason: "nothing was ticked in the refactor preview" };
-  return { applied: false, failureReason: appliedOnlyReason(changed) };
+  // Per file: untouched, taken whole, or some of its edits (hunks) unticked in the preview.
+  const taken: AppliedItem[] = [];
+  let whole = true;
+  uris.forEach((u, i) => {
+    const uri = u.toString();
+    if (after[i] === before[i]) {
+      whole = false;
+      return;
+    }
+    const edits = before[i] !== undefined && after[i] !== undefined ? fileTextEdits(params.edit, uri) : undefined;
+    const applied = edits && edits.length > 1 ? appliedEdits(before[i]!, edits, after[i]!) : undefined;
+    if (applied && edits && applied.length < edits.length) {
+      taken.push({ uri, edits: applied });
+      whole = false;
+    } else {
+      taken.push(uri);
+    }
+  });
+  if (whole) return { applied: true };
+  if (taken.length === 0) return { applied: false, failureReason: "nothing was ticked in the refactor preview" };
+  return { applied: false, failureReason: appliedOnlyReason(taken) };
 }
 
 async function ensureClient(): Promise<LanguageClient> {

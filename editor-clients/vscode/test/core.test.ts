@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 
 import { CoApi, describeError, errorCategory } from "../src/core/api";
 import { confirmAndApply, describeFile, summarizeDiff } from "../src/core/apply";
-import { applyOutcomeMessage, blockedFiles, filePickItems, filesSelection } from "../src/core/applyPick";
+import { appliedEdits, applyOutcomeMessage, blockedFiles, fileTextEdits, filePickItems, filesSelection } from "../src/core/applyPick";
 import { resolveServerCommand, serverSettingsPayload } from "../src/core/config";
 import { EditError, applyTextEdits, applyWorkspaceEdit, planWorkspaceEdit } from "../src/core/edits";
 import { DiffResult, RunUpdate, TextEdit, WorkspaceEdit } from "../src/core/protocol";
@@ -393,5 +393,36 @@ describe("the file pick", () => {
     assert.match(m.text, /Left: b\.py \(CO: Apply applies the rest, CO: Reject declines it\)/);
     const refused = applyOutcomeMessage({ ...plan, dryRun: false, outcome: "conflicts" } as never, "abc123");
     assert.match(refused.text, /was not applied \(conflicts\): b\.py: /);
+  });
+});
+
+describe("appliedEdits (a file with some hunks unticked in the refactor preview)", () => {
+  const before = "a\nb\nc\nd\ne\n";
+  const edits = [edit(1, 0, 2, 0, "B\n"), edit(3, 0, 4, 0, "D1\nD2\n")];
+
+  it("names exactly the edits the text shows applied", () => {
+    assert.deepEqual(appliedEdits(before, edits, applyTextEdits(before, edits)), [0, 1]);
+    assert.deepEqual(appliedEdits(before, edits, applyTextEdits(before, [edits[1]])), [1]);
+    assert.deepEqual(appliedEdits(before, edits, applyTextEdits(before, [edits[0]])), [0]);
+    assert.deepEqual(appliedEdits(before, edits, before), []);
+  });
+
+  it("says when no choice of edits explains the text", () => {
+    assert.equal(appliedEdits(before, edits, "a\nB\nc\nd\nX\n"), undefined);
+  });
+
+  it("tells an insertion that repeats its neighbour from one that was not made", () => {
+    const text = "x\nx\n";
+    const ins = [edit(1, 0, 1, 0, "x\n"), edit(2, 0, 2, 0, "y\n")];
+    assert.deepEqual(appliedEdits(text, ins, "x\nx\nx\n"), [0]);
+    assert.deepEqual(appliedEdits(text, ins, "x\nx\ny\n"), [1]);
+  });
+
+  it("takes a file that is also created, deleted or renamed whole", () => {
+    const uri = "file:///w/a.py";
+    const textEdit = { textDocument: { uri, version: null }, edits };
+    assert.equal(fileTextEdits({ documentChanges: [textEdit] }, uri)?.length, 2);
+    assert.equal(fileTextEdits({ documentChanges: [{ kind: "create", uri }, textEdit] }, uri), undefined);
+    assert.equal(fileTextEdits({ changes: { [uri]: edits } }, uri)?.length, 2);
   });
 });

@@ -4,7 +4,8 @@
  * cleanly unticked with why), the selection to send, and what to tell the user afterwards.
  */
 
-import { ApplyFile, ApplyResult, DiffResult, FileStat, WorkspaceEdit } from "./protocol";
+import { lineStarts, offsetAt } from "./edits";
+import { ApplyFile, ApplyResult, DiffResult, FileStat, TextEdit, WorkspaceEdit } from "./protocol";
 
 export interface FilePickItem {
   path: string;
@@ -88,8 +89,64 @@ export function applyOutcomeMessage(result: ApplyResult, short: string): { level
 /** How a client says it applied only part of an edit (the server's apply_plan.APPLIED_ONLY). */
 export const APPLIED_ONLY = "co-sidecar: applied only: ";
 
-export function appliedOnlyReason(uris: readonly string[]): string {
-  return APPLIED_ONLY + JSON.stringify(uris);
+/** A file the client applied: whole (its URI), or only some of its text edits (their indices). */
+export type AppliedItem = string | { uri: string; edits: number[] };
+
+export function appliedOnlyReason(items: readonly AppliedItem[]): string {
+  return APPLIED_ONLY + JSON.stringify(items);
+}
+
+/** A file's text edits in an edit, in order; undefined when the edit also creates, deletes or
+ * renames it (such a file is taken whole). */
+export function fileTextEdits(edit: WorkspaceEdit, uri: string): TextEdit[] | undefined {
+  const out: TextEdit[] = [...(edit.changes?.[uri] ?? [])];
+  for (const change of edit.documentChanges ?? []) {
+    if ("textDocument" in change) {
+      if (change.textDocument.uri === uri) out.push(...change.edits);
+    } else if (change.kind === "rename" ? change.oldUri === uri || change.newUri === uri : change.uri === uri) {
+      return undefined;
+    }
+  }
+  return out;
+}
+
+/**
+ * Which of a file's text edits `after` shows applied to `before` (indices, in order), or
+ * undefined when no choice of them explains it (the file was changed some other way). The
+ * refactor preview lets the user untick single edits of a file: one edit is one hunk.
+ */
+export function appliedEdits(before: string, edits: readonly TextEdit[], after: string): number[] | undefined {
+  const starts = lineStarts(before);
+  const spans = edits
+    .map((e, i) => ({ i, start: offsetAt(before, starts, e.range.start), end: offsetAt(before, starts, e.range.end), text: e.newText }))
+    .sort((a, b) => a.start - b.start);
+  const seen = new Map<string, number[] | null>();
+  // k: the next span; from: where `before` resumes after the last span; at: the place in `after`.
+  const walk = (k: number, from: number, at: number): number[] | null => {
+    const key = `${k}:${at}`;
+    const known = seen.get(key);
+    if (known !== undefined) return known;
+    let found: number[] | null = null;
+    const gap = before.slice(from, k < spans.length ? spans[k].start : before.length);
+    if (after.startsWith(gap, at)) {
+      const p = at + gap.length;
+      if (k === spans.length) {
+        found = p === after.length ? [] : null;
+      } else {
+        const s = spans[k];
+        if (after.startsWith(s.text, p)) {
+          const rest = walk(k + 1, s.end, p + s.text.length);
+          if (rest) found = [s.i, ...rest];
+        }
+        const old = before.slice(s.start, s.end);
+        if (!found && after.startsWith(old, p)) found = walk(k + 1, s.end, p + old.length);
+      }
+    }
+    seen.set(key, found);
+    return found;
+  };
+  const applied = walk(0, 0, 0);
+  return applied ? applied.sort((a, b) => a - b) : undefined;
 }
 
 /** The files an edit touches, as URIs (a rename: its new name; no duplicates). */
