@@ -122,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         from .report import scratch_section
 
         old = output.read_text() if output.is_file() else ""
-        output.write_text(scratch_report.splice(old, scratch_section(results, NOTES)))
+        section = scratch_section(results, NOTES)
+        load = " / ".join(str(x) for x in results["machine"]["loadavg_at_start"])
+        # The rest of the report is from another run: say when this section was measured.
+        section[1:1] = ["", f"*This section alone (`--only scratch`): run at {results['started']}, load average at start {load}.*"]
+        output.write_text(scratch_report.splice(old, section))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         print(f"[bench] wrote {output}", file=sys.stderr)

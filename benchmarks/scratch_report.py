@@ -99,8 +99,29 @@ def render(res: dict[str, Any], before: dict[str, Any] | None, notes: str = "") 
         out += _table(["goal", "before", "after"], [[g, prev.get(g, "—"), fig] for g, fig, _ in now])
         out.append("")
     if notes:
-        out += [notes, ""]
+        out += [fill(notes, res), ""]
     return out
+
+
+def fill(notes: str, res: dict[str, Any]) -> str:
+    """The notes' figures from this run (@WARM@, @COLD@, @FLOORS@), not a past one's."""
+    gen = sorted((r for r in res["rows"] if r["name"].startswith("generated")), key=lambda r: r["files"])
+    warm = ", ".join(
+        f"{_s(r['warm']['launch_s'])} at {r['files'] // 1000}k"
+        + (f" (`git status` {_s(r['floor_status_s'])})" if "floor_status_s" in r else "")
+        for r in gen
+    )
+    big = [r for r in gen if r["files"] >= 50_000]
+    cold = ", ".join(
+        f"{_s(r['cold']['launch_s'])} at {r['files'] // 1000}k against {_s(min(r['floor_worktree_s'], r['floor_worktree_warm_s']))}"
+        for r in big
+    )
+    floors = ", ".join(
+        f"{_s(r['floor_worktree_s'])} / {_s(r['floor_worktree_warm_s'])} at {r['files'] // 1000}k" for r in big
+    )
+    for key, value in (("@WARM@", warm), ("@COLD@", cold), ("@FLOORS@", floors)):
+        notes = notes.replace(key, value or "not measured")
+    return notes
 
 
 def splice(document: str, section: list[str]) -> str:
