@@ -426,3 +426,25 @@ async def test_head_moved_is_measured_from_the_head_at_launch(tmp_path: Path, st
     moved = await apply(session, run_id, strategy="git", dryRun=True, accept=False)
     assert moved["workspace"]["headMoved"] is True and moved["workspace"]["commitsSince"] == 1
     assert moved["workspace"]["baseHead"] == base
+
+
+async def test_the_dry_run_says_merged_and_path_refused(tmp_path: Path, start_server: SessionFactory) -> None:
+    """Two outcomes of the dry run: `merged` (the user edited a context line: the patch no longer
+    applies as it is, git's 3-way merge takes it cleanly) and `skipped` for a path refused (a
+    symlink out of the workspace, without allowExternalSymlinks), beside a clean file."""
+    repo = make_repo(tmp_path / "ws")
+    patch = patch_of(repo, {"calc.py": EDIT_8, "other.py": "a = 2\n"})
+    (repo / "out").symlink_to(tmp_path)
+    git(repo, "add", "-A")
+    link = subprocess.run(["git", "diff", "--cached", "HEAD"], cwd=repo, check=True, capture_output=True).stdout  # noqa: S603, S607
+    git(repo, "reset", "-q", "--hard", "HEAD")
+    run_id = seed_run(repo, patch + link)
+    (repo / "calc.py").write_text(CALC.replace("line 6\n", "line six (mine)\n"))
+    session = await start_server(repo)
+    dry = await apply(session, run_id, strategy="git", dryRun=True)
+    files = {f["path"]: f for f in dry["files"]}
+    assert files["calc.py"]["outcome"] == "merged", files["calc.py"]
+    assert files["other.py"]["outcome"] == "clean"
+    assert files["out"]["outcome"] == "skipped" and files["out"]["reason"].startswith("path refused: ")
+    assert "allowExternalSymlinks" in files["out"]["reason"]
+    assert (repo / "calc.py").read_text() == CALC.replace("line 6\n", "line six (mine)\n") and not (repo / "out").exists()
