@@ -527,6 +527,40 @@ def test_a_conflict_opens_the_checklist_with_the_file_unticked_and_says_what_to_
     assert manifest["apply"]["remaining"] == ["old.txt"] and "old.txt" not in manifest["appliedParts"]
 
 
+def test_m_in_the_checklist_writes_conflict_markers_only_when_chosen(repo: Path) -> None:
+    """A file saved since the run with the lines the run changes: unticked as a conflict; the
+    user ticks it and presses M, the explicit choice: git writes its markers, and the note says
+    where they are and what to do."""
+    result = run_nvim(
+        repo,
+        """
+        local id = T.start('mode=local add a line')
+        T.wait_state(id, 'succeeded')
+        local lines = vim.fn.readfile('src.txt')
+        for i, line in ipairs(lines) do
+          if line == 'line 10' then lines[i] = 'line 10 mine' end
+        end
+        vim.fn.writefile(lines, 'src.txt')
+        vim.cmd('CoApply')
+        T.wait_note('would not apply cleanly')
+        for i, line in ipairs(T.lines(0)) do
+          if line:find('src.txt', 1, true) then vim.api.nvim_win_set_cursor(0, { i, 0 }) end
+        end
+        vim.cmd('normal x')
+        vim.cmd('normal M')
+        T.wait_note('conflict markers')
+        T.result.state = T.request('co/status', { runId = id }).state
+        """,
+    )
+    marked = next(n for n in result["notes"] if "conflict markers" in n["msg"])
+    assert "src.txt" in marked["msg"] and "resolve them" in marked["msg"]
+    text = (repo / "src.txt").read_text()
+    assert "<<<<<<<" in text and "line 10 mine" in text and "line 10 changed by agent" in text
+    assert result["result"]["state"] in ("applied", "partially_applied")
+    manifest = json.loads(next((repo / ".runs").rglob("manifest.json")).read_text())
+    assert manifest["apply"]["onConflict"] == "markers" and "src.txt" in manifest["apply"]["conflictPaths"]
+
+
 def test_choose_files_and_hunks_from_the_diff_buffer(repo: Path) -> None:
     """Apply's "Choose files…" opens the checklist (all ticked, with +/- counts); unticking
     takes part of the run. Then in :CoDiff, x leaves a hunk out and a applies the kept one."""
