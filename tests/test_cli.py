@@ -33,6 +33,9 @@ def test_doctor_json_and_exit_codes(repo: Path) -> None:
     cloud = run_cli("doctor", "--workspace", str(repo), "--cloud", env={"CO_AGENT_COMMAND": agent})
     assert cloud.returncode == 1
     assert "FAIL" in cloud.stdout and "fix:" in cloud.stdout and "fallback policy: allow" in cloud.stdout
+    # Signed out, nothing configured: the environment line says it would be detected, and how.
+    assert "no Codex Cloud environment id (detected from the repository's origin once signed in)" in cloud.stdout
+    assert "run `codex login` (it is then detected), or set cloud.envId (an id or a label" in cloud.stdout
 
 
 def test_run_shows_progress_and_diff_then_applies_with_git(repo: Path) -> None:

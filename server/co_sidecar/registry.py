@@ -150,7 +150,7 @@ REQUESTS: tuple[Request, ...] = (
         doc="Preflight report for both modes: every check, the fix for each failure, the fallback policy in force.",
         params="DoctorParams", result="DoctorResult",
         example={},
-        answer={"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id", "fix": "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch"}]}},
+        answer={"checks": [{"name": "git", "ok": True, "message": "git found", "fix": None, "code": None}, {"name": "cloud", "ok": False, "message": "no Codex Cloud environment id (detected from the repository's origin once signed in)", "fix": "run `codex login` (it is then detected), or set cloud.envId (an id or a label; or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch", "code": "cloud_env_missing"}], "fallbackPolicy": "allow", "defaultMode": "local", "local": {"ok": True, "issues": []}, "cloud": {"ok": False, "issues": [{"code": "cloud_env_missing", "message": "no Codex Cloud environment id (detected from the repository's origin once signed in)", "fix": "run `codex login` (it is then detected), or set cloud.envId (an id or a label; or CODEX_CLOUD_ENV_ID), or pass envId in co/launch"}]}},
     ),
     Request(
         method="co/canary",

@@ -322,6 +322,6 @@ def resolve(
         raise EnvironmentProblem(
             IssueCode.CLOUD_ENV_MISSING,
             f"no Codex Cloud environment id, and none could be detected ({error})",
-            "set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
+            "set cloud.envId (an id or a label; or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
         )
     return choose(requested, by_repo, everything, repo)

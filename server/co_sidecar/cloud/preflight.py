@@ -97,6 +97,16 @@ def unpushed_commits(workspace: Path, branch: str) -> int | None:
     return int(count) if count and count.isdigit() else None
 
 
+def _env_missing() -> Issue:
+    """Signed out and nothing configured: the environment can be neither checked nor detected."""
+    return Issue(
+        code=IssueCode.CLOUD_ENV_MISSING,
+        message="no Codex Cloud environment id (detected from the repository's origin once signed in)",
+        fix="run `codex login` (it is then detected), or set cloud.envId (an id or a label; or "
+        "CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
+    )
+
+
 def _choose_env(
     cloud: CloudConfig, workspace: Path | None, requested: str | None, environ: Mapping[str, str] | None
 ) -> CloudEnv | Issue:
@@ -112,11 +122,7 @@ def _choose_env(
     if credentials is None and not is_loopback(cloud.base_url):
         if requested:
             return CloudEnv(id=requested, source="configured", reason=f"{requested!r} as configured (not verified: no credentials)")
-        return Issue(
-            code=IssueCode.CLOUD_ENV_MISSING,
-            message="no Codex Cloud environment id",
-            fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
-        )
+        return _env_missing()
     timeout = min(10.0, cloud.poll.request_timeout_seconds)
     try:
         choice = envs.resolve(requested, cloud.base_url, credentials, workspace, timeout)
@@ -172,13 +178,7 @@ def cloud_check(
         else:
             check.env = chosen
     else:
-        check.issues.append(
-            Issue(
-                code=IssueCode.CLOUD_ENV_MISSING,
-                message="no Codex Cloud environment id",
-                fix="set cloud.envId (or CODEX_CLOUD_ENV_ID), or pass cloud.envId in co/launch",
-            )
-        )
+        check.issues.append(_env_missing())
     check.issues.extend(adapter_issues)
     wanted = branch or cloud.branch
     if workspace is not None:
