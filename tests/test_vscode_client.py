@@ -124,7 +124,7 @@ def test_code_server_e2e() -> None:
 
     editor-clients/vscode/e2e/run.sh installs Node 24 and code-server from the npm registry
     into a cache (the first time: a few minutes), packages co-sidecar-linux-x64-<version>.vsix
-    (the server bundled) and runs the nine steps of e2e/e2e.mjs as a user with no co-sidecar.
+    (the server bundled) and runs the ten steps of e2e/e2e.mjs as a user with no co-sidecar.
     Missing prerequisites and a failed install fail this test; CO_SKIP_VSCODE_E2E=1 skips it,
     and so does a CO_VSCODE_E2E_SKIP reason from `./dev setup`.
     """
@@ -156,7 +156,7 @@ def test_code_server_e2e() -> None:
     assert proc.returncode == 0, output
     summary = E2E_SUMMARY.search(proc.stdout)
     assert summary, output
-    assert (int(summary[1]), int(summary[2])) == (9, 0), summary[0]
+    assert (int(summary[1]), int(summary[2])) == (10, 0), summary[0]
 
 
 # pydantic-core's compiled module, as each platform's wheels name it, for CPython 3.XY.

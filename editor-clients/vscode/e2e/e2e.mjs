@@ -22,6 +22,8 @@
 //   9. a task that changes long.txt in two places; CO: Preview Diff, then CO: Choose Hunks… on
 //      that diff editor: both hunks ticked, hunk 1 unticked: only hunk 2 applied (disk after Save
 //      All), the manifest says partially_applied with long.txt's hunk 2 applied
+//  10. step 7's three.txt edited on disk: CO: Apply's conflict modal names it and offers its four
+//      ways out; Apply Clean Files Only applies four.txt, three.txt keeps the user's text (no markers)
 // Usage: node e2e.mjs path/to/co-sidecar-linux-x64-<version>.vsix   (run.sh installs the deps,
 // packages the extension and sets CO_E2E_DEPS). Screenshots of every step go to
 // ../out/e2e/; with CO_E2E_UPDATE_DOCS=1 three of them are copied to docs/images/.
@@ -412,7 +414,7 @@ async function rowMenu(prompt, item) {
   throw new Error(`the context menu of "${prompt}" did not run ${item}`);
 }
 
-const TOTAL = 9;
+const TOTAL = 10;
 try {
   // The user has no co-sidecar: not on PATH, and the python3 on PATH cannot import it.
   for (const dir of userPath.split(delimiter)) assert.ok(!existsSync(join(dir, "co-sidecar")), `co-sidecar in ${dir}`);
@@ -847,6 +849,44 @@ try {
     assert.deepEqual(m.appliedParts, { "long.txt": [2] });
     assert.deepEqual(m.apply.remaining, ["long.txt"]);
     return `run ${run.runId.slice(-6)}: ${shown.join(" | ")}; "${note}"`;
+  });
+
+  await step("10. A conflict: the modal offers its ways out; Apply Clean Files Only takes the clean file and leaves the other untouched", async () => {
+    // three.txt, left by step 7, is now edited on disk on the line the run changes.
+    writeFileSync(join(ws, "three.txt"), "three.txt, mine\n");
+    await command("CO: Apply");
+    await pickRun(FOURTH_PROMPT);
+    const modal = page.getByRole("dialog").filter({ hasText: "would not apply cleanly" });
+    await modal.waitFor({ state: "visible", timeout: 15_000 });
+    const said = (await modal.textContent()).replace(/\s+/g, " ");
+    assert.match(said, /1 file of run \w+ would not apply cleanly/);
+    assert.ok(said.includes("three.txt"), said);
+    for (const name of ["Apply with Conflict Markers", "Open in Merge Editor", "Choose Files…"]) {
+      assert.equal(await modal.getByRole("button", { name }).count(), 1, `the modal offers ${name}`);
+    }
+    await shot("19-conflict-modal");
+    await modal.getByRole("button", { name: "Apply Clean Files Only" }).click();
+    const dialog = page.getByRole("dialog").filter({ hasText: "Apply the changes of CO run" });
+    await dialog.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await dialog.textContent()).replace(/\s+/g, " "), /Apply the changes of CO run \w+: 1 file /);
+    await dialog.getByRole("button", { name: "Apply", exact: true }).click();
+    const box = page.locator('.part.panel .monaco-list-row[role="checkbox"]').filter({ hasText: "four.txt" }).locator(".edit-checkbox").first();
+    await box.waitFor({ state: "visible", timeout: 15_000 });
+    if ((await box.getAttribute("aria-checked")) !== "true") await box.click();
+    await until("four.txt ticked", async () => (await box.getAttribute("aria-checked")) === "true", 5_000);
+    await page.locator(".part.panel").getByRole("button", { name: "Apply", exact: true }).click();
+    const expected = "four.txt changed by the agent\n";
+    for (let i = 0; i < 3 && readFileSync(join(ws, "four.txt"), "utf8") !== expected; i++) {
+      await openFile("four.txt");
+      await command("File: Save All Files");
+      await until("four.txt on disk", () => readFileSync(join(ws, "four.txt"), "utf8") === expected, 5_000).catch(() => undefined);
+    }
+    assert.equal(readFileSync(join(ws, "four.txt"), "utf8"), expected, "the clean file applied");
+    assert.equal(readFileSync(join(ws, "three.txt"), "utf8"), "three.txt, mine\n", "the conflicting file untouched, no markers");
+    const m = await until("four.txt in the manifest", () => manifestFor(FOURTH_PROMPT)?.appliedParts?.["four.txt"] && manifestFor(FOURTH_PROMPT));
+    assert.equal(m.state, "partially_applied");
+    assert.deepEqual(m.apply.remaining, ["three.txt"]);
+    return `"${said.slice(0, 80)}…"; applied four.txt; left ${m.apply.remaining.join(", ")}`;
   });
 
   if (process.env.CO_E2E_UPDATE_DOCS === "1") {
